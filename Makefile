@@ -1,0 +1,36 @@
+# Everything a fresh clone needs: `make local-score` and `make test` (both create .venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(PY) -m unlearning_challenge
+
+PHASE ?= phases/default.yaml
+SUBMISSION ?= starting_kit/sample_submission
+NUM_MODELS ?=
+NO_TIME_LIMIT ?=
+OUT ?=
+
+LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
+                     $(if $(NO_TIME_LIMIT),--no-time-limit) \
+                     $(if $(OUT),--output $(OUT))
+
+.PHONY: install test local-score reference bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+local-score: install
+	$(CLI) local-score --submission $(SUBMISSION) --input-data input_data --reference-data reference_data $(LOCAL_SCORE_FLAGS)
+
+reference: install
+	$(CLI) reference --config $(PHASE)
+
+bench: install
+	$(PY) benchmarks/bench_metric.py

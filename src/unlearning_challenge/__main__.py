@@ -1,0 +1,3 @@
+from unlearning_challenge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Phase configuration: the one source of truth read by reference generation,
+ingestion and scoring.
+
+A phase is described by one YAML file (see ``phases/default.yaml``). Every
+artifact records the config it came from, so two sides can be compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A phase config is missing a key, has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the images come from.
+
+    kind: ``synthetic`` (generated from ``seed``), ``kaggle``, ``casia`` or
+    ``csv`` (read from ``root``).
+    """
+
+    kind: str = "synthetic"
+    seed: int = 0
+    num_persons: int = 400
+    min_images_per_person: int = 3
+    max_images_per_person: int = 8
+    image_size: int = 32
+    label_noise: float = 0.08
+    atypical_fraction: float = 0.1
+    root: str | None = None
+    manifest: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How persons are divided into train/val/test and train into retain/forget."""
+
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    forget_fraction: float = 0.02
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "resnet18"
+    num_classes: int = 10
+    # dtype of the committed original-model checkpoint ("float32" or "float16");
+    # the model is always run in float32.
+    checkpoint_dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The challenge's training recipe for the original and retrained models."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 5e-3
+    class_weighted_loss: bool = True
+    # Threads used by torch on CPU (0: torch's default).
+    cpu_threads: int = 0
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """How many retrained models (N) and their seeds (seed_start .. seed_start+N-1)."""
+
+    num_models: int = 512
+    seed_start: int = 0
+    original_seed: int = 12345
+
+
+@dataclass(frozen=True)
+class IngestionConfig:
+    """How the submission is run."""
+
+    batch_size: int = 64
+    # Per-run seeds are seed_start + run index: distinct from the reference seeds.
+    seed_start: int = 1_000_000
+    # A run may take at most this fraction of one retrain's mean time.
+    time_fraction: float = 0.2
+    # Hard limit per run, as a multiple of the budget, before the worker is killed.
+    hard_timeout_factor: float = 3.0
+    # Worker memory cap in GiB (0: no cap).
+    memory_limit_gib: float = 0.0
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    name: str
+    description: str = ""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    ingestion: IngestionConfig = field(default_factory=IngestionConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """sha256 of the settings that define the reference (not the ingestion ones)."""
+        d = self.to_dict()
+        d.pop("description")
+        d.pop("ingestion")
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+_SECTIONS = {
+    "dataset": DatasetConfig,
+    "split": SplitConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "reference": ReferenceConfig,
+    "ingestion": IngestionConfig,
+}
+
+
+def _build_section(name: str, cls: type, raw: Any, source: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} in section '{name}'; valid keys: {sorted(known)}"
+        )
+    values = {}
+    for key, value in raw.items():
+        default = known[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{name}.{key}' must be true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{source}: '{name}.{key}' must be a number, got {value!r}")
+            value = type(default)(value) if isinstance(default, float) else value
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> PhaseConfig:
+    """Build and validate a PhaseConfig from a parsed YAML mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    allowed = {"name", "description", *_SECTIONS}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {unknown}; valid keys: {sorted(allowed)}")
+    if "name" not in raw:
+        raise ConfigError(f"{source}: missing required key 'name'")
+    sections = {name: _build_section(name, cls, raw.get(name), source) for name, cls in _SECTIONS.items()}
+    config = PhaseConfig(name=str(raw["name"]), description=str(raw.get("description", "")), **sections)
+    _check_values(config, source)
+    return config
+
+
+def _check_values(config: PhaseConfig, source: str) -> None:
+    if config.reference.num_models < 2:
+        raise ConfigError(f"{source}: 'reference.num_models' must be at least 2, got {config.reference.num_models}")
+    if config.dataset.kind not in ("synthetic", "kaggle", "casia", "csv"):
+        raise ConfigError(
+            f"{source}: 'dataset.kind' must be one of synthetic, kaggle, casia, csv; got {config.dataset.kind!r}"
+        )
+    if config.model.arch != "resnet18":
+        raise ConfigError(f"{source}: 'model.arch' must be resnet18, got {config.model.arch!r}")
+    if config.model.checkpoint_dtype not in ("float32", "float16"):
+        raise ConfigError(f"{source}: 'model.checkpoint_dtype' must be float32 or float16")
+    for key in ("val_fraction", "test_fraction", "forget_fraction"):
+        value = getattr(config.split, key)
+        if not 0 < value < 1:
+            raise ConfigError(f"{source}: 'split.{key}' must be in (0, 1), got {value}")
+    if not 0 < config.ingestion.time_fraction:
+        raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
+
+
+def load_config(path: str | Path) -> PhaseConfig:
+    """Read a phase config YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"phase config not found: {path}")
+    with path.open() as f:
+        raw = yaml.safe_load(f)
+    return config_from_dict(raw, source=str(path))
+
+
+def dump_config(config: PhaseConfig) -> str:
+    """The config as YAML text (round-trips through :func:`config_from_dict`)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
