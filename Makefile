@@ -34,3 +34,5 @@ reference: install
 
 bench: install
 	$(PY) benchmarks/bench_metric.py
+
+include mk/platform.mk

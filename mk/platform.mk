@@ -1,0 +1,1 @@
+# Bundle, docker image, submission zips and baselines (organizer and participant tools).
