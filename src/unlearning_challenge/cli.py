@@ -1,0 +1,112 @@
+"""``unlearning-challenge``: one command over the library's parts."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unlearning_challenge import __version__
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from unlearning_challenge.config import load_config
+    from unlearning_challenge.models import pick_device
+    from unlearning_challenge.reference import assemble, generate_reference, parse_shard, WorkFolder
+
+    config = load_config(args.config)
+    work = args.work or Path("work") / config.name
+    device = pick_device(args.device)
+    if args.assemble_only:
+        summary = assemble(config, WorkFolder(work), args.input_data, args.reference_data, device)
+    else:
+        summary = generate_reference(
+            config, work_dir=work, input_dir=args.input_data, reference_dir=args.reference_data,
+            device=device, shard=parse_shard(args.shard), backend=args.backend,
+        )
+    if summary is None:
+        return 0
+    original, retrained = summary["original"], summary["retrained"]
+    print(f"original model: retain {original['retain_accuracy']:.3f}, test {original['test_accuracy']:.3f}, "
+          f"forget {original['forget_accuracy']:.3f}")
+    print(f"retrained (mean of {config.reference.num_models}): retain {retrained['retain_accuracy']:.3f}, "
+          f"test {retrained['test_accuracy']:.3f}, forget {retrained['forget_accuracy']:.3f}; "
+          f"{summary['mean_retrain_seconds']:.1f} s per model")
+    print(f"wrote {args.input_data} and {args.reference_data}")
+    return 0
+
+
+def _local_score(args: argparse.Namespace) -> int:
+    """Ingestion then scoring, each in its own process, as the platform runs them."""
+    out = args.output or Path("runs") / time.strftime("local-%Y%m%d-%H%M%S")
+    if out.exists() and any(out.iterdir()):
+        print(f"local-score: output folder {out} is not empty; choose another with OUT=...", file=sys.stderr)
+        return 2
+    res, scores = out / "res", out / "scores"
+    if args.num_models:
+        print(f"quick check: running and scoring only the first {args.num_models} models", file=sys.stderr)
+    ingest = [sys.executable, "-m", "unlearning_challenge.ingestion", "--input", str(args.input_data),
+              "--output", str(res), "--submission", str(args.submission)]
+    if args.num_models:
+        ingest += ["--num-models", str(args.num_models)]
+    if args.no_time_limit:
+        ingest.append("--no-time-limit")
+    ingest_code = subprocess.call(ingest)
+    score = [sys.executable, "-m", "unlearning_challenge.scoring", "--res", str(res),
+             "--ref", str(args.reference_data), "--output", str(scores)]
+    if args.num_models:
+        score += ["--num-models", str(args.num_models)]
+    score_code = subprocess.call(score)
+    if ingest_code or score_code:
+        print(f"local-score: the submission failed (ingestion exit {ingest_code}, scoring exit {score_code}); "
+              f"ingestion output in {res}", file=sys.stderr)
+        return 1
+    print(f"outputs: ingestion {res}, scores {scores}/scores.txt, details {scores}/detailed_results.html")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unlearning-challenge", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("reference", help="train the original and N retrained models; write input_data/ and reference_data/")
+    p.add_argument("--config", required=True, type=Path, help="phase config YAML")
+    p.add_argument("--work", type=Path, default=None, help="work folder for resumable progress (default: work/<phase>)")
+    p.add_argument("--input-data", type=Path, default=Path("input_data"))
+    p.add_argument("--reference-data", type=Path, default=Path("reference_data"))
+    p.add_argument("--shard", default=None, help="train only models i, i+k, ... (i/k), e.g. 0/4")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--device", default=None)
+    p.add_argument("--assemble-only", action="store_true", help="only write the folders from a finished work folder")
+    p.set_defaults(func=_reference)
+
+    p = sub.add_parser("local-score", help="rehearse a submission: ingestion then scoring, as the platform runs them")
+    p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))
+    p.add_argument("--input-data", type=Path, default=Path("input_data"))
+    p.add_argument("--reference-data", type=Path, default=Path("reference_data"))
+    p.add_argument("--num-models", type=int, default=None, help="quick check with the first k models")
+    p.add_argument("--no-time-limit", action="store_true")
+    p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/local-<time>)")
+    p.set_defaults(func=_local_score)
+
+    p = sub.add_parser("ingest", help="the ingestion program", add_help=False)
+    p.set_defaults(func=None, program="unlearning_challenge.ingestion")
+    p = sub.add_parser("score", help="the scoring program", add_help=False)
+    p.set_defaults(func=None, program="unlearning_challenge.scoring")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("ingest", "score"):
+        module = {"ingest": "unlearning_challenge.ingestion", "score": "unlearning_challenge.scoring"}[argv[0]]
+        return __import__(module, fromlist=["main"]).main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2

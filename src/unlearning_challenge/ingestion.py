@@ -1,0 +1,356 @@
+"""The ingestion program: runs the submission N times and records what scoring needs.
+
+For each run the trusted side starts a fresh worker (see
+:mod:`unlearning_challenge.runner`) on a fresh copy of the original model with
+a per-run seed, measures its wall time, then evaluates the returned weights
+itself. Output, written only by this process into ``--output``:
+
+``unlearned.npz``
+    a :class:`~unlearning_challenge.artifacts.ModelFamily` (forget logits,
+    accuracies, run seconds, seeds), only when every run succeeded;
+``ingestion.json``
+    status (``ok`` / ``failed``), message, fingerprints, time budget and one
+    record per run (status, seconds, message, traceback and output tails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import unlearning_challenge
+from unlearning_challenge import __version__
+from unlearning_challenge.artifacts import (
+    DATASET_FILE,
+    FORMAT_VERSION,
+    INGESTION_FORMAT,
+    INGESTION_MANIFEST,
+    INPUT_FORMAT,
+    ORIGINAL_WEIGHTS,
+    PHASE_FILE,
+    UNLEARNED_ARRAYS,
+    ArtifactError,
+    ModelFamily,
+    read_manifest,
+    write_family,
+    write_manifest,
+)
+from unlearning_challenge.config import PhaseConfig, load_config
+from unlearning_challenge.data import FaceDataset, Splits, load_dataset, save_dataset, split_fingerprint
+from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.models import (
+    CheckpointError,
+    architecture_problems,
+    build_model,
+    load_weights,
+    nonfinite_parameters,
+    pick_device,
+)
+from unlearning_challenge.runner import RunRecord, RunStatus, Worker, WorkerSpec, become_subreaper, kill_leftovers
+
+SUBMISSION_FILE = "unlearning.py"
+
+
+class IngestionError(RuntimeError):
+    """The ingestion cannot start (bad input data or submission folder)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingestion", description="Run a submission's unlearning N times.")
+    parser.add_argument("--input", required=True, type=Path, help="input data folder (input_data/)")
+    parser.add_argument("--output", required=True, type=Path, help="folder for the ingestion output")
+    parser.add_argument("--submission", required=True, type=Path, help="folder holding unlearning.py")
+    parser.add_argument("--num-models", type=int, default=None, help="run only the first k of the N runs (quick check)")
+    parser.add_argument("--no-time-limit", action="store_true", help="do not enforce the per-run time budget")
+    parser.add_argument("--time-budget", type=float, default=None, help="per-run budget in seconds (default: from the input data)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--memory-limit-gib", type=float, default=None, help="cap each worker's address space (0: none)")
+    return parser
+
+
+def load_input(input_dir: Path) -> tuple[PhaseConfig, dict, FaceDataset, Splits]:
+    """Read and cross-check the input data folder."""
+    manifest = read_manifest(input_dir, expected_format=INPUT_FORMAT, what="input data")
+    config = load_config(input_dir / PHASE_FILE)
+    if config.fingerprint() != manifest["config_fingerprint"]:
+        raise ArtifactError(f"input data: {PHASE_FILE} does not match manifest.json (config fingerprint differs)")
+    dataset, splits = load_dataset(input_dir / DATASET_FILE)
+    if split_fingerprint(dataset, splits) != manifest["split_fingerprint"]:
+        raise ArtifactError(f"input data: {DATASET_FILE} does not match manifest.json (split fingerprint differs)")
+    if not (input_dir / ORIGINAL_WEIGHTS).is_file():
+        raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
+    return config, manifest, dataset, splits
+
+
+def check_submission(submission: Path) -> None:
+    if not submission.is_dir():
+        raise IngestionError(f"submission folder not found: {submission}")
+    if not (submission / SUBMISSION_FILE).is_file():
+        found = sorted(p.name for p in submission.iterdir())[:10]
+        raise IngestionError(
+            f"the submission has no {SUBMISSION_FILE} at its root (found: {found}); "
+            "put unlearning.py at the top of the folder (or of the zip)"
+        )
+
+
+def worker_env(workspace: Path) -> dict[str, str]:
+    """A minimal environment: nothing that names the trusted folders."""
+    package_parent = str(Path(unlearning_challenge.__file__).resolve().parent.parent)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workspace),
+        "TMPDIR": str(workspace / "tmp"),
+        "PYTHONPATH": package_parent,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+    }
+    for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OMP_NUM_THREADS"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+class RunPlan:
+    """Where each run's files live in the private workspace and how its worker starts."""
+
+    def __init__(self, workspace: Path, config: PhaseConfig, submission: Path, device: torch.device,
+                 original: Path, memory_limit_bytes: int):
+        self.workspace, self.config, self.submission = workspace, config, submission.resolve()
+        self.device, self.original, self.memory_limit_bytes = device, original, memory_limit_bytes
+        self.data = workspace / "worker_data.npz"
+        self.env = worker_env(workspace)
+        (workspace / "tmp").mkdir(exist_ok=True)
+
+    def seed(self, index: int) -> int:
+        return self.config.ingestion.seed_start + index
+
+    def run_dir(self, index: int) -> Path:
+        return self.workspace / f"run_{index:05d}"
+
+    def output(self, index: int) -> Path:
+        return self.run_dir(index) / "unlearned.safetensors"
+
+    def start(self, index: int) -> Worker:
+        run_dir = self.run_dir(index)
+        run_dir.mkdir()
+        shutil.copyfile(self.original, run_dir / "model.safetensors")
+        job = {
+            "submission": str(self.submission),
+            "dataset": str(self.data),
+            "model": str(run_dir / "model.safetensors"),
+            "model_config": {
+                "arch": self.config.model.arch,
+                "num_classes": self.config.model.num_classes,
+                "checkpoint_dtype": self.config.model.checkpoint_dtype,
+            },
+            "output": str(self.output(index)),
+            "seed": self.seed(index),
+            "batch_size": self.config.ingestion.batch_size,
+            "device": str(self.device),
+        }
+        job_path = run_dir / "job.json"
+        job_path.write_text(json.dumps(job))
+        return Worker(WorkerSpec(job_path, run_dir, self.env, memory_limit_bytes=self.memory_limit_bytes))
+
+
+def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool, hard_limit: float | None) -> None:
+    """Fill a record from the worker's last message; kill the worker."""
+    exit_code = worker.exit_code()
+    worker.stop()
+    kill_leftovers()
+    record.exit_code = exit_code
+    record.output_tail = worker.output.tail()
+    record.output_bytes = worker.output.total
+    event = message.get("event")
+    if timed_out:
+        record.status = RunStatus.TIMEOUT
+        record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {hard_limit:.1f} s per run"
+    elif event == "done":
+        record.status = RunStatus.OK
+    elif event == "error":
+        record.status = RunStatus.BAD_OUTPUT if message.get("stage") == "return" else RunStatus.CRASHED
+        stage = {"setup": "while loading the data", "import": "while importing unlearning.py",
+                 "call": "inside unlearning()", "return": "with what unlearning() returned"}.get(message.get("stage"), "")
+        record.message = f"{message.get('message', 'error')} ({stage})"
+        record.traceback_tail = str(message.get("traceback", ""))[-4000:]
+    else:
+        how = f"exit code {exit_code}" if exit_code is not None and exit_code >= 0 else (
+            f"signal {-exit_code}" if exit_code is not None else "no exit code")
+        record.status = RunStatus.CRASHED
+        record.message = f"the worker process ended without finishing the run ({how})"
+
+
+def evaluate_run(record: RunRecord, plan: RunPlan, dataset: FaceDataset, splits: Splits) -> ModelOutputs | None:
+    """Load the weights the worker left and evaluate them on the trusted side."""
+    path = plan.output(record.index)
+    if not path.is_file():
+        record.status, record.message = RunStatus.BAD_OUTPUT, "the run reported done but left no model weights"
+        return None
+    try:
+        state = load_weights(path)
+    except CheckpointError as exc:
+        record.status, record.message = RunStatus.BAD_OUTPUT, f"unreadable model weights: {exc}"
+        return None
+    problems = architecture_problems(state, plan.config.model)
+    if problems:
+        record.status = RunStatus.BAD_OUTPUT
+        record.message = "the returned model is not a ResNet-18 with 10 classes: " + "; ".join(problems)
+        return None
+    bad = nonfinite_parameters(state)
+    if bad:
+        record.status = RunStatus.BAD_OUTPUT
+        record.message = f"the returned model has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[:3]}"
+        return None
+    model = build_model(plan.config.model)
+    model.load_state_dict(state)
+    return evaluate_model(model, dataset, splits, plan.device)
+
+
+def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRecord], *, status: str, message: str,
+                       num_models: int, budget: float | None, device: torch.device, arrays_sha256: str | None) -> dict:
+    return {
+        "format": INGESTION_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "status": status,
+        "message": message,
+        "phase": config.name,
+        "config_fingerprint": manifest["config_fingerprint"],
+        "split_fingerprint": manifest["split_fingerprint"],
+        "num_models": num_models,
+        "num_models_reference": manifest["num_models"],
+        "time_budget_seconds": budget,
+        "time_limit_enforced": budget is not None,
+        "device": str(device),
+        "package_version": __version__,
+        "arrays_sha256": arrays_sha256,
+        "runs": [r.to_json() for r in records],
+    }
+
+
+def run_ingestion(args: argparse.Namespace, log=print) -> int:
+    """Run every run; write the output; 0 when all runs are ok."""
+    output = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    config, manifest, dataset, splits = load_input(args.input)
+    num_models = manifest["num_models"] if args.num_models is None else args.num_models
+    if not 1 <= num_models <= manifest["num_models"]:
+        raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
+    budget = None if args.no_time_limit else (args.time_budget or manifest["time_budget_seconds"])
+    hard_limit = None if budget is None else budget * config.ingestion.hard_timeout_factor
+    if hard_limit is None:
+        hard_limit = max(10 * manifest["mean_retrain_seconds"], 600.0)
+    memory_gib = config.ingestion.memory_limit_gib if args.memory_limit_gib is None else args.memory_limit_gib
+    device = pick_device(args.device)
+    become_subreaper()
+
+    records: list[RunRecord] = []
+    outputs: list[ModelOutputs] = []
+    status, message = "ok", f"{num_models} run(s) completed"
+
+    def write(status: str, message: str, sha: str | None) -> None:
+        write_manifest(output, ingestion_manifest(
+            config, manifest, records, status=status, message=message, num_models=num_models,
+            budget=budget, device=device, arrays_sha256=sha), name=INGESTION_MANIFEST)
+
+    check_submission(args.submission)
+    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run"
+    log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
+    workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
+    worker: Worker | None = None
+    try:
+        plan = RunPlan(workspace, config, args.submission, device, args.input / ORIGINAL_WEIGHTS,
+                       int(memory_gib * 2**30))
+        save_dataset(plan.data, dataset, splits, only=("retain", "forget", "val"))
+        worker = plan.start(0)
+        bar = tqdm(range(num_models), desc="unlearning runs", unit="run", file=sys.stderr)
+        for index in bar:
+            record = RunRecord(index=index, seed=plan.seed(index))
+            records.append(record)
+            ready = worker.wait_ready()
+            if ready.get("event") != "ready":
+                finish_run(record, worker, ready, False, hard_limit)
+                worker = None
+            else:
+                reply, record.seconds, timed_out = worker.go(hard_limit)
+                finish_run(record, worker, reply, timed_out, hard_limit)
+                worker = plan.start(index + 1) if index + 1 < num_models and record.status == RunStatus.OK else None
+            if record.status == RunStatus.OK:
+                result = evaluate_run(record, plan, dataset, splits)
+                if result is not None:
+                    outputs.append(result)
+                    if budget is not None and record.seconds > budget:
+                        record.status = RunStatus.TIMEOUT
+                        record.message = (
+                            f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s per run "
+                            f"({manifest['time_fraction']:.0%} of one retrain's {manifest['mean_retrain_seconds']:.1f} s)"
+                        )
+            shutil.rmtree(plan.run_dir(index), ignore_errors=True)
+            bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
+            if record.status != RunStatus.OK:
+                status = "failed"
+                message = f"run {index} (seed {record.seed}) {record.status.value}: {record.message}"
+                break
+        bar.close()
+    except KeyboardInterrupt:
+        status, message = "failed", "interrupted"
+        raise
+    finally:
+        if worker is not None:
+            worker.stop()
+        kill_leftovers()
+        shutil.rmtree(workspace, ignore_errors=True)
+        if status != "ok" or len(outputs) != num_models:
+            write(status, message if status != "ok" else "incomplete", None)
+    if status != "ok":
+        log(f"ingestion failed: {message}")
+        return 1
+
+    family = ModelFamily(
+        forget_logits=np.stack([o.forget_logits for o in outputs]),
+        forget_labels=dataset.age_group[splits.forget],
+        forget_image_ids=dataset.image_id[splits.forget],
+        retain_accuracy=np.array([o.retain_accuracy for o in outputs]),
+        test_accuracy=np.array([o.test_accuracy for o in outputs]),
+        forget_accuracy=np.array([o.forget_accuracy for o in outputs]),
+        seconds=np.array([r.seconds for r in records]),
+        seeds=np.array([r.seed for r in records]),
+    )
+    sha = write_family(output / UNLEARNED_ARRAYS, family)
+    write(status, message, sha)
+    log(f"ingestion: {message}; mean {family.seconds.mean():.2f} s per run; output in {output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = run_ingestion(args, log=lambda text: print(text, file=sys.stderr))
+    except (IngestionError, ArtifactError, ValueError) as exc:
+        print(f"ingestion failed: {exc}", file=sys.stderr)
+        args.output.mkdir(parents=True, exist_ok=True)
+        failure = {"format": INGESTION_FORMAT, "format_version": FORMAT_VERSION, "status": "failed",
+                   "message": str(exc), "runs": []}
+        if not (args.output / INGESTION_MANIFEST).exists():
+            write_manifest(args.output, failure, name=INGESTION_MANIFEST)
+        return 2
+    if code:
+        return code
+    manifest = json.loads((args.output / INGESTION_MANIFEST).read_text())
+    if manifest["status"] != "ok":
+        print(f"ingestion failed: {manifest['message']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

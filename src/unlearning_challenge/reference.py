@@ -1,0 +1,327 @@
+"""Reference generation: the original model and N retrained models.
+
+Work is kept in a work folder, one file per finished model, each written
+atomically: an interrupted run resumes where it stopped, shards
+(``--shard i/k``) can run on different machines that share the folder, and
+``assemble`` writes ``input_data/`` and ``reference_data/`` once all models
+exist. With ``backend="ray"`` the retrained models fan out as Ray tasks.
+
+Work folder layout::
+
+    dataset.npz                  the data and split (with fingerprint in work.json)
+    work.json                    config and split fingerprints
+    original.safetensors         original model (trained on train)
+    original.json                its accuracies and training seconds
+    retrained/seed_00000.npz     one retrained model's outputs (forget logits, accuracies, seconds)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unlearning_challenge import __version__
+from unlearning_challenge.artifacts import (
+    DATASET_FILE,
+    INPUT_FORMAT,
+    FORMAT_VERSION,
+    ORIGINAL_WEIGHTS,
+    PHASE_FILE,
+    REFERENCE_ARRAYS,
+    REFERENCE_FORMAT,
+    ArtifactError,
+    ModelFamily,
+    write_family,
+    write_manifest,
+)
+from unlearning_challenge.atomic import write_json, write_npz, write_text
+from unlearning_challenge.config import PhaseConfig, dump_config
+from unlearning_challenge.data import FaceDataset, Splits, build_dataset, load_dataset, make_splits, save_dataset, split_fingerprint
+from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
+from unlearning_challenge.training import train_model
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    root: Path
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / DATASET_FILE
+
+    @property
+    def info(self) -> Path:
+        return self.root / "work.json"
+
+    @property
+    def original(self) -> Path:
+        return self.root / ORIGINAL_WEIGHTS
+
+    @property
+    def original_info(self) -> Path:
+        return self.root / "original.json"
+
+    def retrained(self, seed: int) -> Path:
+        return self.root / "retrained" / f"seed_{seed:05d}.npz"
+
+
+def model_seeds(config: PhaseConfig) -> list[int]:
+    start = config.reference.seed_start
+    return list(range(start, start + config.reference.num_models))
+
+
+def prepare_data(config: PhaseConfig, work: WorkFolder) -> tuple[FaceDataset, Splits, str]:
+    """Build (or reload) the dataset and split; refuse a work folder made from another config."""
+    if work.info.exists():
+        info = json.loads(work.info.read_text())
+        if info["config_fingerprint"] != config.fingerprint():
+            raise ArtifactError(
+                f"work folder {work.root} was made from a different phase config "
+                f"({info['phase']!r}); use another --work folder or delete this one"
+            )
+        dataset, splits = load_dataset(work.dataset)
+        fingerprint = split_fingerprint(dataset, splits)
+        if fingerprint != info["split_fingerprint"]:
+            raise ArtifactError(f"work folder {work.root}: {DATASET_FILE} does not match work.json; delete the folder")
+        return dataset, splits, fingerprint
+    dataset = build_dataset(config.dataset)
+    splits = make_splits(dataset, config.split)
+    fingerprint = split_fingerprint(dataset, splits)
+    save_dataset(work.dataset, dataset, splits)
+    write_json(work.info, {
+        "phase": config.name,
+        "config_fingerprint": config.fingerprint(),
+        "split_fingerprint": fingerprint,
+    })
+    return dataset, splits, fingerprint
+
+
+def _outputs_record(outputs: ModelOutputs, seconds: float, seed: int, fingerprint: str) -> dict[str, np.ndarray]:
+    return {
+        "forget_logits": outputs.forget_logits,
+        "retain_accuracy": np.array(outputs.retain_accuracy),
+        "test_accuracy": np.array(outputs.test_accuracy),
+        "forget_accuracy": np.array(outputs.forget_accuracy),
+        "seconds": np.array(seconds),
+        "seed": np.array(seed),
+        "split_fingerprint": np.array(fingerprint),
+    }
+
+
+def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device) -> None:
+    """Train the original model on the whole train split (skipped when it exists)."""
+    if work.original.exists() and work.original_info.exists():
+        return
+    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch")
+    result = train_model(
+        dataset, splits.train, splits.val,
+        model_cfg=config.model, train_cfg=config.training, seed=config.reference.original_seed, device=device,
+        progress=lambda epoch, total, acc: (bar.update(1), bar.set_postfix(val_acc=f"{acc:.3f}")),
+    )
+    bar.close()
+    # Store first, then evaluate the stored weights: the original model *is* the checkpoint.
+    save_weights(result.state_dict, work.original, dtype=config.model.checkpoint_dtype)
+    model = load_model(work.original, config.model, device)
+    outputs = evaluate_model(model, dataset, splits, device)
+    write_json(work.original_info, {
+        "seed": config.reference.original_seed,
+        "seconds": result.seconds,
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.best_val_accuracy,
+        "retain_accuracy": outputs.retain_accuracy,
+        "test_accuracy": outputs.test_accuracy,
+        "forget_accuracy": outputs.forget_accuracy,
+        "history": result.history,
+    })
+
+
+def train_retrained(
+    config: PhaseConfig, dataset: FaceDataset, splits: Splits, seed: int, device: torch.device, fingerprint: str
+) -> dict[str, np.ndarray]:
+    """Train one model on retain only and return its outputs record."""
+    result = train_model(
+        dataset, splits.retain, splits.val,
+        model_cfg=config.model, train_cfg=config.training, seed=seed, device=device,
+    )
+    model = build_model(config.model)
+    model.load_state_dict(result.state_dict)
+    outputs = evaluate_model(model, dataset, splits, device)
+    return _outputs_record(outputs, result.seconds, seed, fingerprint)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/k"`` -> (i, k); None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/k (e.g. 0/4), got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"--shard {text!r}: need 0 <= i < k")
+    return index, count
+
+
+def pending_seeds(config: PhaseConfig, work: WorkFolder, shard: tuple[int, int] = (0, 1)) -> list[int]:
+    index, count = shard
+    return [s for i, s in enumerate(model_seeds(config)) if i % count == index and not work.retrained(s).exists()]
+
+
+def run_local(config: PhaseConfig, work: WorkFolder, seeds: list[int], device: torch.device,
+              dataset: FaceDataset, splits: Splits, fingerprint: str) -> None:
+    bar = tqdm(seeds, desc="retrained models", unit="model")
+    for seed in bar:
+        record = train_retrained(config, dataset, splits, seed, device, fingerprint)
+        write_npz(work.retrained(seed), record)
+        bar.set_postfix(seconds=f"{float(record['seconds']):.1f}", test_acc=f"{float(record['test_accuracy']):.3f}")
+
+
+def run_ray(config: PhaseConfig, work: WorkFolder, seeds: list[int], fingerprint: str, gpus_per_model: float) -> None:
+    """Fan retrained models out as Ray tasks; each writes its own file into the shared work folder."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("the ray backend needs Ray: pip install 'unlearning-challenge[ray]'") from None
+    ray.init(ignore_reinit_error=True)
+
+    @ray.remote(num_gpus=gpus_per_model)
+    def one_model(seed: int) -> int:
+        dataset, splits = load_dataset(work.dataset)
+        record = train_retrained(config, dataset, splits, seed, pick_device(), fingerprint)
+        write_npz(work.retrained(seed), record)
+        return seed
+
+    pending = [one_model.remote(seed) for seed in seeds]
+    with tqdm(total=len(pending), desc="retrained models (ray)", unit="model") as bar:
+        while pending:
+            done, pending = ray.wait(pending)
+            ray.get(done)
+            bar.update(len(done))
+
+
+def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset, fingerprint: str) -> ModelFamily:
+    seeds = model_seeds(config)
+    missing = [s for s in seeds if not work.retrained(s).exists()]
+    if missing:
+        raise ArtifactError(
+            f"{len(missing)} of {len(seeds)} retrained models are not trained yet (e.g. seed {missing[0]}); "
+            "run `reference` again (it resumes) before assembling"
+        )
+    records = []
+    for seed in seeds:
+        with np.load(work.retrained(seed), allow_pickle=False) as f:
+            if str(f["split_fingerprint"]) != fingerprint:
+                raise ArtifactError(f"{work.retrained(seed)} was made from another split; delete it and rerun")
+            records.append({k: f[k] for k in f.files})
+    return ModelFamily(
+        forget_logits=np.stack([r["forget_logits"] for r in records]).astype(np.float32),
+        forget_labels=dataset.age_group[splits.forget].astype(np.int64),
+        forget_image_ids=dataset.image_id[splits.forget].astype(np.int64),
+        retain_accuracy=np.array([r["retain_accuracy"] for r in records], dtype=np.float64),
+        test_accuracy=np.array([r["test_accuracy"] for r in records], dtype=np.float64),
+        forget_accuracy=np.array([r["forget_accuracy"] for r in records], dtype=np.float64),
+        seconds=np.array([r["seconds"] for r in records], dtype=np.float64),
+        seeds=np.array(seeds, dtype=np.int64),
+    )
+
+
+def _provenance(device: torch.device) -> dict[str, str]:
+    return {
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+    }
+
+
+def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_dir: Path, device: torch.device) -> dict:
+    """Write ``input_data/`` and ``reference_data/`` from a finished work folder."""
+    dataset, splits, fingerprint = prepare_data(config, work)
+    family = _load_retrained(config, work, splits, dataset, fingerprint)
+    original = json.loads(work.original_info.read_text())
+    mean_seconds = float(family.seconds.mean())
+    common = {
+        "format_version": FORMAT_VERSION,
+        "phase": config.name,
+        "config_fingerprint": config.fingerprint(),
+        "split_fingerprint": fingerprint,
+        "num_models": family.num_models,
+        "num_forget": int(len(splits.forget)),
+        "num_classes": config.model.num_classes,
+        "mean_retrain_seconds": mean_seconds,
+        "provenance": _provenance(device),
+    }
+    for folder in (input_dir, reference_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / PHASE_FILE, dump_config(config))
+
+    shutil.copyfile(work.dataset, input_dir / (DATASET_FILE + ".tmp"))
+    (input_dir / (DATASET_FILE + ".tmp")).replace(input_dir / DATASET_FILE)
+    shutil.copyfile(work.original, input_dir / (ORIGINAL_WEIGHTS + ".tmp"))
+    (input_dir / (ORIGINAL_WEIGHTS + ".tmp")).replace(input_dir / ORIGINAL_WEIGHTS)
+    write_manifest(input_dir, {
+        **common,
+        "format": INPUT_FORMAT,
+        "time_fraction": config.ingestion.time_fraction,
+        "time_budget_seconds": config.ingestion.time_fraction * mean_seconds,
+        "original": {k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")},
+    })
+
+    sha = write_family(reference_dir / REFERENCE_ARRAYS, family)
+    summary = {
+        "retain_accuracy": float(family.retain_accuracy.mean()),
+        "test_accuracy": float(family.test_accuracy.mean()),
+        "forget_accuracy": float(family.forget_accuracy.mean()),
+    }
+    write_manifest(reference_dir, {**common, "format": REFERENCE_FORMAT, "arrays_sha256": sha, "retrained": summary})
+    return {"original": original, "retrained": summary, "mean_retrain_seconds": mean_seconds}
+
+
+def generate_reference(
+    config: PhaseConfig,
+    *,
+    work_dir: Path,
+    input_dir: Path,
+    reference_dir: Path,
+    device: torch.device | None = None,
+    shard: tuple[int, int] = (0, 1),
+    backend: str = "local",
+    gpus_per_model: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> dict | None:
+    """Train what is missing (resuming), then assemble when every model exists.
+
+    Returns the summary once assembled, None when other shards still have work.
+    """
+    device = device or pick_device()
+    work = WorkFolder(Path(work_dir))
+    work.root.mkdir(parents=True, exist_ok=True)
+    if config.training.cpu_threads:
+        torch.set_num_threads(config.training.cpu_threads)
+    dataset, splits, fingerprint = prepare_data(config, work)
+    log(f"phase {config.name!r}: {len(dataset)} images, train {len(splits.train)} "
+        f"(retain {len(splits.retain)}, forget {len(splits.forget)}), val {len(splits.val)}, test {len(splits.test)}")
+    log(f"split fingerprint {fingerprint[:16]}..., device {device}, work folder {work.root}")
+    if shard[0] == 0:
+        train_original(config, work, dataset, splits, device)
+    seeds = pending_seeds(config, work, shard)
+    log(f"{len(seeds)} retrained model(s) to train in this shard")
+    if backend == "ray":
+        run_ray(config, work, seeds, fingerprint, gpus_per_model)
+    elif backend == "local":
+        run_local(config, work, seeds, device, dataset, splits, fingerprint)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; valid: ['local', 'ray']")
+    if pending_seeds(config, work) or not work.original_info.exists():
+        log("other shards still have models to train; run with --assemble-only when they are done")
+        return None
+    return assemble(config, work, Path(input_dir), Path(reference_dir), device)

@@ -1,0 +1,259 @@
+"""Runs untrusted participant code in a worker process, measured and bounded by the trusted side.
+
+One worker process per run, in its own session (process group). The trusted
+side starts the clock when it tells a ready worker to go and stops it when the
+worker reports done (or dies, or runs past the hard limit); then it kills the
+worker's whole process group and any process the worker left behind
+(orphans are reparented to this process, a child subreaper). Output captured
+from the worker is bounded: only the last ``OUTPUT_TAIL_BYTES`` are kept,
+with the total size counted.
+
+This is a process boundary, not a sandbox: see the README's security section
+for what is and is not protected.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+OUTPUT_TAIL_BYTES = 32 * 1024
+READY_TIMEOUT_SECONDS = 600.0
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class RunStatus(str, Enum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    BAD_OUTPUT = "bad_output"
+
+
+@dataclass
+class RunRecord:
+    """What happened in one run (index, seed, status, seconds, message, tails)."""
+
+    index: int
+    seed: int
+    status: RunStatus = RunStatus.CRASHED
+    seconds: float = 0.0
+    message: str = ""
+    traceback_tail: str = ""
+    output_tail: str = ""
+    output_bytes: int = 0
+    exit_code: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants reparent to this process (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            children.append(int(entry))
+    return children
+
+
+def kill_leftovers(keep: set[int] = frozenset()) -> list[int]:
+    """SIGKILL every descendant of this process except ``keep``; reap them. Returns the pids killed."""
+    killed = []
+    for _ in range(50):
+        pids = [p for p in _children_of(os.getpid()) if p not in keep]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        time.sleep(0.01)
+    return killed
+
+
+class _TailReader(threading.Thread):
+    """Drains a pipe, keeping only the last ``limit`` bytes and counting the total."""
+
+    def __init__(self, fd: int, limit: int = OUTPUT_TAIL_BYTES, echo=None):
+        super().__init__(daemon=True)
+        self.fd, self.limit, self.echo = fd, limit, echo
+        self.buffer = bytearray()
+        self.total = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.total += len(chunk)
+            self.buffer += chunk
+            if len(self.buffer) > 2 * self.limit:
+                del self.buffer[: len(self.buffer) - self.limit]
+            if self.echo is not None:
+                self.echo(chunk)
+        os.close(self.fd)
+
+    def tail(self) -> str:
+        return bytes(self.buffer[-self.limit :]).decode("utf-8", errors="replace")
+
+
+def _read_line(fd: int, deadline: float | None, buffer: bytearray) -> str | None:
+    """One line from ``fd`` before ``deadline``; None on timeout, "" on EOF."""
+    while b"\n" not in buffer:
+        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return ""
+        buffer += chunk
+        if len(buffer) > 1 << 20:  # nobody sends a megabyte of control messages
+            return ""
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line.decode("utf-8", errors="replace")
+
+
+def _parse(line: str) -> dict:
+    try:
+        message = json.loads(line)
+        return message if isinstance(message, dict) else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+@dataclass
+class WorkerSpec:
+    """How to start a worker: the job file, its environment, user and limits."""
+
+    job_path: Path
+    cwd: Path
+    env: dict[str, str]
+    user: int | None = None
+    group: int | None = None
+    memory_limit_bytes: int = 0
+
+
+class Worker:
+    """A started worker process waiting for ``go``."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        ctrl_r, ctrl_w = os.pipe()
+        go_r, go_w = os.pipe()
+        out_r, out_w = os.pipe()
+        limit = spec.memory_limit_bytes
+
+        def preexec() -> None:
+            if limit:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        kwargs = {}
+        if spec.user is not None:
+            kwargs.update(user=spec.user, group=spec.group, extra_groups=[])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "unlearning_challenge.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=out_w,
+            pass_fds=(ctrl_w, go_r),
+            cwd=spec.cwd,
+            env=spec.env,
+            start_new_session=True,
+            preexec_fn=preexec if limit else None,
+            **kwargs,
+        )
+        for fd in (ctrl_w, go_r, out_w):
+            os.close(fd)
+        self.ctrl_fd, self.go_fd = ctrl_r, go_w
+        self.output = _TailReader(out_r)
+        self.output.start()
+        self._buffer = bytearray()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict:
+        """The worker's first message: ``{"event": "ready"}`` or an error; {} on timeout/death."""
+        line = _read_line(self.ctrl_fd, time.perf_counter() + timeout, self._buffer)
+        return _parse(line) if line else {}
+
+    def go(self, hard_limit: float | None) -> tuple[dict, float, bool]:
+        """Start the clock and wait for the worker's last message.
+
+        Returns (message, seconds, timed_out); message is {} when the worker died silently.
+        """
+        start = time.perf_counter()
+        deadline = None if hard_limit is None else start + hard_limit
+        try:
+            os.write(self.go_fd, b"go\n")
+        except BrokenPipeError:
+            pass
+        line = _read_line(self.ctrl_fd, deadline, self._buffer)
+        seconds = time.perf_counter() - start
+        if line is None:
+            return {}, seconds, True
+        if line == "":  # control pipe closed: the worker exited (or closed it); give it a moment to exit
+            try:
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        return _parse(line), seconds, False
+
+    def exit_code(self) -> int | None:
+        """The worker's own exit code, if it has exited by itself."""
+        return self.process.poll()
+
+    def stop(self) -> int | None:
+        """Kill the worker's process group, reap it, close pipes. Returns its exit code."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        code = self.process.wait()
+        self.output.join(timeout=5)
+        for fd in (self.ctrl_fd, self.go_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return code

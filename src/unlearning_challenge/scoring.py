@@ -1,0 +1,193 @@
+"""The scoring program: compares the unlearned models with the retrained ones.
+
+Reads ``<input>/res`` (ingestion output) and ``<input>/ref`` (reference data),
+refuses anything inconsistent, and writes ``scores.txt`` (``key: value``
+lines), ``scores.json`` and ``detailed_results.html`` into ``--output``. Exits
+non-zero when ingestion failed or its output is missing, corrupt or does not
+match the reference: on Codabench only this program's exit code fails a
+submission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unlearning_challenge.artifacts import (
+    INGESTION_FORMAT,
+    INGESTION_MANIFEST,
+    REFERENCE_ARRAYS,
+    REFERENCE_FORMAT,
+    UNLEARNED_ARRAYS,
+    ArtifactError,
+    ModelFamily,
+    read_family,
+    read_manifest,
+)
+from unlearning_challenge.atomic import write_json, write_text
+from unlearning_challenge.metric import final_score, forget_quality, logit_scaled_confidence, per_example_epsilons
+
+SCORES_TXT = "scores.txt"
+SCORES_JSON = "scores.json"
+DETAILED_RESULTS = "detailed_results.html"
+
+
+class ScoringError(RuntimeError):
+    """The submission cannot be scored; the message says why."""
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Both families, checked against each other, and both manifests."""
+
+    unlearned: ModelFamily
+    retrained: ModelFamily
+    ingestion: dict
+    reference: dict
+    quick_check: bool
+
+
+def _failed_runs_text(ingestion: dict) -> str:
+    lines = []
+    for run in ingestion.get("runs", []):
+        if run.get("status") != "ok":
+            lines.append(f"  run {run.get('index')}: {run.get('status')}: {run.get('message')}")
+            if run.get("traceback_tail"):
+                lines.append("    " + run["traceback_tail"].strip().replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> ScoringInputs:
+    """Read and cross-check both sides. ``num_models`` = k scores the first k models of each side."""
+    if not (res / INGESTION_MANIFEST).is_file():
+        raise ScoringError(
+            f"the ingestion output is missing ({INGESTION_MANIFEST} not found in {res}): "
+            "the ingestion program did not run or crashed before writing; see its log"
+        )
+    ingestion = read_manifest(res, name=INGESTION_MANIFEST, expected_format=INGESTION_FORMAT, what="ingestion output")
+    if ingestion.get("status") != "ok":
+        details = _failed_runs_text(ingestion)
+        raise ScoringError(f"the submission failed during ingestion: {ingestion.get('message')}" + (f"\n{details}" if details else ""))
+    reference = read_manifest(ref, expected_format=REFERENCE_FORMAT, what="reference data")
+    unlearned = read_family(res / UNLEARNED_ARRAYS, expected_sha256=ingestion.get("arrays_sha256"), what="ingestion output")
+    retrained = read_family(ref / REFERENCE_ARRAYS, expected_sha256=reference.get("arrays_sha256"), what="reference data")
+    for key in ("split_fingerprint", "config_fingerprint"):
+        if ingestion.get(key) != reference.get(key):
+            raise ScoringError(
+                f"{key.replace('_', ' ')} differs: ingestion output has {str(ingestion.get(key))[:16]}..., "
+                f"reference data has {str(reference.get(key))[:16]}...; the submission was run on other data "
+                "than this reference was made from"
+            )
+    n_u, n_r = unlearned.num_models, retrained.num_models
+    if n_r != reference["num_models"]:
+        raise ScoringError(f"reference data: manifest says {reference['num_models']} models, arrays hold {n_r}")
+    if n_u != ingestion.get("num_models"):
+        raise ScoringError(f"ingestion output: manifest says {ingestion.get('num_models')} models, arrays hold {n_u}")
+    quick = num_models is not None
+    if quick:
+        if not 2 <= num_models <= min(n_u, n_r):
+            raise ScoringError(f"--num-models must be between 2 and {min(n_u, n_r)} (unlearned {n_u}, retrained {n_r})")
+        unlearned, retrained = unlearned.first(num_models), retrained.first(num_models)
+    elif n_u != n_r:
+        raise ScoringError(f"number of models differs: ingestion output has {n_u}, reference data has {n_r}")
+    if unlearned.forget_logits.shape[1:] != retrained.forget_logits.shape[1:]:
+        raise ScoringError(
+            f"forget-set logits shape differs: ingestion output {unlearned.forget_logits.shape[1:]}, "
+            f"reference data {retrained.forget_logits.shape[1:]} ([examples, classes])"
+        )
+    if not np.array_equal(unlearned.forget_image_ids, retrained.forget_image_ids) or not np.array_equal(
+        unlearned.forget_labels, retrained.forget_labels
+    ):
+        raise ScoringError("the forget set differs between the ingestion output and the reference data (image ids or labels)")
+    if not np.all(np.isfinite(retrained.forget_logits)):
+        raise ScoringError("reference data: retrained forget logits hold NaN or infinite values; regenerate the reference")
+    return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
+
+
+def compute_scores(inputs: ScoringInputs) -> dict:
+    """The leaderboard numbers and the per-example details."""
+    u, r = inputs.unlearned, inputs.retrained
+    conf_u = logit_scaled_confidence(u.forget_logits, u.forget_labels)
+    conf_r = logit_scaled_confidence(r.forget_logits, r.forget_labels)
+    eps = per_example_epsilons(conf_u, conf_r)
+    quality = forget_quality(conf_u, conf_r)
+    retain_ratio = float(u.retain_accuracy.mean() / r.retain_accuracy.mean())
+    test_ratio = float(u.test_accuracy.mean() / r.test_accuracy.mean())
+    return {
+        "score": final_score(quality, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy),
+        "forget_quality": float(quality),
+        "retain_accuracy_ratio": retain_ratio,
+        "test_accuracy_ratio": test_ratio,
+        "mean_run_seconds": float(u.seconds.mean()),
+        "retain_accuracy_unlearned": float(u.retain_accuracy.mean()),
+        "retain_accuracy_retrained": float(r.retain_accuracy.mean()),
+        "test_accuracy_unlearned": float(u.test_accuracy.mean()),
+        "test_accuracy_retrained": float(r.test_accuracy.mean()),
+        "forget_accuracy_unlearned": float(u.forget_accuracy.mean()),
+        "forget_accuracy_retrained": float(r.forget_accuracy.mean()),
+        "mean_retrain_seconds": float(r.seconds.mean()),
+        "num_models": int(u.num_models),
+        "num_forget_examples": int(u.forget_logits.shape[1]),
+        "_details": {"epsilons": eps, "conf_unlearned": conf_u, "conf_retrained": conf_r},
+    }
+
+
+LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
+
+
+def scores_txt(scores: dict) -> str:
+    """``key: value`` lines: the leaderboard keys first, then the other numbers."""
+    keys = list(LEADERBOARD_KEYS) + [k for k in scores if k not in LEADERBOARD_KEYS and not k.startswith("_")
+                                     and isinstance(scores[k], (int, float))]
+    return "".join(f"{k}: {float(scores[k]):.6f}\n" for k in keys)
+
+
+def write_scores(output: Path, scores: dict, inputs: ScoringInputs) -> None:
+    from unlearning_challenge.report import detailed_results_html
+
+    output.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in scores.items() if not k.startswith("_")}
+    public["quick_check"] = inputs.quick_check
+    public["epsilons"] = [float(e) for e in scores["_details"]["epsilons"]]
+    write_text(output / DETAILED_RESULTS, detailed_results_html(scores, inputs))
+    write_json(output / SCORES_JSON, public)
+    write_text(output / SCORES_TXT, scores_txt(scores))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoring", description="Score a submission's ingestion output.")
+    parser.add_argument("--input", type=Path, help="folder holding res/ (ingestion output) and ref/ (reference data)")
+    parser.add_argument("--res", type=Path, help="ingestion output folder (default: <input>/res)")
+    parser.add_argument("--ref", type=Path, help="reference data folder (default: <input>/ref)")
+    parser.add_argument("--output", required=True, type=Path, help="folder for scores.txt, scores.json, detailed_results.html")
+    parser.add_argument("--num-models", type=int, default=None, help="score only the first k models of each side (quick check)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    res = args.res or (args.input / "res" if args.input else None)
+    ref = args.ref or (args.input / "ref" if args.input else None)
+    if res is None or ref is None:
+        parser.error("give --input (holding res/ and ref/) or both --res and --ref")
+    try:
+        inputs = read_inputs(res, ref, num_models=args.num_models)
+        if inputs.quick_check:
+            print(f"quick check: scoring the first {args.num_models} models of each side, "
+                  f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
+        scores = compute_scores(inputs)
+        write_scores(args.output, scores, inputs)
+    except (ScoringError, ArtifactError, ValueError) as exc:
+        print(f"scoring failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(scores_txt(scores))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

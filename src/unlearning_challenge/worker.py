@@ -1,0 +1,107 @@
+"""The worker process: runs the participant's ``unlearning`` once.
+
+Started by :mod:`unlearning_challenge.runner` as
+``python -m unlearning_challenge.worker JOB.json CTRL_FD GO_FD``. It loads the
+data and the original model (trusted setup), reports ``ready`` on the control
+pipe, waits for ``go`` (the trusted side starts its clock there), imports the
+submission, calls ``unlearning(net, retain_loader, forget_loader, val_loader)``,
+saves the returned model's weights as safetensors and reports ``done``.
+Messages on the control pipe are single JSON lines; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+MAX_MESSAGE = 16_000
+
+
+def _send(fd: int, event: str, **fields) -> None:
+    line = json.dumps({"event": event, **fields})[:MAX_MESSAGE]
+    os.write(fd, (line + "\n").encode())
+
+
+def _import_submission(submission_dir: Path):
+    path = submission_dir / "unlearning.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"the submission has no unlearning.py (looked in {submission_dir})")
+    sys.path.insert(0, str(submission_dir))
+    spec = importlib.util.spec_from_file_location("unlearning", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["unlearning"] = module
+    spec.loader.exec_module(module)
+    function = getattr(module, "unlearning", None)
+    if not callable(function):
+        raise AttributeError("unlearning.py defines no function named 'unlearning'")
+    return function
+
+
+def _setup(job: dict):
+    import torch
+
+    from unlearning_challenge.config import ModelConfig
+    from unlearning_challenge.data import load_dataset, make_loader
+    from unlearning_challenge.models import load_model, pick_device
+    from unlearning_challenge.training import seed_everything
+
+    device = pick_device(job.get("device"))
+    dataset, splits = load_dataset(job["dataset"])
+    net = load_model(job["model"], ModelConfig(**job["model_config"]), device)
+    seed = job["seed"]
+    loaders = (
+        make_loader(dataset, splits.retain, batch_size=job["batch_size"], shuffle=True, seed=seed),
+        make_loader(dataset, splits.forget, batch_size=job["batch_size"], shuffle=True, seed=seed + 1),
+        make_loader(dataset, splits.val, batch_size=job["batch_size"], shuffle=False),
+    )
+    seed_everything(seed)
+    return torch, net, loaders
+
+
+def _save(torch, model, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    job_path, ctrl_fd, go_fd = argv[0], int(argv[1]), int(argv[2])
+    job = json.loads(Path(job_path).read_text())
+    stage = "setup"
+    try:
+        torch, net, loaders = _setup(job)
+        _send(ctrl_fd, "ready")
+        if os.read(go_fd, 16).strip() != b"go":
+            return 3
+        os.close(go_fd)
+        stage = "import"
+        unlearning = _import_submission(Path(job["submission"]))
+        stage = "call"
+        returned = unlearning(net, *loaders)
+        stage = "return"
+        if returned is None:
+            model = net
+        elif isinstance(returned, torch.nn.Module):
+            model = returned
+        else:
+            raise TypeError(
+                f"unlearning returned a {type(returned).__name__}; return the model (or None after updating net in place)"
+            )
+        _save(torch, model, Path(job["output"]))
+    except BaseException as exc:  # report everything, SystemExit included
+        tb = traceback.format_exc()
+        _send(ctrl_fd, "error", stage=stage, message=f"{type(exc).__name__}: {exc}", traceback=tb[-8000:])
+        return 1
+    _send(ctrl_fd, "done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
