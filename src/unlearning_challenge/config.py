@@ -95,6 +95,9 @@ class IngestionConfig:
     hard_timeout_factor: float = 3.0
     # Worker memory cap in GiB (0: no cap).
     memory_limit_gib: float = 0.0
+    # "machine": scale the budget by this machine's speed relative to the reference
+    # machine (timed training steps, see timing.py); "none": the reference time as is.
+    budget_scaling: str = "machine"
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def _check_values(config: PhaseConfig, source: str) -> None:
         value = getattr(config.split, key)
         if not 0 < value < 1:
             raise ConfigError(f"{source}: 'split.{key}' must be in (0, 1), got {value}")
+    if config.ingestion.budget_scaling not in ("machine", "none"):
+        raise ConfigError(f"{source}: 'ingestion.budget_scaling' must be machine or none, got {config.ingestion.budget_scaling!r}")
     if not 0 < config.ingestion.time_fraction:
         raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
 

@@ -55,6 +55,7 @@ from unlearning_challenge.models import (
     nonfinite_parameters,
     pick_device,
 )
+from unlearning_challenge.timing import calibration_step_seconds
 from unlearning_challenge.runner import RunRecord, RunStatus, Worker, WorkerSpec, become_subreaper, kill_leftovers
 
 SUBMISSION_FILE = "unlearning.py"
@@ -216,6 +217,29 @@ def evaluate_run(record: RunRecord, plan: RunPlan, dataset: FaceDataset, splits:
     return evaluate_model(model, dataset, splits, plan.device)
 
 
+def time_budget(args: argparse.Namespace, config: PhaseConfig, manifest: dict, dataset: FaceDataset,
+                splits: Splits, device: torch.device) -> tuple[float | None, dict]:
+    """The per-run budget in seconds (None: no limit) and how it was derived."""
+    reference_budget = manifest["time_budget_seconds"]
+    timing = {"reference_budget_seconds": reference_budget, "speed_ratio": None}
+    if args.no_time_limit:
+        return None, {**timing, "explanation": "no time limit"}
+    if args.time_budget is not None:
+        return args.time_budget, {**timing, "explanation": "budget given on the command line"}
+    fraction, retrain = manifest["time_fraction"], manifest["mean_retrain_seconds"]
+    explanation = f"{fraction:.0%} of one retrain's {retrain:.1f} s"
+    if config.ingestion.budget_scaling == "none" or not manifest.get("calibration_step_seconds"):
+        return reference_budget, {**timing, "explanation": explanation}
+    here = calibration_step_seconds(
+        dataset.images[splits.retain], dataset.age_group[splits.retain],
+        model_cfg=config.model, train_cfg=config.training, device=device,
+    )
+    ratio = here / manifest["calibration_step_seconds"]
+    explanation += f", scaled by {ratio:.2f} for this machine's speed"
+    return reference_budget * ratio, {**timing, "speed_ratio": ratio, "calibration_step_seconds": here,
+                                      "explanation": explanation}
+
+
 def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRecord], *, status: str, message: str,
                        num_models: int, budget: float | None, device: torch.device, arrays_sha256: str | None) -> dict:
     return {
@@ -245,12 +269,12 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     num_models = manifest["num_models"] if args.num_models is None else args.num_models
     if not 1 <= num_models <= manifest["num_models"]:
         raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
-    budget = None if args.no_time_limit else (args.time_budget or manifest["time_budget_seconds"])
+    device = pick_device(args.device)
+    budget, timing = time_budget(args, config, manifest, dataset, splits, device)
     hard_limit = None if budget is None else budget * config.ingestion.hard_timeout_factor
     if hard_limit is None:
         hard_limit = max(10 * manifest["mean_retrain_seconds"], 600.0)
     memory_gib = config.ingestion.memory_limit_gib if args.memory_limit_gib is None else args.memory_limit_gib
-    device = pick_device(args.device)
     become_subreaper()
 
     records: list[RunRecord] = []
@@ -258,12 +282,12 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     status, message = "ok", f"{num_models} run(s) completed"
 
     def write(status: str, message: str, sha: str | None) -> None:
-        write_manifest(output, ingestion_manifest(
+        write_manifest(output, {**ingestion_manifest(
             config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=device, arrays_sha256=sha), name=INGESTION_MANIFEST)
+            budget=budget, device=device, arrays_sha256=sha), "timing": timing}, name=INGESTION_MANIFEST)
 
     check_submission(args.submission)
-    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run"
+    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run ({timing['explanation']})"
     log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
     worker: Worker | None = None
@@ -290,10 +314,7 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
                     outputs.append(result)
                     if budget is not None and record.seconds > budget:
                         record.status = RunStatus.TIMEOUT
-                        record.message = (
-                            f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s per run "
-                            f"({manifest['time_fraction']:.0%} of one retrain's {manifest['mean_retrain_seconds']:.1f} s)"
-                        )
+                        record.message = f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s per run ({timing['explanation']})"
             shutil.rmtree(plan.run_dir(index), ignore_errors=True)
             bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
             if record.status != RunStatus.OK:

@@ -47,6 +47,7 @@ from unlearning_challenge.config import PhaseConfig, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset, load_dataset, make_splits, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
+from unlearning_challenge.timing import calibration_step_seconds
 from unlearning_challenge.training import train_model
 
 
@@ -105,8 +106,10 @@ def prepare_data(config: PhaseConfig, work: WorkFolder) -> tuple[FaceDataset, Sp
     return dataset, splits, fingerprint
 
 
-def _outputs_record(outputs: ModelOutputs, seconds: float, seed: int, fingerprint: str) -> dict[str, np.ndarray]:
+def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, seed: int,
+                    fingerprint: str) -> dict[str, np.ndarray]:
     return {
+        "calibration_step_seconds": np.array(calibration),
         "forget_logits": outputs.forget_logits,
         "retain_accuracy": np.array(outputs.retain_accuracy),
         "test_accuracy": np.array(outputs.test_accuracy),
@@ -155,7 +158,11 @@ def train_retrained(
     model = build_model(config.model)
     model.load_state_dict(result.state_dict)
     outputs = evaluate_model(model, dataset, splits, device)
-    return _outputs_record(outputs, result.seconds, seed, fingerprint)
+    calibration = calibration_step_seconds(
+        dataset.images[splits.retain], dataset.age_group[splits.retain],
+        model_cfg=config.model, train_cfg=config.training, device=device,
+    )
+    return _outputs_record(outputs, result.seconds, calibration, seed, fingerprint)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -208,7 +215,8 @@ def run_ray(config: PhaseConfig, work: WorkFolder, seeds: list[int], fingerprint
             bar.update(len(done))
 
 
-def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset, fingerprint: str) -> ModelFamily:
+def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset, fingerprint: str) -> tuple[ModelFamily, float]:
+    """The retrained family and the mean calibration step time of the machines that trained it."""
     seeds = model_seeds(config)
     missing = [s for s in seeds if not work.retrained(s).exists()]
     if missing:
@@ -231,7 +239,7 @@ def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, datas
         forget_accuracy=np.array([r["forget_accuracy"] for r in records], dtype=np.float64),
         seconds=np.array([r["seconds"] for r in records], dtype=np.float64),
         seeds=np.array(seeds, dtype=np.int64),
-    )
+    ), float(np.mean([r["calibration_step_seconds"] for r in records]))
 
 
 def _provenance(device: torch.device) -> dict[str, str]:
@@ -246,7 +254,7 @@ def _provenance(device: torch.device) -> dict[str, str]:
 def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_dir: Path, device: torch.device) -> dict:
     """Write ``input_data/`` and ``reference_data/`` from a finished work folder."""
     dataset, splits, fingerprint = prepare_data(config, work)
-    family = _load_retrained(config, work, splits, dataset, fingerprint)
+    family, calibration = _load_retrained(config, work, splits, dataset, fingerprint)
     original = json.loads(work.original_info.read_text())
     mean_seconds = float(family.seconds.mean())
     common = {
@@ -258,6 +266,7 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         "num_forget": int(len(splits.forget)),
         "num_classes": config.model.num_classes,
         "mean_retrain_seconds": mean_seconds,
+        "calibration_step_seconds": calibration,
         "provenance": _provenance(device),
     }
     for folder in (input_dir, reference_dir):

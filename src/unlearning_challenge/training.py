@@ -120,7 +120,7 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(y)
+            total += loss.item() * len(y)
             count += len(y)
         scheduler.step()
         val_acc = accuracy(model, val_images, val_labels, device)

@@ -1,0 +1,60 @@
+"""Machine-speed calibration for the time budget.
+
+The budget of a run is a fraction of one retrain's time, measured when the
+reference was made. Another machine (a participant's laptop, the platform's
+worker) may be faster or slower, so both sides also time a few training steps
+of the same recipe on the same data; the budget is scaled by the ratio of
+those step times (``ingestion.budget_scaling: machine``), or left as measured
+(``none``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from unlearning_challenge.config import ModelConfig, TrainingConfig
+from unlearning_challenge.models import build_model
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def calibration_step_seconds(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    model_cfg: ModelConfig,
+    train_cfg: TrainingConfig,
+    device: torch.device,
+    steps: int = 6,
+    warmup: int = 2,
+) -> float:
+    """Median seconds of one training step of the recipe (batch of ``train_cfg.batch_size``).
+
+    images: uint8 ``[n, 3, H, W]``; labels: int64 ``[n]`` (the first batch is reused).
+    """
+    torch.manual_seed(0)
+    model = build_model(model_cfg).to(device).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    criterion = nn.CrossEntropyLoss()
+    batch = min(train_cfg.batch_size, len(images))
+    x = torch.from_numpy(images[:batch]).to(device).float().contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(labels[:batch]).to(device)
+    times = []
+    for step in range(warmup + steps):
+        _sync(device)
+        start = time.perf_counter()
+        loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))

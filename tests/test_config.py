@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from unlearning_challenge.config import ConfigError, config_from_dict, dump_config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_phase_configs_load_and_round_trip():
+    for path in (ROOT / "phases").glob("*.yaml"):
+        config = load_config(path)
+        import yaml
+
+        again = config_from_dict(yaml.safe_load(dump_config(config)))
+        assert again == config
+        assert again.fingerprint() == config.fingerprint()
+
+
+def test_fingerprint_ignores_ingestion_settings_but_not_training():
+    base = {"name": "x"}
+    a = config_from_dict(base)
+    assert config_from_dict({**base, "ingestion": {"time_fraction": 0.5}}).fingerprint() == a.fingerprint()
+    assert config_from_dict({**base, "training": {"epochs": 3}}).fingerprint() != a.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({}, "missing required key 'name'"),
+        ({"name": "x", "trainig": {}}, "unknown top-level key(s) ['trainig']"),
+        ({"name": "x", "training": {"epoch": 3}}, "unknown key(s) ['epoch'] in section 'training'"),
+        ({"name": "x", "training": {"lr": "fast"}}, "'training.lr' must be a number, got 'fast'"),
+        ({"name": "x", "reference": {"num_models": 1}}, "'reference.num_models' must be at least 2, got 1"),
+        ({"name": "x", "dataset": {"kind": "imagenet"}}, "'dataset.kind' must be one of synthetic, kaggle, casia, csv"),
+        ({"name": "x", "model": {"arch": "vit"}}, "'model.arch' must be resnet18, got 'vit'"),
+        ({"name": "x", "split": {"forget_fraction": 0}}, "'split.forget_fraction' must be in (0, 1), got 0"),
+    ],
+)
+def test_bad_configs_are_refused_with_a_clear_message(raw, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, source="phase.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("phase.yaml: ")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="phase config not found"):
+        load_config(tmp_path / "nope.yaml")
