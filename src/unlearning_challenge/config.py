@@ -98,6 +98,8 @@ class IngestionConfig:
     # "machine": scale the budget by this machine's speed relative to the reference
     # machine (timed training steps, see timing.py); "none": the reference time as is.
     budget_scaling: str = "machine"
+    # Confine each worker with Landlock to its own run folder (see sandbox.py).
+    filesystem_sandbox: bool = True
 
 
 @dataclass(frozen=True)

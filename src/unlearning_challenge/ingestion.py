@@ -56,7 +56,16 @@ from unlearning_challenge.models import (
     pick_device,
 )
 from unlearning_challenge.timing import calibration_step_seconds
-from unlearning_challenge.runner import RunRecord, RunStatus, Worker, WorkerSpec, become_subreaper, kill_leftovers
+from unlearning_challenge.isolation import WorkerIdentity, copy_submission, give_to_worker, locked, worker_identity
+from unlearning_challenge.runner import (
+    RunRecord,
+    RunStatus,
+    Worker,
+    WorkerSpec,
+    become_subreaper,
+    kill_leftovers,
+    own_children,
+)
 
 SUBMISSION_FILE = "unlearning.py"
 
@@ -103,13 +112,15 @@ def check_submission(submission: Path) -> None:
         )
 
 
-def worker_env(workspace: Path) -> dict[str, str]:
+def worker_env(run_dir: Path) -> dict[str, str]:
     """A minimal environment: nothing that names the trusted folders."""
     package_parent = str(Path(unlearning_challenge.__file__).resolve().parent.parent)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workspace),
-        "TMPDIR": str(workspace / "tmp"),
+        "HOME": str(run_dir),
+        "TMPDIR": str(run_dir / "tmp"),
+        "TORCHINDUCTOR_CACHE_DIR": str(run_dir / "tmp" / "inductor"),
+        "TRITON_CACHE_DIR": str(run_dir / "tmp" / "triton"),
         "PYTHONPATH": package_parent,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -122,15 +133,25 @@ def worker_env(workspace: Path) -> dict[str, str]:
 
 
 class RunPlan:
-    """Where each run's files live in the private workspace and how its worker starts."""
+    """Each run's private folder and how its worker starts.
+
+    The original weights and the worker's data (retain, forget and val images;
+    the test images are left out) are held in this process's memory and written
+    afresh into every run's folder, with a copy of the submission: nothing a run
+    does to its files reaches a later run.
+    """
 
     def __init__(self, workspace: Path, config: PhaseConfig, submission: Path, device: torch.device,
-                 original: Path, memory_limit_bytes: int):
-        self.workspace, self.config, self.submission = workspace, config, submission.resolve()
-        self.device, self.original, self.memory_limit_bytes = device, original, memory_limit_bytes
-        self.data = workspace / "worker_data.npz"
-        self.env = worker_env(workspace)
-        (workspace / "tmp").mkdir(exist_ok=True)
+                 original: Path, dataset: FaceDataset, splits: Splits, memory_limit_bytes: int,
+                 identity: WorkerIdentity):
+        self.workspace, self.config, self.submission = workspace, config, submission
+        self.device, self.memory_limit_bytes, self.identity = device, memory_limit_bytes, identity
+        self.original_bytes = original.read_bytes()
+        data_path = workspace / "worker_data.npz"
+        save_dataset(data_path, dataset, splits, only=("retain", "forget", "val"))
+        self.data_bytes = data_path.read_bytes()
+        data_path.unlink()
+        os.chmod(workspace, 0o711)  # workers may enter their own run folder, not list the others
 
     def seed(self, index: int) -> int:
         return self.config.ingestion.seed_start + index
@@ -139,15 +160,18 @@ class RunPlan:
         return self.workspace / f"run_{index:05d}"
 
     def output(self, index: int) -> Path:
-        return self.run_dir(index) / "unlearned.safetensors"
+        return self.run_dir(index) / "out" / "unlearned.safetensors"
 
     def start(self, index: int) -> Worker:
         run_dir = self.run_dir(index)
-        run_dir.mkdir()
-        shutil.copyfile(self.original, run_dir / "model.safetensors")
+        for sub in ("out", "tmp"):
+            (run_dir / sub).mkdir(parents=True)
+        copy_submission(self.submission, run_dir / "submission")
+        (run_dir / "model.safetensors").write_bytes(self.original_bytes)
+        (run_dir / "data.npz").write_bytes(self.data_bytes)
         job = {
-            "submission": str(self.submission),
-            "dataset": str(self.data),
+            "submission": str(run_dir / "submission"),
+            "dataset": str(run_dir / "data.npz"),
             "model": str(run_dir / "model.safetensors"),
             "model_config": {
                 "arch": self.config.model.arch,
@@ -158,17 +182,23 @@ class RunPlan:
             "seed": self.seed(index),
             "batch_size": self.config.ingestion.batch_size,
             "device": str(self.device),
+            "run_dir": str(run_dir),
+            "sandbox": self.config.ingestion.filesystem_sandbox,
         }
         job_path = run_dir / "job.json"
         job_path.write_text(json.dumps(job))
-        return Worker(WorkerSpec(job_path, run_dir, self.env, memory_limit_bytes=self.memory_limit_bytes))
+        give_to_worker(run_dir, self.identity)
+        return Worker(WorkerSpec(job_path, run_dir, worker_env(run_dir), self.identity, self.memory_limit_bytes))
 
 
-def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool, hard_limit: float | None) -> None:
-    """Fill a record from the worker's last message; kill the worker."""
+def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool, hard_limit: float | None,
+               keep: set[int]) -> None:
+    """Fill a record from the worker's last message; kill the worker and whatever it left running."""
     exit_code = worker.exit_code()
     worker.stop()
-    kill_leftovers()
+    leftovers = kill_leftovers(keep)
+    if leftovers:
+        record.extra["killed_leftover_processes"] = len(leftovers)
     record.exit_code = exit_code
     record.output_tail = worker.output.tail()
     record.output_bytes = worker.output.total
@@ -261,81 +291,96 @@ def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRec
     }
 
 
-def run_ingestion(args: argparse.Namespace, log=print) -> int:
-    """Run every run; write the output; 0 when all runs are ok."""
-    output = args.output
-    output.mkdir(parents=True, exist_ok=True)
-    config, manifest, dataset, splits = load_input(args.input)
-    num_models = manifest["num_models"] if args.num_models is None else args.num_models
-    if not 1 <= num_models <= manifest["num_models"]:
-        raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
-    device = pick_device(args.device)
-    budget, timing = time_budget(args, config, manifest, dataset, splits, device)
-    hard_limit = None if budget is None else budget * config.ingestion.hard_timeout_factor
-    if hard_limit is None:
-        hard_limit = max(10 * manifest["mean_retrain_seconds"], 600.0)
-    memory_gib = config.ingestion.memory_limit_gib if args.memory_limit_gib is None else args.memory_limit_gib
-    become_subreaper()
-
+def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: float, timing: dict,
+            dataset: FaceDataset, splits: Splits, keep: set[int]) -> tuple[list[RunRecord], list[ModelOutputs]]:
+    """Run until every run is done or one fails. The next worker starts while the last model is evaluated."""
     records: list[RunRecord] = []
     outputs: list[ModelOutputs] = []
-    status, message = "ok", f"{num_models} run(s) completed"
-
-    def write(status: str, message: str, sha: str | None) -> None:
-        write_manifest(output, {**ingestion_manifest(
-            config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=device, arrays_sha256=sha), "timing": timing}, name=INGESTION_MANIFEST)
-
-    check_submission(args.submission)
-    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run ({timing['explanation']})"
-    log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
-    workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
-    worker: Worker | None = None
+    worker: Worker | None = plan.start(0)
+    bar = tqdm(range(num_models), desc="unlearning runs", unit="run", file=sys.stderr)
     try:
-        plan = RunPlan(workspace, config, args.submission, device, args.input / ORIGINAL_WEIGHTS,
-                       int(memory_gib * 2**30))
-        save_dataset(plan.data, dataset, splits, only=("retain", "forget", "val"))
-        worker = plan.start(0)
-        bar = tqdm(range(num_models), desc="unlearning runs", unit="run", file=sys.stderr)
         for index in bar:
             record = RunRecord(index=index, seed=plan.seed(index))
             records.append(record)
             ready = worker.wait_ready()
+            record.extra["confinement"] = ready.get("confinement", "") or "landlock"
             if ready.get("event") != "ready":
-                finish_run(record, worker, ready, False, hard_limit)
+                finish_run(record, worker, ready, False, hard_limit, keep)
                 worker = None
             else:
                 reply, record.seconds, timed_out = worker.go(hard_limit)
-                finish_run(record, worker, reply, timed_out, hard_limit)
+                finish_run(record, worker, reply, timed_out, hard_limit, keep)
                 worker = plan.start(index + 1) if index + 1 < num_models and record.status == RunStatus.OK else None
             if record.status == RunStatus.OK:
                 result = evaluate_run(record, plan, dataset, splits)
                 if result is not None:
                     outputs.append(result)
-                    if budget is not None and record.seconds > budget:
-                        record.status = RunStatus.TIMEOUT
-                        record.message = f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s per run ({timing['explanation']})"
+                if result is not None and budget is not None and record.seconds > budget:
+                    record.status = RunStatus.TIMEOUT
+                    record.message = (f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s "
+                                      f"per run ({timing['explanation']})")
             shutil.rmtree(plan.run_dir(index), ignore_errors=True)
             bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
             if record.status != RunStatus.OK:
-                status = "failed"
-                message = f"run {index} (seed {record.seed}) {record.status.value}: {record.message}"
                 break
-        bar.close()
-    except KeyboardInterrupt:
-        status, message = "failed", "interrupted"
-        raise
     finally:
+        bar.close()
         if worker is not None:
             worker.stop()
-        kill_leftovers()
+        kill_leftovers(keep)
+    return records, outputs
+
+
+def run_ingestion(args: argparse.Namespace, log=print) -> int:
+    """Run every run; write the output; 0 when all runs are ok."""
+    output = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    config, manifest, dataset, splits = load_input(args.input)
+    check_submission(args.submission)
+    num_models = manifest["num_models"] if args.num_models is None else args.num_models
+    if not 1 <= num_models <= manifest["num_models"]:
+        raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
+    device = pick_device(args.device)
+    budget, timing = time_budget(args, config, manifest, dataset, splits, device)
+    hard_limit = budget * config.ingestion.hard_timeout_factor if budget is not None else max(
+        10 * manifest["mean_retrain_seconds"], 600.0)
+    memory_gib = config.ingestion.memory_limit_gib if args.memory_limit_gib is None else args.memory_limit_gib
+    identity, warning = worker_identity(worker_env(Path("/")))
+    if warning:
+        log(f"warning: {warning}")
+    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run ({timing['explanation']})"
+    log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
+
+    become_subreaper()
+    keep = own_children()
+    records: list[RunRecord] = []
+    workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
+    extra = {"timing": timing, "worker_user": identity.name, "isolation_warning": warning}
+
+    def write(status: str, message: str, sha: str | None) -> None:
+        write_manifest(output, {**ingestion_manifest(
+            config, manifest, records, status=status, message=message, num_models=num_models,
+            budget=budget, device=device, arrays_sha256=sha), **extra}, name=INGESTION_MANIFEST)
+
+    try:
+        with locked([args.input.resolve(), output.resolve()], identity) as lock_warnings:
+            for text in lock_warnings:
+                log(f"warning: {text}")
+            plan = RunPlan(workspace, config, args.submission.resolve(), device, args.input / ORIGINAL_WEIGHTS,
+                           dataset, splits, int(memory_gib * 2**30), identity)
+            records, outputs = run_all(plan, num_models, budget, hard_limit, timing, dataset, splits, keep)
+    except KeyboardInterrupt:
+        write("failed", "interrupted", None)
+        raise
+    finally:
         shutil.rmtree(workspace, ignore_errors=True)
-        if status != "ok" or len(outputs) != num_models:
-            write(status, message if status != "ok" else "incomplete", None)
-    if status != "ok":
+
+    failed = next((r for r in records if r.status != RunStatus.OK), None)
+    if failed is not None:
+        message = f"run {failed.index} (seed {failed.seed}) {failed.status.value}: {failed.message}"
+        write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1
-
     family = ModelFamily(
         forget_logits=np.stack([o.forget_logits for o in outputs]),
         forget_labels=dataset.age_group[splits.forget],
@@ -347,7 +392,8 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
         seeds=np.array([r.seed for r in records]),
     )
     sha = write_family(output / UNLEARNED_ARRAYS, family)
-    write(status, message, sha)
+    message = f"{num_models} run(s) completed"
+    write("ok", message, sha)
     log(f"ingestion: {message}; mean {family.seconds.mean():.2f} s per run; output in {output}")
     return 0
 

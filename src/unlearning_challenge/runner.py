@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from unlearning_challenge.isolation import WorkerIdentity, worker_limits
+
 OUTPUT_TAIL_BYTES = 32 * 1024
 READY_TIMEOUT_SECONDS = 600.0
 _PR_SET_CHILD_SUBREAPER = 36
@@ -85,8 +87,14 @@ def _children_of(pid: int) -> list[int]:
     return children
 
 
+def own_children() -> set[int]:
+    """Pids of this process's current children."""
+    return set(_children_of(os.getpid()))
+
+
 def kill_leftovers(keep: set[int] = frozenset()) -> list[int]:
-    """SIGKILL every descendant of this process except ``keep``; reap them. Returns the pids killed."""
+    """SIGKILL every child of this process except ``keep`` (orphans of killed workers are
+    reparented here, as this process is a subreaper), reap them. Returns the pids killed."""
     killed = []
     for _ in range(50):
         pids = [p for p in _children_of(os.getpid()) if p not in keep]
@@ -164,13 +172,12 @@ def _parse(line: str) -> dict:
 
 @dataclass
 class WorkerSpec:
-    """How to start a worker: the job file, its environment, user and limits."""
+    """How to start a worker: the job file, its folder, environment, identity and limits."""
 
     job_path: Path
     cwd: Path
     env: dict[str, str]
-    user: int | None = None
-    group: int | None = None
+    identity: WorkerIdentity = field(default_factory=WorkerIdentity)
     memory_limit_bytes: int = 0
 
 
@@ -182,17 +189,9 @@ class Worker:
         ctrl_r, ctrl_w = os.pipe()
         go_r, go_w = os.pipe()
         out_r, out_w = os.pipe()
-        limit = spec.memory_limit_bytes
-
-        def preexec() -> None:
-            if limit:
-                import resource
-
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
         kwargs = {}
-        if spec.user is not None:
-            kwargs.update(user=spec.user, group=spec.group, extra_groups=[])
+        if spec.identity.dropped:
+            kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "unlearning_challenge.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
             stdin=subprocess.DEVNULL,
@@ -202,7 +201,7 @@ class Worker:
             cwd=spec.cwd,
             env=spec.env,
             start_new_session=True,
-            preexec_fn=preexec if limit else None,
+            preexec_fn=worker_limits(spec.memory_limit_bytes, spec.identity),
             **kwargs,
         )
         for fd in (ctrl_w, go_r, out_w):

@@ -41,6 +41,15 @@ def _import_submission(submission_dir: Path):
     return function
 
 
+def _confine(job: dict) -> str:
+    """Confine this process to its run folder before any participant code exists in it."""
+    from unlearning_challenge.sandbox import confine, python_read_paths
+
+    run_dir = str(Path(job["run_dir"]).resolve())
+    read_only = [p for p in python_read_paths() if not Path(p).resolve().is_relative_to(run_dir)]
+    return confine(read_only, [run_dir, "/dev"])
+
+
 def _setup(job: dict):
     import torch
 
@@ -76,8 +85,9 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(job_path).read_text())
     stage = "setup"
     try:
+        confinement = _confine(job) if job.get("sandbox", True) else "disabled by the phase config"
         torch, net, loaders = _setup(job)
-        _send(ctrl_fd, "ready")
+        _send(ctrl_fd, "ready", confinement=confinement)
         if os.read(go_fd, 16).strip() != b"go":
             return 3
         os.close(go_fd)

@@ -1,0 +1,126 @@
+"""What keeps the worker away from the trusted files.
+
+When the ingestion program runs as root (as in most platform containers), each
+worker runs as an unprivileged user (``nobody`` by default) and the trusted
+folders (input data with the test set, reference data, the output) are made
+unreachable to it for the duration of the ingestion. When it runs as an
+ordinary user, the worker runs as that same user: it then *can* read what that
+user can read; the README's security section spells out what is and is not
+protected in each case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+DEFAULT_WORKER_USER = "nobody"
+MAX_WORKER_PROCESSES = 512
+MAX_FILE_BYTES = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """The user a worker runs as; ``uid is None``: the ingestion's own user."""
+
+    uid: int | None = None
+    gid: int | None = None
+    name: str = ""
+
+    @property
+    def dropped(self) -> bool:
+        return self.uid is not None
+
+
+def worker_identity(env: dict[str, str], user: str = DEFAULT_WORKER_USER) -> tuple[WorkerIdentity, str]:
+    """The identity workers run as, and a warning ("" if none).
+
+    As root: ``user``, provided it can start this Python and import the package
+    (checked by starting it once); otherwise the current user, with a warning.
+    """
+    current = WorkerIdentity(name=pwd.getpwuid(os.geteuid()).pw_name)
+    if os.geteuid() != 0:
+        return current, ""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return current, f"user {user!r} does not exist: workers keep the ingestion's user"
+    candidate = WorkerIdentity(entry.pw_uid, entry.pw_gid, user)
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import unlearning_challenge"], env=env, cwd="/", capture_output=True,
+            user=candidate.uid, group=candidate.gid, extra_groups=[], timeout=120,
+        )
+        reason = (probe.stderr.decode(errors="replace").strip().splitlines() or ["exit code %d" % probe.returncode])[-1]
+        ok = probe.returncode == 0
+    except OSError as exc:  # e.g. the interpreter's folder is closed to that user
+        reason, ok = str(exc), False
+    if not ok:
+        return current, (f"user {user!r} cannot start {sys.executable} or import the package ({reason}): "
+                         "workers keep the ingestion's user")
+    return candidate, ""
+
+
+def give_to_worker(path: Path, identity: WorkerIdentity) -> None:
+    """Hand a run folder (recursively) to the worker's user, private to it."""
+    if not identity.dropped:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, identity.uid, identity.gid)
+        os.chmod(root, 0o700)
+        for name in files:
+            os.chown(os.path.join(root, name), identity.uid, identity.gid)
+
+
+@contextlib.contextmanager
+def locked(paths: list[Path], identity: WorkerIdentity) -> Iterator[list[str]]:
+    """While inside, make ``paths`` unreachable to the worker's user (mode 0700); restore after.
+
+    Yields warnings for paths that could not be locked (e.g. read-only mounts).
+    """
+    saved, warnings = [], []
+    if identity.dropped:
+        for path in paths:
+            try:
+                mode = stat.S_IMODE(path.stat().st_mode)
+                os.chmod(path, 0o700)
+                saved.append((path, mode))
+            except OSError as exc:
+                warnings.append(f"could not restrict access to {path}: {exc}")
+    try:
+        yield warnings
+    finally:
+        for path, mode in saved:
+            with contextlib.suppress(OSError):
+                os.chmod(path, mode)
+
+
+def worker_limits(memory_limit_bytes: int, identity: WorkerIdentity):
+    """A preexec function setting the worker's resource limits (runs in the child before exec)."""
+
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        if memory_limit_bytes:
+            # RLIMIT_DATA counts heap and private writable mappings but not the address
+            # space CUDA reserves, so it caps host memory without breaking the GPU.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_limit_bytes, memory_limit_bytes))
+        if identity.dropped:
+            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_WORKER_PROCESSES, MAX_WORKER_PROCESSES))
+
+    return apply
+
+
+def copy_submission(source: Path, target: Path) -> None:
+    """Copy the submission folder (no symlinks followed out of it) into the run folder."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
