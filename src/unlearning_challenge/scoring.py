@@ -29,7 +29,7 @@ from unlearning_challenge.artifacts import (
     read_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
-from unlearning_challenge.metric import final_score, forget_quality, logit_scaled_confidence, per_example_epsilons
+from unlearning_challenge.metric import example_points, final_score, logit_scaled_confidence, per_example_epsilons
 
 SCORES_TXT = "scores.txt"
 SCORES_JSON = "scores.json"
@@ -114,7 +114,7 @@ def compute_scores(inputs: ScoringInputs) -> dict:
     conf_u = logit_scaled_confidence(u.forget_logits, u.forget_labels)
     conf_r = logit_scaled_confidence(r.forget_logits, r.forget_labels)
     eps = per_example_epsilons(conf_u, conf_r)
-    quality = forget_quality(conf_u, conf_r)
+    quality = float(np.mean(example_points(eps, u.num_models)))
     retain_ratio = float(u.retain_accuracy.mean() / r.retain_accuracy.mean())
     test_ratio = float(u.test_accuracy.mean() / r.test_accuracy.mean())
     return {
