@@ -44,7 +44,7 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.atomic import write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, dump_config
-from unlearning_challenge.data import FaceDataset, Splits, build_dataset, load_dataset, make_splits, save_dataset, split_fingerprint
+from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
 from unlearning_challenge.timing import calibration_step_seconds
@@ -94,8 +94,7 @@ def prepare_data(config: PhaseConfig, work: WorkFolder) -> tuple[FaceDataset, Sp
         if fingerprint != info["split_fingerprint"]:
             raise ArtifactError(f"work folder {work.root}: {DATASET_FILE} does not match work.json; delete the folder")
         return dataset, splits, fingerprint
-    dataset = build_dataset(config.dataset)
-    splits = make_splits(dataset, config.split)
+    dataset, splits = build_dataset_and_splits(config.dataset, config.split)
     fingerprint = split_fingerprint(dataset, splits)
     save_dataset(work.dataset, dataset, splits)
     write_json(work.info, {

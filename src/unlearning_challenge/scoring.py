@@ -29,6 +29,7 @@ from unlearning_challenge.artifacts import (
     read_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
+from unlearning_challenge.statistics import extra_statistics
 from unlearning_challenge.metric import example_points, final_score, logit_scaled_confidence, per_example_epsilons
 
 SCORES_TXT = "scores.txt"
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
                   f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
         scores = compute_scores(inputs)
+        scores.update(extra_statistics(scores, inputs))
         write_scores(args.output, scores, inputs)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)
