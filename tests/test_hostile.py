@@ -1,0 +1,139 @@
+"""Hostile and runaway submissions: each ends in a clear, bounded, honest result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import run_module
+from pathlib import Path
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+
+
+def ingest(tiny_phase, out, name, *extra):
+    input_dir = tiny_phase[0]
+    done = run_module("unlearning_challenge.ingestion", "--input", input_dir, "--output", out,
+                      "--submission", HOSTILE / name, *extra)
+    manifest = json.loads((out / "ingestion.json").read_text())
+    return done, manifest
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_endless_loop_is_killed_at_the_hard_limit(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "endless_loop", "--time-budget", "0.5")
+    run = manifest["runs"][0]
+    assert done.returncode == 1
+    assert run["status"] == "timeout"
+    assert "past the hard limit of 1.5 s per run" in run["message"]
+    assert 1.4 < run["seconds"] < 5
+
+
+def test_thread_sleeping_forever_does_not_hang_the_worker(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "thread_sleeps_forever", "--num-models", "2")
+    assert done.returncode == 0, done.stderr
+    assert [r["status"] for r in manifest["runs"]] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("sys_exit", "SystemExit: 0 (inside unlearning())"),
+        ("kills_itself", "the worker process ended without finishing the run (signal 9)"),
+    ],
+)
+def test_runs_that_end_the_process_are_reported(tiny_phase, tmp_path, name, message):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", name)
+    assert done.returncode == 1
+    assert manifest["runs"][0]["status"] == "crashed"
+    assert message in manifest["message"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_demanding_cuda_without_a_gpu_is_a_clear_crash(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "demands_cuda")
+    assert done.returncode == 1
+    assert manifest["runs"][0]["status"] == "crashed"
+    assert "inside unlearning()" in manifest["message"]
+    assert "CUDA" in manifest["message"] or "NVIDIA" in manifest["message"]
+
+
+def test_memory_hog_hits_the_cap(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "allocates_too_much", "--memory-limit-gib", "3")
+    assert done.returncode == 1
+    assert manifest["runs"][0]["status"] == "crashed"
+    assert "MemoryError" in manifest["message"]
+
+
+def test_output_flood_is_bounded(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "floods_output", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    run = manifest["runs"][0]
+    assert run["output_bytes"] > 40_000_000
+    assert len(run["output_tail"].encode()) <= 32 * 1024
+    assert "last line of the flood" in run["output_tail"]
+    assert (tmp_path / "res" / "ingestion.json").stat().st_size < 200_000
+
+
+def test_tampered_clocks_do_not_fool_the_timer(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "tampers_clocks", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    assert manifest["runs"][0]["seconds"] >= 2.0
+
+
+def test_escaped_processes_are_killed(tiny_phase, tmp_path):
+    marker = "unlearning-escape-marker"
+    assert not processes_with(marker)
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "escapes_processes", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    assert processes_with(marker) == []
+
+
+def test_planted_result_files_change_nothing(tiny_phase, tmp_path):
+    input_dir, reference_dir, _ = tiny_phase
+    before = {p: sha(p) for d in (input_dir, reference_dir) for p in d.iterdir()}
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "plants_result_files", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    assert manifest["status"] == "ok"
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["ingestion.json", "unlearned.npz"]
+    assert {p: sha(p) for d in (input_dir, reference_dir) for p in d.iterdir()} == before
+    assert not (tmp_path / "scores.txt").exists() and not Path("/tmp/scores.txt").exists()
+    assert manifest["runs"][0]["confinement"] == "landlock"
+
+
+def test_trusted_files_are_out_of_reach(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "reads_trusted_files", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    tail = manifest["runs"][0]["output_tail"]
+    assert "blocked" in tail and str(tiny_phase[0]) in tail
+    assert "READ " not in tail
+
+
+def test_the_original_model_cannot_be_changed_for_later_runs(tiny_phase, tmp_path):
+    original = tiny_phase[0] / "original.safetensors"
+    before = sha(original)
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "tampers_original_model", "--num-models", "3")
+    assert done.returncode == 0, manifest["message"]
+    assert [r["status"] for r in manifest["runs"]] == ["ok", "ok", "ok"]
+    assert sha(original) == before
