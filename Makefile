@@ -14,7 +14,7 @@ LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
                      $(if $(OUT),--output $(OUT))
 
-.PHONY: install test local-score reference bench
+.PHONY: install test local-score reference bench baselines
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,9 @@ reference: install
 
 bench: install
 	$(PY) benchmarks/bench_metric.py
+
+# Scores every starting-kit baseline on the Check phase and writes the table into starting_kit/README.md.
+baselines: install
+	$(PY) -m unlearning_challenge.baselines
 
 include mk/platform.mk

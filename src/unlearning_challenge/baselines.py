@@ -1,0 +1,108 @@
+"""``make baselines``: score every starting-kit baseline on a phase and write the table.
+
+Each baseline runs through the same ingestion and scoring programs as a
+submission (``local-score``); the oracle (``retrain``) runs without the time
+limit. The table goes into ``starting_kit/README.md`` between the markers
+``<!-- baselines-table:start -->`` and ``<!-- baselines-table:end -->``;
+each baseline's ``scores.json`` is kept under the output folder, so an
+interrupted run resumes with the baselines not yet scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unlearning_challenge.atomic import write_text
+
+START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
+NO_TIME_LIMIT = {"retrain"}
+COLUMNS = [
+    ("score", "score", "{:.4f}"),
+    ("forget_quality", "forget quality F", "{:.4f}"),
+    ("retain_accuracy_ratio", "retain acc. ratio", "{:.3f}"),
+    ("test_accuracy_ratio", "test acc. ratio", "{:.3f}"),
+    ("mean_run_seconds", "seconds per run", "{:.2f}"),
+]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:
+    """Scores of one baseline (reused when ``out/scores/scores.json`` exists)."""
+    scores_file = out / "scores" / "scores.json"
+    if not scores_file.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, "-m", "unlearning_challenge", "local-score", "--submission", str(folder),
+                   "--input-data", str(input_data), "--reference-data", str(reference_data), "--output", str(out)]
+        if folder.name in NO_TIME_LIMIT:
+            command.append("--no-time-limit")
+        if subprocess.call(command) != 0:
+            return {"failed": True}
+    return json.loads(scores_file.read_text())
+
+
+def markdown_table(results: dict[str, dict], num_models: int, machine: str) -> str:
+    header = "| baseline | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(COLUMNS)
+    rows = []
+    for name, scores in sorted(results.items(), key=lambda item: -item[1].get("score", -1)):
+        if scores.get("failed"):
+            rows.append(f"| `{name}` | failed |" + " |" * (len(COLUMNS) - 1))
+            continue
+        cells = [fmt.format(scores[key]) for key, _, fmt in COLUMNS]
+        suffix = " (no time limit)" if name in NO_TIME_LIMIT else ""
+        rows.append(f"| `{name}`{suffix} | " + " | ".join(cells) + " |")
+    note = (f"\nCheck phase, N = {num_models} models per side, scored by `make baselines` on {machine} "
+            f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page).\n")
+    return "\n".join([header, rule, *rows]) + "\n" + note
+
+
+def replace_table(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} markers to put the table between")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    write_text(readme, f"{head}{START}\n{table}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="baselines", description=__doc__.splitlines()[0])
+    parser.add_argument("--baselines", type=Path, default=Path("starting_kit/baselines"))
+    parser.add_argument("--input-data", type=Path, default=Path("input_data"))
+    parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
+    parser.add_argument("--output", type=Path, default=Path("runs/baselines"))
+    parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
+    args = parser.parse_args(argv)
+    folders = sorted(p for p in args.baselines.iterdir() if (p / "unlearning.py").is_file())
+    results = {}
+    for folder in folders:
+        print(f"== {folder.name}", file=sys.stderr)
+        results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
+    num_models = json.loads((args.reference_data / "manifest.json").read_text())["num_models"]
+    machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
+    table = markdown_table(results, num_models, machine)
+    replace_table(args.readme, table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
