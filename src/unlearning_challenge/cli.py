@@ -20,11 +20,12 @@ def _reference(args: argparse.Namespace) -> int:
     work = args.work or Path("work") / config.name
     device = pick_device(args.device)
     if args.assemble_only:
-        summary = assemble(config, WorkFolder(work), args.input_data, args.reference_data, device)
+        summary = assemble(config, WorkFolder(work), args.input_data, args.reference_data, device,
+                           retime_models=args.retime)
     else:
         summary = generate_reference(
             config, work_dir=work, input_dir=args.input_data, reference_dir=args.reference_data,
-            device=device, shard=parse_shard(args.shard), backend=args.backend,
+            device=device, shard=parse_shard(args.shard), backend=args.backend, retime_models=args.retime,
         )
     if summary is None:
         return 0
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--device", default=None)
     p.add_argument("--assemble-only", action="store_true", help="only write the folders from a finished work folder")
+    p.add_argument("--retime", type=int, default=0, metavar="K",
+                   help="take the time budget from K models retrained again on this machine (e.g. the platform's worker)")
     p.set_defaults(func=_reference)
 
     p = sub.add_parser("local-score", help="rehearse a submission: ingestion then scoring, as the platform runs them")

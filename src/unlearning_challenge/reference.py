@@ -250,12 +250,40 @@ def _provenance(device: torch.device) -> dict[str, str]:
     }
 
 
-def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_dir: Path, device: torch.device) -> dict:
-    """Write ``input_data/`` and ``reference_data/`` from a finished work folder."""
+def retime(config: PhaseConfig, dataset: FaceDataset, splits: Splits, device: torch.device,
+           num_models: int) -> tuple[float, float]:
+    """Train ``num_models`` retrained models again on this machine, only to time them.
+
+    Returns (mean training seconds, calibration step seconds). Use it when the
+    reference was trained on other or busy machines and the budget should
+    reflect this one (e.g. the platform's worker).
+    """
+    seconds, calibrations = [], []
+    for seed in tqdm(model_seeds(config)[:num_models], desc="retiming", unit="model"):
+        result = train_model(dataset, splits.retain, splits.val, model_cfg=config.model, train_cfg=config.training,
+                             seed=seed, device=device)
+        seconds.append(result.seconds)
+        calibrations.append(calibration_step_seconds(
+            dataset.images[splits.retain], dataset.age_group[splits.retain],
+            model_cfg=config.model, train_cfg=config.training, device=device))
+    return float(np.mean(seconds)), float(np.mean(calibrations))
+
+
+def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_dir: Path, device: torch.device,
+             *, retime_models: int = 0) -> dict:
+    """Write ``input_data/`` and ``reference_data/`` from a finished work folder.
+
+    The per-run budget comes from the mean training time of the retrained models
+    or, with ``retime_models`` = k > 0, of k models trained again here to time them.
+    """
     dataset, splits, fingerprint = prepare_data(config, work)
     family, calibration = _load_retrained(config, work, splits, dataset, fingerprint)
     original = json.loads(work.original_info.read_text())
     mean_seconds = float(family.seconds.mean())
+    timing_source = f"mean training time of the {family.num_models} retrained models"
+    if retime_models:
+        mean_seconds, calibration = retime(config, dataset, splits, device, retime_models)
+        timing_source = f"{retime_models} model(s) retrained again to time them on {_provenance(device)['device']}"
     common = {
         "format_version": FORMAT_VERSION,
         "phase": config.name,
@@ -266,6 +294,7 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         "num_classes": config.model.num_classes,
         "mean_retrain_seconds": mean_seconds,
         "calibration_step_seconds": calibration,
+        "timing_source": timing_source,
         "provenance": _provenance(device),
     }
     for folder in (input_dir, reference_dir):
@@ -304,6 +333,7 @@ def generate_reference(
     shard: tuple[int, int] = (0, 1),
     backend: str = "local",
     gpus_per_model: float = 1.0,
+    retime_models: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict | None:
     """Train what is missing (resuming), then assemble when every model exists.
@@ -332,4 +362,4 @@ def generate_reference(
     if pending_seeds(config, work) or not work.original_info.exists():
         log("other shards still have models to train; run with --assemble-only when they are done")
         return None
-    return assemble(config, work, Path(input_dir), Path(reference_dir), device)
+    return assemble(config, work, Path(input_dir), Path(reference_dir), device, retime_models=retime_models)

@@ -1,0 +1,177 @@
+"""The detailed results page: self-contained, escaped, robust to small and odd inputs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from unlearning_challenge import report, statistics
+from unlearning_challenge.artifacts import ModelFamily
+from unlearning_challenge.report import detailed_results_html
+from unlearning_challenge.scoring import ScoringInputs, compute_scores
+from unlearning_challenge.statistics import extra_statistics
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HOSTILE = "<script>alert('x')</script>"
+VOID_TAGS = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+
+
+def _family(rng: np.random.Generator, n: int, e: int, labels: np.ndarray, shift: float, seconds: float) -> ModelFamily:
+    logits = rng.normal(size=(n, e, 10)).astype(np.float32)
+    logits[:, np.arange(e), labels] += np.float32(2.0 + shift)
+    return ModelFamily(logits, labels, np.arange(e, dtype=np.int64) + 100, rng.uniform(0.8, 0.9, n),
+                       rng.uniform(0.6, 0.7, n), rng.uniform(0.5, 0.7, n), rng.uniform(0.5, 1.5, n) * seconds,
+                       np.arange(n, dtype=np.int64))
+
+
+def make_inputs(n: int = 8, e: int = 12, *, budget: float | None = 1.2, quick: bool = False,
+                message: str = "8 run(s) completed", run_message: str = "", seed: int = 0) -> ScoringInputs:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, e)
+    unlearned = _family(rng, n, e, labels, 0.4, 1.0)
+    retrained = _family(rng, n, e, labels, 0.0, 6.0)
+    runs = [{"index": i, "seed": i, "status": "ok", "seconds": float(unlearned.seconds[i]),
+             "message": run_message if i == 0 else ""} for i in range(n)]
+    ingestion = {"status": "ok", "message": message, "phase": "check", "device": "cpu",
+                 "time_budget_seconds": budget, "time_limit_enforced": budget is not None, "runs": runs}
+    reference = {"num_models": 2 * n if quick else n, "mean_retrain_seconds": 6.0}
+    return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
+
+
+def scored(inputs: ScoringInputs, *, with_statistics: bool = True) -> dict:
+    scores = compute_scores(inputs)
+    if with_statistics:
+        scores.update(extra_statistics(scores, inputs, num_resamples=8))
+    return scores
+
+
+class _TagChecker(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag not in VOID_TAGS:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
+        else:
+            self.stack.pop()
+
+
+def check_page(page: str) -> _TagChecker:
+    assert page.startswith("<!DOCTYPE html>")
+    checker = _TagChecker()
+    checker.feed(page)
+    checker.close()
+    assert checker.problems == [] and checker.stack == []
+    assert checker.tags[:3] == ["html", "head", "meta"]
+    assert "script" not in checker.tags
+    # Self-contained: nothing fetched from elsewhere.
+    assert not re.search(r"(src|href)=\"(?!data:)", page)
+    assert "http://" not in page and "https://" not in page
+    assert len(page.encode("utf-8")) < 1_500_000
+    return checker
+
+
+def images(page: str) -> list[bytes]:
+    return [base64.b64decode(b, validate=True) for b in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+@pytest.fixture(scope="module")
+def typical():
+    inputs = make_inputs(message=f"done {HOSTILE}", run_message=f"warning {HOSTILE} & more")
+    scores = scored(inputs)
+    return scores, inputs, detailed_results_html(scores, inputs)
+
+
+def test_page_is_valid_looking_self_contained_html(typical):
+    _, _, page = typical
+    check_page(page)
+    pngs = images(page)
+    assert len(pngs) == 5
+    assert all(png.startswith(PNG_SIGNATURE) for png in pngs)
+
+
+def test_page_shows_the_score_its_parts_and_the_references(typical):
+    scores, _, page = typical
+    assert f"{scores['score']:.4f}" in page
+    for key in ("forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "retain_accuracy_retrained",
+                "forget_quality_perfect", "score_ci_low", "score_ci_high"):
+        assert f"{scores[key]:.4f}" in page, key
+    assert "Forgetting quality F" in page and "Retain accuracy ratio" in page and "Test accuracy ratio" in page
+    assert "budget 1.20 s" in page
+    assert f"{scores['score_ci_resamples']} resamples" in page
+    assert "Quick check" not in page
+
+
+def test_page_escapes_text_from_the_submission(typical):
+    _, _, page = typical
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "warning &lt;script&gt;" in page and "&amp; more" in page
+
+
+def test_bucket_table_adds_up_to_forget_quality(typical):
+    scores, inputs, page = typical
+    examples = re.search(r"<b>total</b></td><td class=\"num\"></td><td class=\"num\">(\d+)</td>", page)
+    assert examples and int(examples.group(1)) == inputs.unlearned.forget_logits.shape[1]
+    assert f"<b>{scores['forget_quality']:.4f}</b>" in page
+
+
+def test_no_time_limit_and_quick_check():
+    inputs = make_inputs(budget=None, quick=True)
+    page = detailed_results_html(scored(inputs), inputs)
+    check_page(page)
+    assert "no time limit" in page
+    assert "Quick check" in page and "not the phase's 16" in page
+
+
+def test_two_models_and_few_examples_do_not_crash():
+    inputs = make_inputs(n=2, e=3, seed=3)
+    scores = scored(inputs)
+    page = detailed_results_html(scores, inputs)
+    check_page(page)
+    assert all(png.startswith(PNG_SIGNATURE) for png in images(page))
+    assert "All forget examples" in page
+    assert "cannot be split" in page
+
+
+def test_statistics_are_computed_when_missing_and_reused_when_present(monkeypatch):
+    monkeypatch.setattr(statistics, "MAX_RESAMPLES", 20)  # keep the default resampling short here
+    inputs = make_inputs(n=4, e=5, seed=4)
+    bare = compute_scores(inputs)
+    del bare["_details"]
+    page = detailed_results_html(bare, inputs)  # recomputes confidences, epsilons and statistics
+    check_page(page)
+    assert "Bootstrap interval" in page and "Perfect unlearner" in page and "(20 resamples" in page
+
+    scores = scored(inputs)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("extra_statistics called although the scores hold its results")
+
+    monkeypatch.setattr(report, "extra_statistics", fail)
+    page = detailed_results_html(scores, inputs)
+    assert f"{scores['score_ci_high']:.4f}" in page
+    flat_only = {k: v for k, v in scores.items() if k != "_statistics"}
+    assert f"{scores['score_ci_low']:.4f}" in detailed_results_html(flat_only, inputs)
+
+
+def test_capped_examples_are_counted_separately():
+    inputs = make_inputs(n=6, e=10, seed=5)
+    scores = scored(inputs)
+    eps = np.array(scores["_details"]["epsilons"], dtype=np.float64)
+    eps[:3] = 50.0
+    scores["_details"] = {**scores["_details"], "epsilons": eps}
+    page = detailed_results_html(scores, inputs)
+    assert re.search(r"capped at 50</td><td class=\"num\">0</td><td class=\"num\">3</td>", page)
