@@ -1,0 +1,510 @@
+"""The bundle builder: CodaLab v1.5 and Codabench v2 bundles from competition/settings.yaml.
+
+The builder runs on a small copy of the repository (settings, programs,
+package, pages, starting kit) with fake phase data, so the tests are fast and
+do not depend on `make reference` having run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unlearning_challenge import bundle
+from unlearning_challenge.bundle import (
+    CODALAB_COLUMN_KEYS,
+    CODALAB_LEADERBOARD_KEYS,
+    CODALAB_PHASE_KEYS,
+    CODALAB_TOP_KEYS,
+    METADATA_KEYS,
+    BundleError,
+    build_bundles,
+    check_metadata_command,
+    execution_time_limit,
+    load_settings,
+    settings_from_dict,
+)
+from unlearning_challenge.config import PhaseConfig, dump_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ROOT / "competition" / "settings.yaml"
+N_MODELS = 8
+BUDGET = 12.5
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _write_phase_data(root: Path, config_rel: str, input_rel: str, reference_rel: str, name: str = "check") -> None:
+    config = PhaseConfig(name=name)
+    (root / config_rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / config_rel).write_text(dump_config(config))
+    common = {
+        "format_version": 1,
+        "phase": name,
+        "config_fingerprint": config.fingerprint(),
+        "split_fingerprint": "0" * 64,
+        "num_models": N_MODELS,
+    }
+    inputs = root / input_rel
+    inputs.mkdir(parents=True, exist_ok=True)
+    (inputs / "phase.yaml").write_text(dump_config(config))
+    (inputs / "dataset.npz").write_bytes(b"dataset bytes")
+    (inputs / "original.safetensors").write_bytes(b"weights bytes")
+    (inputs / "manifest.json").write_text(json.dumps(
+        {**common, "format": "unlearning-challenge/input", "time_budget_seconds": BUDGET}))
+    reference = root / reference_rel
+    reference.mkdir(parents=True, exist_ok=True)
+    (reference / "phase.yaml").write_text(dump_config(config))
+    (reference / "reference.npz").write_bytes(b"reference bytes")
+    (reference / "manifest.json").write_text(json.dumps({**common, "format": "unlearning-challenge/reference"}))
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    """A minimal repository: the real settings, programs, package, pages and kit; fake Check data."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("competition", "ingestion_program", "scoring_program", "pages", "starting_kit"):
+        _copy_tree(ROOT / name, root / name)
+    _copy_tree(ROOT / "src" / "unlearning_challenge", root / "src" / "unlearning_challenge")
+    # Caches in the package and the kit must stay out of the zips.
+    cache = root / "src" / "unlearning_challenge" / "__pycache__"
+    cache.mkdir()
+    (cache / "bundle.cpython-311.pyc").write_bytes(b"\0")
+    (root / "starting_kit" / "baselines" / "finetune" / "__pycache__").mkdir()
+    (root / "starting_kit" / "baselines" / "finetune" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    _write_phase_data(root, "phases/default.yaml", "input_data", "reference_data")
+    return root
+
+
+def _build(repo: Path, out: str = "dist", settings: str = "competition/settings.yaml"):
+    lines: list[str] = []
+    result = build_bundles(settings, root=repo, out_dir=out, log=lines.append)
+    return result, lines
+
+
+def _read_zip(data_or_path) -> zipfile.ZipFile:
+    if isinstance(data_or_path, (str, Path)):
+        return zipfile.ZipFile(data_or_path)
+    return zipfile.ZipFile(io.BytesIO(data_or_path))
+
+
+def _yaml(zf: zipfile.ZipFile) -> dict:
+    return yaml.safe_load(zf.read("competition.yaml"))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_real_settings_load_and_name_the_three_phases():
+    settings = load_settings(SETTINGS)
+    assert [p.label for p in settings.phases] == ["Check", "Feedback", "Final"]
+    check, feedback, final = settings.phases
+    assert (check.input_data, check.reference_data, check.config) == ("input_data", "reference_data", "phases/default.yaml")
+    assert check.public and not feedback.public and not final.public
+    for phase in (feedback, final):
+        assert phase.input_data.startswith("data/") and phase.reference_data.startswith("data/")
+        assert phase.make_hint is None
+    assert [c.key for c in settings.columns][:5] == [
+        "score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds"]
+    assert {c.key: c.sort for c in settings.columns}["mean_run_seconds"] == "asc"
+    for page in settings.pages.values():
+        assert (ROOT / page).is_file(), page
+    assert (ROOT / settings.logo).read_bytes().startswith(b"\x89PNG")
+    assert (ROOT / settings.starting_kit / "README.md").is_file()
+
+
+def _raw_settings() -> dict:
+    return yaml.safe_load(SETTINGS.read_text())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(version=2), "unknown key(s) ['version']"),
+    (lambda s: s["phases"][0].update(color="red"), "color must be one of"),
+    (lambda s: s["phases"][0].update(colour="red"), "unknown key(s) ['colour']"),
+    (lambda s: s["phases"][1].update(start_date=s["phases"][0]["start_date"]), "must start at least two days after"),
+    (lambda s: s["pages"].pop("terms"), "missing ['terms']"),
+    (lambda s: s["phases"][0].update(label="x" * 51), "CodaLab allows at most 50"),
+    (lambda s: s["leaderboard"]["columns"][0].update(sort="up"), "sort must be asc or desc"),
+    (lambda s: s["phases"][0].update(start_date="June 28"), "must be a date written YYYY-MM-DD"),
+    (lambda s: s.update(docker_image="My Image"), "is not a valid image name"),
+    (lambda s: s["time_limit"].update(safety_factor=0.5), "time_limit.safety_factor must be a number >= 1.0"),
+])
+def test_bad_settings_are_refused_with_a_clear_message(edit, message):
+    raw = _raw_settings()
+    edit(raw)
+    with pytest.raises(BundleError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+        settings_from_dict(raw, source="settings.yaml")
+
+
+def test_execution_time_limit_formula():
+    limits = load_settings(SETTINGS).time_limit
+    expected = limits.startup_seconds + 512 * (30.0 * limits.safety_factor + limits.per_run_overhead_seconds)
+    assert execution_time_limit(512, 30.0, limits) == int(expected) + (expected % 1 > 0)
+    assert execution_time_limit(8, 0.1, bundle.TimeLimitSettings(1.5, 0.0, 0.0)) == 2  # rounded up
+    slow_workers = bundle.TimeLimitSettings(safety_factor=1.5, per_run_overhead_seconds=10, startup_seconds=100,
+                                            worker_speed_ratio=3.0)
+    assert execution_time_limit(10, 20.0, slow_workers, scaled_budget=True) == 100 + 10 * (20 * 3 * 1.5 + 10)
+    assert execution_time_limit(10, 20.0, slow_workers, scaled_budget=False) == 100 + 10 * (20 * 1.5 + 10)
+    with pytest.raises(BundleError):
+        execution_time_limit(0, 30.0, limits)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def test_only_phases_with_data_are_included_and_the_others_are_explained(repo):
+    result, lines = _build(repo)
+    assert [p.settings.label for p in result.included] == ["Check"]
+    check = result.included[0]
+    limits = load_settings(SETTINGS).time_limit
+    assert check.num_models == N_MODELS and check.time_budget_seconds == BUDGET
+    assert check.execution_time_limit == execution_time_limit(N_MODELS, BUDGET, limits, scaled_budget=True)
+    text = "\n".join(lines)
+    assert "Check: included (N=8" in text
+    assert ("Feedback: left out: phase config phases/challenge.yaml does not exist; "
+            "input data folder data/feedback/input_data does not exist; "
+            "reference data folder data/feedback/reference_data does not exist; create the data with "
+            "`python -m unlearning_challenge reference --config phases/challenge.yaml "
+            "--input-data data/feedback/input_data --reference-data data/feedback/reference_data`") in lines
+    assert "Final: left out: phase config phases/final.yaml does not exist" in text
+    assert "reference data folder data/final/reference_data does not exist" in text
+    assert "warning: codabench_queue is not set" in text
+
+
+def test_a_phase_whose_data_come_from_another_config_is_left_out(repo):
+    config = PhaseConfig(name="check", description="", reference=bundle.load_config(repo / "phases/default.yaml").reference)
+    other = dump_config(config).replace("num_models: 512", "num_models: 64")
+    (repo / "phases" / "default.yaml").write_text(other)
+    with pytest.raises(BundleError, match="no phase can be included"):
+        _build(repo)
+    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    assert plan.reasons == ["input data in input_data was made from another phase config than phases/default.yaml",
+                            "reference data in reference_data was made from another phase config than phases/default.yaml"]
+    assert plan.hint == "make reference PHASE=phases/default.yaml"
+
+
+def test_missing_data_files_are_named(repo):
+    (repo / "input_data" / "original.safetensors").unlink()
+    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    assert plan.explanation() == (
+        "input data folder input_data lacks original.safetensors; "
+        "create the data with `make reference PHASE=phases/default.yaml`")
+
+
+def test_all_three_phases_when_all_data_exist(repo):
+    _write_phase_data(repo, "phases/challenge.yaml", "data/feedback/input_data", "data/feedback/reference_data", "feedback")
+    _write_phase_data(repo, "phases/final.yaml", "data/final/input_data", "data/final/reference_data", "final")
+    result, _ = _build(repo)
+    assert [p.settings.label for p in result.included] == ["Check", "Feedback", "Final"]
+    with _read_zip(result.codalab_bundle) as zf:
+        doc = _yaml(zf)
+        assert sorted(doc["phases"]) == [1, 2, 3]
+        assert [doc["phases"][i]["label"] for i in (1, 2, 3)] == ["Check", "Feedback", "Final"]
+        assert "public_data" in doc["phases"][1] and "public_data" not in doc["phases"][2]
+        assert doc["phases"][2]["input_data"] == "feedback_input_data.zip"
+    with _read_zip(result.codabench_bundle) as zf:
+        doc = _yaml(zf)
+        starts = [p["start"] for p in doc["phases"]]
+        for phase, next_start in zip(doc["phases"], starts[1:]):
+            assert phase["start"] < phase["end"] < next_start  # Codabench refuses overlapping phases
+        assert "end" not in doc["phases"][-1]  # end_date: null
+        assert [t["index"] for t in doc["tasks"]] == [0, 1, 2]
+        assert [p["tasks"] for p in doc["phases"]] == [[0], [1], [2]]
+
+
+# --------------------------------------------------------------------------- CodaLab bundle
+
+
+def test_codalab_yaml_uses_only_keys_codalab_knows(repo):
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        doc = _yaml(zf)
+    assert set(doc) <= CODALAB_TOP_KEYS, set(doc) - CODALAB_TOP_KEYS
+    assert "version" not in doc and "queue" not in doc and "docker_image" not in doc
+    assert set(doc["html"]) == {"overview", "evaluation", "data", "terms"}
+    for phase in doc["phases"].values():
+        assert set(phase) <= CODALAB_PHASE_KEYS, set(phase) - CODALAB_PHASE_KEYS
+        assert phase["is_scoring_only"] is False
+        assert phase["reference_data"].endswith(".zip")
+        assert phase["scoring_program"] == "scoring_program.zip"
+        assert phase["ingestion_program"] == "ingestion_program.zip"
+        assert isinstance(phase["execution_time_limit"], int) and phase["execution_time_limit"] > 0
+        assert len(phase["label"]) <= 50 and len(phase.get("description", "")) <= 1000
+    board = doc["leaderboard"]
+    assert set(board) == {"leaderboards", "columns"}
+    for leaderboard in board["leaderboards"].values():
+        assert set(leaderboard) <= CODALAB_LEADERBOARD_KEYS
+    settings = load_settings(SETTINGS)
+    assert list(board["columns"]) == [c.key for c in settings.columns]
+    for key, column in board["columns"].items():
+        assert set(column) <= CODALAB_COLUMN_KEYS
+        assert column["leaderboard"]["label"] == settings.leaderboard_title
+        assert len(key) <= 50 and len(column["label"]) <= 50
+    assert doc["competition_docker_image"] == settings.docker_image
+
+
+def test_codalab_yaml_dates_stay_dates(repo):
+    """CodaLab (Python 2) parses start_date strings with parse_datetime, which rejects bare dates: emit yaml dates."""
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        text = zf.read("competition.yaml").decode()
+    assert "start_date: 2023-06-28\n" in text
+    assert "'2023" not in text and '"2023' not in text
+
+
+def test_bundle_root_holds_competition_yaml_and_no_other_yaml(repo):
+    result, _ = _build(repo)
+    for path in (result.codalab_bundle, result.codabench_bundle):
+        with _read_zip(path) as zf:
+            names = zf.namelist()
+            # CodaLab takes the first entry whose name contains ".yaml".
+            assert [n for n in names if ".yaml" in n] == ["competition.yaml"]
+            assert all("/" not in n for n in names), names
+            doc = _yaml(zf)
+            referenced = [doc["image"]]
+            if "html" in doc:
+                referenced += list(doc["html"].values())
+                for phase in doc["phases"].values():
+                    referenced += [v for k, v in phase.items() if k in (
+                        "scoring_program", "ingestion_program", "input_data", "reference_data", "starting_kit", "public_data")]
+            else:
+                referenced += [doc["terms"]] + [p["file"] for p in doc["pages"]]
+                for task in doc["tasks"]:
+                    referenced += [v for k, v in task.items() if k.endswith(("_program", "_data"))]
+                for phase in doc["phases"]:
+                    referenced += [phase["starting_kit"]] + ([phase["public_data"]] if "public_data" in phase else [])
+            assert set(referenced) <= set(names), set(referenced) - set(names)
+            assert zf.read(doc["image"]).startswith(b"\x89PNG")
+
+
+def test_nested_zips_have_their_files_at_the_root(repo):
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        nested = {n: _read_zip(zf.read(n)) for n in zf.namelist() if n.endswith(".zip")}
+    assert set(nested) == {"ingestion_program.zip", "scoring_program.zip", "starting_kit.zip",
+                           "check_input_data.zip", "check_reference_data.zip"}
+    for name, inner in nested.items():
+        names = inner.namelist()
+        assert names == sorted(names)
+        assert not any("__pycache__" in n or n.endswith(".pyc") for n in names), name
+        assert not any(n.endswith("/") for n in names), name  # no directory entries
+        tops = {n.split("/")[0] for n in names}
+        assert len(tops) > 1 or "/" not in names[0], f"{name} wraps its files in a folder: {tops}"
+    for program, script in (("ingestion_program.zip", "ingestion.py"), ("scoring_program.zip", "score.py")):
+        names = set(nested[program].namelist())
+        assert {"metadata", script, "unlearning_challenge/__init__.py", "unlearning_challenge/bundle.py"} <= names
+        metadata = yaml.safe_load(nested[program].read("metadata"))
+        assert set(metadata) <= METADATA_KEYS
+    assert set(nested["check_input_data.zip"].namelist()) == {
+        "dataset.npz", "manifest.json", "original.safetensors", "phase.yaml"}
+    assert nested["check_input_data.zip"].read("dataset.npz") == b"dataset bytes"
+    assert set(nested["check_reference_data.zip"].namelist()) == {"manifest.json", "phase.yaml", "reference.npz"}
+    kit = set(nested["starting_kit.zip"].namelist())
+    assert "README.md" in kit and "baselines/finetune/unlearning.py" in kit
+
+
+def test_pages_are_rendered_with_the_phase_table(repo):
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        overview = zf.read("overview.html").decode()
+        evaluation = zf.read("evaluation.html").decode()
+    assert "{{" not in overview + evaluation
+    assert "<td>Check</td>" in overview and "<td>Feedback</td>" not in overview
+    assert f"<td>{N_MODELS}</td>" in evaluation
+
+
+def test_unknown_page_placeholder_is_an_error(repo):
+    (repo / "pages" / "data.html").write_text("<p>{{ no_such_value }}</p>")
+    with pytest.raises(BundleError, match="unknown placeholder"):
+        _build(repo)
+
+
+def test_rebuilding_gives_identical_bytes(repo):
+    first, _ = _build(repo, out="dist")
+    again, _ = _build(repo, out="dist2")
+    assert first.codalab_bundle.read_bytes() == again.codalab_bundle.read_bytes()
+    assert first.codabench_bundle.read_bytes() == again.codabench_bundle.read_bytes()
+    os.utime(repo / "ingestion_program" / "ingestion.py", (0, 0))  # timestamps do not matter
+    third, _ = _build(repo, out="dist3")
+    assert third.codalab_bundle.read_bytes() == first.codalab_bundle.read_bytes()
+    assert not list((repo / "dist").glob("*.tmp")) and not list((repo / "dist").glob(".*"))
+
+
+# --------------------------------------------------------------------------- Codabench bundle
+
+
+def test_codabench_yaml_is_version_2_with_image_and_queue(repo):
+    raw = yaml.safe_load((repo / "competition" / "settings.yaml").read_text())
+    raw["codabench_queue"] = "0b4c1c7e-1111-2222-3333-444455556666"
+    (repo / "competition" / "settings.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    result, lines = _build(repo)
+    assert not any("codabench_queue is not set" in line for line in lines)
+    with _read_zip(result.codabench_bundle) as zf:
+        doc = _yaml(zf)
+    assert doc["version"] == 2
+    assert doc["docker_image"] == raw["docker_image"]
+    assert doc["queue"] == "0b4c1c7e-1111-2222-3333-444455556666"
+    assert doc["terms"] == "terms.html" and {p["file"] for p in doc["pages"]} == {
+        "overview.html", "evaluation.html", "data.html"}
+    assert doc["registration_auto_approve"] is (not raw["registration_required"])
+    (task,) = doc["tasks"]
+    assert task["reference_data"] == "check_reference_data.zip"
+    assert task["ingestion_program"] == "ingestion_program.zip"
+    (phase,) = doc["phases"]
+    assert phase["execution_time_limit"] == result.included[0].execution_time_limit
+    (board,) = doc["leaderboards"]
+    assert [c["key"] for c in board["columns"]] == [c["key"] for c in raw["leaderboard"]["columns"]]
+    assert {c["key"]: c["sorting"] for c in board["columns"]}["mean_run_seconds"] == "asc"
+
+
+def test_codabench_yaml_keeps_the_queue_key_when_unset(repo):
+    result, _ = _build(repo)
+    with _read_zip(result.codabench_bundle) as zf:
+        doc = _yaml(zf)
+    assert "queue" in doc and doc["queue"] is None
+
+
+# --------------------------------------------------------------------------- programs
+
+
+@pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])
+def test_program_metadata_is_platform_safe(program):
+    metadata = bundle.read_program_metadata(ROOT / program, program)
+    command = metadata["command"]
+    assert check_metadata_command(command, program) == []
+    assert "'" not in command and '"' not in command and "/app" not in command
+    assert not (ROOT / program / "unlearning_challenge").exists(), "the package is vendored at build time only"
+
+
+@pytest.mark.parametrize("command, problem", [
+    ("python3 '$program/ingestion.py'", "shell syntax"),
+    ("python3 $program/ingestion.py | tee log", "shell syntax"),
+    ("cd $program && python3 ingestion.py", "changes directory"),
+    ("python3 /app/program/ingestion.py", "/app"),
+    ("python3  $program/ingestion.py", "single spaces"),
+    ("python3 $program/ingestion.py --ref $hidden", "$hidden is not substituted"),
+    ("python3 $program/ingestion.py > $output/log", "shell syntax"),
+    ("", "empty"),
+])
+def test_bad_metadata_commands_are_caught(command, problem):
+    problems = check_metadata_command(command, "ingestion_program")
+    assert any(problem in p for p in problems), problems
+
+
+def _codalab_v1(command: str, step: str, run_dir: str) -> list[str]:
+    """CodaLab's worker (competitions-v1-compute-worker worker.py): plain replace, then split on ' '."""
+    replacements = {
+        "ingestion": [("$program", f"{run_dir}/ingestion_program"), ("$ingestion_program", f"{run_dir}/ingestion_program"),
+                      ("$submission_program", f"{run_dir}/program"), ("$predictions", f"{run_dir}/input/res"),
+                      ("$input", f"{run_dir}/input"), ("$output", f"{run_dir}/output"), ("$tmp", f"{run_dir}/temp")],
+        "scoring": [("$program", f"{run_dir}/program"), ("$predictions", f"{run_dir}/input/res"),
+                    ("$input", f"{run_dir}/input"), ("$output", f"{run_dir}/output"), ("$tmp", f"{run_dir}/temp")],
+    }[step]
+    for variable, value in replacements:
+        command = command.replace(variable, value)
+    return command.split(" ")
+
+
+def _codabench(command: str, kind: str) -> list[str]:
+    """Codabench's worker (compute_worker.py replace_legacy_metadata_command), then shlex-like split."""
+    replacements = [
+        ("$input", "/app/input_data" if kind == "ingestion" else "/app/input"), ("$output", "/app/output"),
+        ("$program", "/app/program"), ("$ingestion_program", "/app/program"), ("$hidden", "/app/input/ref"),
+        ("$shared", "/app/shared"), ("$submission_program", "/app/ingested_program"), ("$tmp", "/app/output"),
+    ]
+    for variable, value in replacements:
+        command = command.replace(variable, value)
+    return command.split()
+
+
+def test_commands_resolve_to_the_right_folders_on_both_platforms():
+    ingestion = bundle.read_program_metadata(ROOT / "ingestion_program", "ingestion_program")["command"]
+    scoring = bundle.read_program_metadata(ROOT / "scoring_program", "scoring_program")["command"]
+    run = "/tmp/codalab/tmpabc/run"
+    assert _codalab_v1(ingestion, "ingestion", run) == [
+        "python3", f"{run}/ingestion_program/ingestion.py", "--input", f"{run}/input",
+        "--output", f"{run}/output", "--submission", f"{run}/program"]
+    assert _codabench(ingestion, "ingestion") == [
+        "python3", "/app/program/ingestion.py", "--input", "/app/input_data",
+        "--output", "/app/output", "--submission", "/app/ingested_program"]
+    assert _codalab_v1(scoring, "scoring", run) == [
+        "python3", f"{run}/program/score.py", "--input", f"{run}/input", "--output", f"{run}/output"]
+    assert _codabench(scoring, "scoring") == [
+        "python3", "/app/program/score.py", "--input", "/app/input", "--output", "/app/output"]
+
+
+@pytest.mark.parametrize("program, script, module", [
+    ("ingestion_program", "ingestion.py", "ingestion"), ("scoring_program", "score.py", "scoring")])
+def test_entry_script_prefers_the_vendored_package(tmp_path, program, script, module):
+    """Run from its zip (package beside it), the script imports that package, whatever the cwd and PYTHONPATH."""
+    folder = tmp_path / program
+    folder.mkdir()
+    shutil.copy(ROOT / program / script, folder / script)
+    package = folder / "unlearning_challenge"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / f"{module}.py").write_text(
+        "import sys\n"
+        "def main(argv):\n"
+        "    print('vendored', __file__, argv)\n"
+        "    return 3\n"
+    )
+    # CodaLab puts the submission on PYTHONPATH: a package of the same name there must not win.
+    decoy = tmp_path / "submission" / "unlearning_challenge"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('decoy imported')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path / "submission")
+    done = subprocess.run([sys.executable, str(folder / script), "--input", "in", "--output", "out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert f"vendored {package / (module + '.py')} ['--input', 'in', '--output', 'out']" in done.stdout
+
+
+def test_program_folder_without_metadata_is_refused(repo):
+    (repo / "scoring_program" / "metadata").unlink()
+    with pytest.raises(BundleError, match="no file named `metadata`"):
+        _build(repo)
+
+
+def test_program_metadata_with_extra_keys_is_refused(repo):
+    path = repo / "ingestion_program" / "metadata"
+    path.write_text(path.read_text() + "input: http://example.com/data.zip\n")
+    with pytest.raises(BundleError, match="fetches them as bundle URLs"):
+        _build(repo)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_prints_settings_for_the_makefile(capsys):
+    assert bundle.main(["--root", str(ROOT), "--get", "docker_image"]) == 0
+    assert capsys.readouterr().out.strip() == load_settings(SETTINGS).docker_image
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    assert bundle.main(["--root", str(tmp_path)]) == 1
+    assert "settings file not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (ROOT / "input_data" / "manifest.json").is_file()
+                    or not (ROOT / "reference_data" / "manifest.json").is_file(),
+                    reason="the default phase's data are not generated yet (make reference)")
+def test_the_repository_builds_with_the_check_phase(tmp_path):
+    result = build_bundles(root=ROOT, out_dir=tmp_path, log=lambda line: None)
+    assert "Check" in [p.settings.label for p in result.included]

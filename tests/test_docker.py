@@ -1,0 +1,131 @@
+"""The competition image's Dockerfile agrees with pyproject.toml, the settings and the bundles.
+
+No docker engine is needed: the files are read, and `make -n docker` shows the build command.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from unlearning_challenge.bundle import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
+IMPORT_NAMES = {"pyyaml": "yaml"}  # distribution name -> module name, where they differ
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        result.append((word.upper(), rest.strip()))
+    return result
+
+
+def _args() -> dict[str, str]:
+    args = {}
+    for word, rest in _instructions():
+        if word == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name] = value
+    return args
+
+
+def _dependencies() -> dict[str, Requirement]:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {Requirement(d).name.lower(): Requirement(d) for d in project["dependencies"]}
+
+
+def test_base_image_is_a_cuda_runtime():
+    (base,) = [rest for word, rest in _instructions() if word == "FROM"]
+    assert base == "${CUDA_BASE}"
+    cuda_base = _args()["CUDA_BASE"]
+    assert cuda_base.startswith("nvidia/cuda:") and "runtime" in cuda_base
+
+
+def test_torch_pins_satisfy_pyproject():
+    args, deps = _args(), _dependencies()
+    assert Version(args["TORCH_VERSION"]) in deps["torch"].specifier
+    assert Version(args["TORCHVISION_VERSION"]) in deps["torchvision"].specifier
+    # The CUDA flavour of the wheel index matches the base image's CUDA major version.
+    cuda_major = re.match(r"nvidia/cuda:(\d+)\.", args["CUDA_BASE"]).group(1)
+    assert args["TORCH_CUDA"].startswith(f"cu{cuda_major}")
+    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert "download.pytorch.org/whl/${TORCH_CUDA}" in runs
+    assert '"torch==${TORCH_VERSION}"' in runs and '"torchvision==${TORCHVISION_VERSION}"' in runs
+
+
+def test_the_package_and_every_dependency_are_installed():
+    instructions = _instructions()
+    copies = [rest for word, rest in instructions if word == "COPY"]
+    assert any("pyproject.toml" in c and "README.md" in c for c in copies)
+    assert any(c.split()[0] == "src" for c in copies)
+    runs = " ".join(rest for word, rest in instructions if word == "RUN")
+    assert "pip install /opt/unlearning-challenge" in runs
+    # The build imports every dependency (and the package) to fail early.
+    check = re.search(r'python -c "import ([^;"]+);', runs).group(1)
+    imported = {name.strip() for name in check.split(",")}
+    for name in _dependencies():
+        assert IMPORT_NAMES.get(name, name) in imported, name
+    assert "unlearning_challenge" in imported
+    # Every file COPY needs exists and is let through the dockerignore.
+    ignore = DOCKERIGNORE.read_text()
+    for copy in copies:
+        for source in copy.split()[:-1]:
+            assert (ROOT / source).exists(), source
+            assert f"!{source.rstrip('/')}" in ignore, source
+
+
+def test_programs_run_as_an_unprivileged_user_with_python3():
+    instructions = _instructions()
+    users = [rest for word, rest in instructions if word == "USER"]
+    assert users == ["${RUN_USER}"]
+    assert _args()["RUN_USER"] not in ("root", "0")
+    runs = " ".join(rest for word, rest in instructions if word == "RUN")
+    assert "useradd" in runs and _args()["RUN_USER"] in runs
+    assert "python3" in runs and "python3 -m venv /opt/venv" in runs
+    env = " ".join(rest for word, rest in instructions if word == "ENV")
+    assert "PATH=/opt/venv/bin:$PATH" in env
+    assert "/app" not in DOCKERFILE.read_text()
+
+
+def test_make_docker_builds_the_image_named_in_the_settings():
+    image = load_settings(ROOT / "competition" / "settings.yaml").docker_image
+    done = subprocess.run(
+        ["make", "-n", "-o", "install", "-o", ".venv/.installed", "docker", f"PY={sys.executable}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (build,) = [line for line in done.stdout.splitlines() if line.startswith("docker build")]
+    assert f"-t {image} " in build and "-f docker/Dockerfile" in build and build.endswith(" .")
+
+
+def test_bundles_name_the_same_image(tmp_path):
+    """Both yaml flavours carry settings.docker_image (checked in depth in test_bundle.py)."""
+    from unlearning_challenge.bundle import codabench_yaml, codalab_yaml, BundleLayout, PhasePlan
+
+    settings = load_settings(ROOT / "competition" / "settings.yaml")
+    layout = BundleLayout("logo.png", {k: f"{k}.html" for k in settings.pages}, "i.zip", "s.zip", "k.zip", {})
+    plans: list[PhasePlan] = []
+    assert codalab_yaml(settings, plans, layout)["competition_docker_image"] == settings.docker_image
+    assert codabench_yaml(settings, plans, layout)["docker_image"] == settings.docker_image
+
+
+@pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])
+def test_program_commands_use_the_images_python(program):
+    command = (ROOT / program / "metadata").read_text().split("command:", 1)[1].split("\n", 1)[0].strip()
+    assert command.split(" ")[0] == "python3"
