@@ -137,3 +137,10 @@ def test_the_original_model_cannot_be_changed_for_later_runs(tiny_phase, tmp_pat
     assert done.returncode == 0, manifest["message"]
     assert [r["status"] for r in manifest["runs"]] == ["ok", "ok", "ok"]
     assert sha(original) == before
+
+
+def test_no_state_passes_from_one_run_to_the_next(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "passes_state_between_runs", "--num-models", "2")
+    assert done.returncode == 0, manifest["message"]
+    assert [r["status"] for r in manifest["runs"]] == ["ok", "ok"]
+    assert not os.path.exists("/dev/shm/unlearning-stash-marker")

@@ -16,6 +16,7 @@ itself. Output, written only by this process into ``--output``:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -55,6 +56,7 @@ from unlearning_challenge.models import (
     nonfinite_parameters,
     pick_device,
 )
+from unlearning_challenge.sandbox import SHARED_MEMORY
 from unlearning_challenge.timing import calibration_step_seconds
 from unlearning_challenge.isolation import WorkerIdentity, copy_submission, give_to_worker, locked, worker_identity
 from unlearning_challenge.runner import (
@@ -291,11 +293,31 @@ def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRec
     }
 
 
+def shared_memory_entries() -> set[str]:
+    """Names in /dev/shm now (a run may use shared memory, but nothing it leaves there survives it)."""
+    try:
+        return set(os.listdir(SHARED_MEMORY))
+    except OSError:
+        return set()
+
+
+def clear_shared_memory(before: set[str]) -> None:
+    """Remove what appeared in /dev/shm since ``before`` (no state passes from one run to the next)."""
+    for name in shared_memory_entries() - before:
+        path = Path(SHARED_MEMORY) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: float, timing: dict,
             dataset: FaceDataset, splits: Splits, keep: set[int]) -> tuple[list[RunRecord], list[ModelOutputs]]:
     """Run until every run is done or one fails. The next worker starts while the last model is evaluated."""
     records: list[RunRecord] = []
     outputs: list[ModelOutputs] = []
+    shared_memory = shared_memory_entries()
     worker: Worker | None = plan.start(0)
     bar = tqdm(range(num_models), desc="unlearning runs", unit="run", file=sys.stderr)
     try:
@@ -310,6 +332,7 @@ def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: fl
             else:
                 reply, record.seconds, timed_out = worker.go(hard_limit)
                 finish_run(record, worker, reply, timed_out, hard_limit, keep)
+                clear_shared_memory(shared_memory)
                 worker = plan.start(index + 1) if index + 1 < num_models and record.status == RunStatus.OK else None
             if record.status == RunStatus.OK:
                 result = evaluate_run(record, plan, dataset, splits)
@@ -328,6 +351,7 @@ def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: fl
         if worker is not None:
             worker.stop()
         kill_leftovers(keep)
+        clear_shared_memory(shared_memory)
     return records, outputs
 
 

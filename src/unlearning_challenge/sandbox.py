@@ -3,7 +3,7 @@
 Landlock (Linux 5.13+) lets an unprivileged process restrict itself, for good:
 after :func:`confine`, the worker and every process it starts can read only the
 folders the Python installation needs, read and write only its own run folder
-(and ``/dev``), open no TCP connection (Landlock ABI 4+) and send no signal to
+(and the devices of :func:`device_paths`), open no TCP connection (Landlock ABI 4+) and send no signal to
 processes outside the confinement (ABI 6+). The test set, the reference data,
 the original model and the ingestion output are out of reach even when the
 worker runs as the same user as the ingestion program.
@@ -73,8 +73,19 @@ def python_read_paths() -> list[str]:
                   os.path.dirname(os.path.realpath(sys.executable))}
     candidates.update(p for p in sys.path if p)
     candidates.update(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p)
-    candidates.update(("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/run"))
+    candidates.update(("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/run", "/dev"))
     return sorted(p for p in candidates if os.path.isdir(p))
+
+
+SHARED_MEMORY = "/dev/shm"
+_DEVICE_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
+def device_paths() -> list[str]:
+    """What a worker may write under /dev: the usual character devices, shared memory
+    (emptied after each run by the trusted side) and the NVIDIA devices."""
+    nvidia = sorted(str(p) for p in Path("/dev").glob("nvidia*"))
+    return [p for p in (*_DEVICE_FILES, SHARED_MEMORY, *nvidia) if os.path.exists(p)]
 
 
 def confine(read_only: list[str], read_write: list[str]) -> str:

@@ -43,11 +43,11 @@ def _import_submission(submission_dir: Path):
 
 def _confine(job: dict) -> str:
     """Confine this process to its run folder before any participant code exists in it."""
-    from unlearning_challenge.sandbox import confine, python_read_paths
+    from unlearning_challenge.sandbox import confine, device_paths, python_read_paths
 
     run_dir = str(Path(job["run_dir"]).resolve())
     read_only = [p for p in python_read_paths() if not Path(p).resolve().is_relative_to(run_dir)]
-    return confine(read_only, [run_dir, "/dev"])
+    return confine(read_only, [run_dir, *device_paths()])
 
 
 def _setup(job: dict):
