@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 CLI := $(PY) -m unlearning_challenge
 
 PHASE ?= phases/default.yaml
+INPUT_DATA ?= input_data
+REFERENCE_DATA ?= reference_data
 SUBMISSION ?= starting_kit/sample_submission
 NUM_MODELS ?=
 NO_TIME_LIMIT ?=
@@ -30,7 +32,7 @@ local-score: install
 	$(CLI) local-score --submission $(SUBMISSION) --input-data input_data --reference-data reference_data $(LOCAL_SCORE_FLAGS)
 
 reference: install
-	$(CLI) reference --config $(PHASE)
+	$(CLI) reference --config $(PHASE) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA)
 
 bench: install
 	$(PY) benchmarks/bench_metric.py

@@ -1,23 +1,33 @@
-"""End to end through the built bundle, as each platform's worker runs it (no docker).
+"""End to end through the built bundles, as each platform's worker runs them (no docker).
 
-From ``dist/competition_bundle.zip`` (built into a temporary folder), the
-programs, data and a packed submission are unzipped into the folder layout of
+Both bundles are built into a temporary folder with ``build_bundles``; the
+programs, data and a packed submission are unzipped from them into the folder
+layout of
 
-- CodaLab's worker (competitions-v1-compute-worker worker.py): a run folder
-  with ``program/`` (the submission, then the scoring program),
-  ``ingestion_program/``, ``input/`` (input data, then ``ref/`` and ``res/``),
-  ``output/``; the command run from the run folder with
-  ``PYTHONPATH=$PYTHONPATH:<run>/program``; the worker then writes its own
-  ``metadata`` file into ``output/``;
-- Codabench's worker (compute_worker.py): ``/app/program`` (the program being
-  run, also the working directory), ``/app/ingested_program``,
-  ``/app/input_data``, ``/app/input/{ref,res}``, ``/app/output``, no
-  PYTHONPATH. ``/app`` is emulated by a temporary folder.
+- CodaLab's worker (competitions-v1-compute-worker worker.py), from
+  ``competition_bundle.zip``: a run folder with ``program/`` (the submission,
+  then the scoring program), ``ingestion_program/``, ``input/`` (input data,
+  then ``ref/`` and ``res/``), ``output/``; the command run from the run folder
+  with ``PYTHONPATH=$PYTHONPATH:<run>/program``; after each step the worker
+  writes its own ``metadata`` file into ``output/``;
+- Codabench's worker (compute_worker.py), from ``codabench_bundle.zip`` (the
+  ``version: 2`` yaml's task): ``/app/program`` (the program being run, also
+  the working directory), ``/app/ingested_program``, ``/app/input_data``,
+  ``/app/input/{ref,res}``, ``/app/output``, no PYTHONPATH. ``/app`` is
+  emulated by a temporary folder.
 
 The commands come from the programs' ``metadata`` with the platforms' own
 substitutions (see test_bundle.py), split on spaces, run without a shell.
-It needs the Check phase's data (``make reference``) and runs the submission
-N times (minutes on a CPU), so it only runs when asked:
+
+Always on: a tiny phase (conftest's ``tiny_phase``: N=3, 16x16 images) stands
+in for the Check phase in a copy of ``competition/settings.yaml``, and the
+sample submission is run. Its input manifest's per-run budget is raised in a
+copy of the input data (a tiny model retrains in a few seconds, and 20% of
+that is less than the sample's epoch needs on a busy CPU); the command line
+stays the platforms' own.
+
+Slow, on request: the real Check phase from ``competition/settings.yaml``
+(needs ``make reference``; runs the submission N=16 times, minutes on a CPU):
 
     EMULATE_PLATFORMS=1 .venv/bin/python -m pytest tests/test_bundle_emulation.py
 """
@@ -25,32 +35,42 @@ N times (minutes on a CPU), so it only runs when asked:
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from unlearning_challenge.bundle import build_bundles, load_settings
+from unlearning_challenge.bundle import BuildResult, build_bundles, load_settings
 from unlearning_challenge.submission_zip import pack_submission
 
 from test_bundle import _codabench, _codalab_v1
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBMISSION = ROOT / "starting_kit" / "baselines" / "do_nothing"
+SETTINGS = ROOT / "competition" / "settings.yaml"
+SAMPLE = ROOT / "starting_kit" / "sample_submission"
+DO_NOTHING = ROOT / "starting_kit" / "baselines" / "do_nothing"
 TIMEOUT = 1800
+TINY_BUDGET_SECONDS = 120.0  # per run, before the ingestion scales it to this machine's speed
+TINY_QUEUE = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"  # a made-up vhost, to see it reach the v2 yaml
+PLATFORMS = ("codalab", "codabench")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("EMULATE_PLATFORMS"), reason="set EMULATE_PLATFORMS=1 to run (minutes)"),
-    pytest.mark.skipif(
-        not (ROOT / "input_data" / "manifest.json").is_file() or not (ROOT / "reference_data" / "manifest.json").is_file(),
-        reason="the Check phase's data are not generated yet (make reference PHASE=phases/default.yaml)",
-    ),
-]
+# The slow variant on the real Check phase: only when asked, and once its data exist.
+slow_check_phase = pytest.mark.slow
+when_asked = pytest.mark.skipif(not os.environ.get("EMULATE_PLATFORMS"), reason="set EMULATE_PLATFORMS=1 to run (minutes)")
+with_check_data = pytest.mark.skipif(
+    not (ROOT / "input_data" / "manifest.json").is_file() or not (ROOT / "reference_data" / "manifest.json").is_file(),
+    reason="the Check phase's data are not generated yet (make reference PHASE=phases/default.yaml)",
+)
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def _unzip(data: bytes | Path, folder: Path) -> None:
@@ -64,6 +84,14 @@ def _metadata_command(program_dir: Path) -> str:
     return yaml.safe_load((program_dir / "metadata").read_text())["command"]
 
 
+def _env(pythonpath: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("OMP_NUM_THREADS", "1")  # the test machine's CPUs are shared
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     # The image runs python3 from its virtual environment; here the test's interpreter stands in.
     argv = [sys.executable if argv[0] == "python3" else argv[0], *argv[1:]]
@@ -75,94 +103,241 @@ def _at(app: Path, argv: list[str]) -> list[str]:
     return [str(app) + a[len("/app"):] if a.startswith("/app") else a for a in argv]
 
 
-def _check_scores(output: Path) -> dict[str, float]:
+def _log(done: subprocess.CompletedProcess) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-4000:]}"
+
+
+def _assert_no_metadata(output: Path, step: str) -> None:
+    written = [p.relative_to(output).as_posix() for p in output.rglob("metadata")]
+    assert not written, f"the {step} wrote {written} into its output: the platform writes its own `metadata` there"
+
+
+def _check_scores(output: Path, columns: list[str]) -> dict[str, float]:
     """scores.txt as CodaLab parses it: `key: value` per line, one colon, float values."""
     scores = {}
     for line in (output / "scores.txt").read_text().splitlines():
         if not line:
             continue
-        label, value = line.split(":")  # CodaLab's parser: exactly one colon per line
+        assert line.count(":") == 1, f"CodaLab splits each line on its one colon: {line!r}"
+        label, value = line.split(":")
+        assert value.startswith(" "), f"a space follows the colon: {line!r}"
         scores[label.strip()] = float(value)
-    columns = [c.key for c in load_settings(ROOT / "competition" / "settings.yaml").columns]
-    assert set(columns) <= set(scores), set(columns) - set(scores)
-    assert (output / "scores.json").is_file() and (output / "detailed_results.html").is_file()
+    assert set(columns) <= set(scores), f"leaderboard columns missing from scores.txt: {set(columns) - set(scores)}"
+    as_json = json.loads((output / "scores.json").read_text())
+    assert set(columns) <= set(as_json), set(columns) - set(as_json)
+    html = (output / "detailed_results.html").read_text()
+    assert len(html) > 2000 and html.lstrip().lower().startswith("<!doctype html") and "</html>" in html
     return scores
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("emulation")
-    result = build_bundles(root=ROOT, out_dir=tmp / "dist", log=lambda line: None)
-    check = next(p for p in result.included if p.settings.label == "Check")
-    submission = pack_submission(SUBMISSION, tmp / "submission.zip").path
-    with zipfile.ZipFile(result.codalab_bundle) as zf:
-        doc = yaml.safe_load(zf.read("competition.yaml"))
-        phase = next(p for p in doc["phases"].values() if p["label"] == "Check")
-        items = {key: zf.read(phase[key]) for key in ("ingestion_program", "scoring_program", "input_data", "reference_data")}
-    return tmp, items, submission, check
+@dataclass
+class Built:
+    """Both bundles of one phase, and a packed submission."""
+
+    tmp: Path
+    result: BuildResult
+    label: str
+    submission: Path
+    columns: list[str]
+
+    def items(self, platform: str) -> dict[str, bytes]:
+        """The phase's program and data zips, as the platform finds them in its bundle."""
+        keys = ("ingestion_program", "scoring_program", "input_data", "reference_data")
+        if platform == "codalab":
+            with zipfile.ZipFile(self.result.codalab_bundle) as zf:
+                doc = yaml.safe_load(zf.read("competition.yaml"))
+                phase = next(p for p in doc["phases"].values() if p["label"] == self.label)
+                return {key: zf.read(phase[key]) for key in keys}
+        with zipfile.ZipFile(self.result.codabench_bundle) as zf:
+            doc = yaml.safe_load(zf.read("competition.yaml"))
+            phase = next(p for p in doc["phases"] if p["name"] == self.label)
+            task = next(t for t in doc["tasks"] if t["index"] == phase["tasks"][0])
+            return {key: zf.read(task[key]) for key in keys}
 
 
-def test_codalab_v1_layout(built):
-    tmp, items, submission, _ = built
-    run = tmp / "codalab" / "run"
+def _build(tmp: Path, settings_path: Path, label: str, submission: Path) -> Built:
+    result = build_bundles(settings_path, root=ROOT, out_dir=tmp / "dist", log=lambda line: None)
+    assert label in [plan.settings.label for plan in result.included], [p.explanation() for p in result.plans]
+    packed = pack_submission(submission, tmp / "submission.zip").path
+    columns = [c.key for c in load_settings(settings_path).columns]
+    return Built(tmp, result, label, packed, columns)
+
+
+# --------------------------------------------------------------------------- the two workers
+
+
+def run_codalab(built: Built, where: str) -> Path:
+    """Ingestion then scoring in CodaLab v1's layout; returns the scoring output folder."""
+    items = built.items("codalab")
+    run = built.tmp / where / "run"
     _unzip(items["ingestion_program"], run / "ingestion_program")
-    _unzip(submission, run / "program")
+    _unzip(built.submission, run / "program")
     _unzip(items["input_data"], run / "input")
     (run / "output").mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = f"$PYTHONPATH:{run / 'program'}"  # literally, as docker -e receives it
     argv = _codalab_v1(_metadata_command(run / "ingestion_program"), "ingestion", str(run))
-    done = _run(argv, cwd=run, env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert not (run / "output" / "metadata").exists(), "ingestion must not write the platform's metadata file"
-    (run / "output" / "metadata").write_text("exitCode: 0\n")  # what the worker adds
+    # The worker passes the variable literally (docker -e), unexpanded.
+    done = _run(argv, cwd=run, env=_env(pythonpath=f"$PYTHONPATH:{run / 'program'}"))
+    assert done.returncode == 0, _log(done)
+    _assert_no_metadata(run / "output", "ingestion")
+    (run / "output" / "metadata").write_text("elapsedTime: 1.0\nexitCode: 0\n")  # what the worker adds
 
     # Scoring step: a fresh run folder; program = scoring program, input = ref + res.
-    score_run = tmp / "codalab" / "score_run"
+    score_run = built.tmp / where / "score_run"
     _unzip(items["scoring_program"], score_run / "program")
     _unzip(items["reference_data"], score_run / "input" / "ref")
-    (score_run / "input").mkdir(exist_ok=True)
-    os.rename(run / "output", score_run / "input" / "res")
+    shutil.move(run / "output", score_run / "input" / "res")
     (score_run / "output").mkdir()
     argv = _codalab_v1(_metadata_command(score_run / "program"), "scoring", str(score_run))
-    done = _run(argv, cwd=score_run, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert done.returncode == 0, done.stderr[-4000:]
-    _check_scores(score_run / "output")
+    done = _run(argv, cwd=score_run, env=_env())
+    assert done.returncode == 0, _log(done)
+    _assert_no_metadata(score_run / "output", "scoring")
+    (score_run / "output" / "metadata").write_text("elapsedTime: 1.0\nexitCode: 0\n")
+    return score_run / "output"
 
 
-def test_codabench_layout(built):
-    tmp, items, submission, _ = built
-    app = tmp / "codabench" / "app"
+def run_codabench(built: Built, where: str) -> Path:
+    """Ingestion then scoring in Codabench's layout; returns the scoring output folder."""
+    items = built.items("codabench")
+    app = built.tmp / where / "app"
     _unzip(items["ingestion_program"], app / "program")
-    _unzip(submission, app / "ingested_program")
+    _unzip(built.submission, app / "ingested_program")
     _unzip(items["input_data"], app / "input_data")
     (app / "output").mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     argv = _at(app, _codabench(_metadata_command(app / "program"), "ingestion"))
-    done = _run(argv, cwd=app / "program", env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert not (app / "output" / "metadata").exists()
+    done = _run(argv, cwd=app / "program", env=_env())
+    assert done.returncode == 0, _log(done)
+    _assert_no_metadata(app / "output", "ingestion")
 
-    score = tmp / "codabench" / "score_app"
+    score = built.tmp / where / "score_app"
     _unzip(items["scoring_program"], score / "program")
     _unzip(items["reference_data"], score / "input" / "ref")
-    os.rename(app / "output", score / "input" / "res")
+    shutil.move(app / "output", score / "input" / "res")
     (score / "output").mkdir()
     argv = _at(score, _codabench(_metadata_command(score / "program"), "scoring"))
-    done = _run(argv, cwd=score / "program", env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
-    _check_scores(score / "output")
+    done = _run(argv, cwd=score / "program", env=_env())
+    assert done.returncode == 0, _log(done)
+    _assert_no_metadata(score / "output", "scoring")
+    return score / "output"
 
 
-def test_scoring_fails_loudly_without_ingestion_output(built):
-    """Codabench ignores ingestion's exit code: scoring must fail when res/ is empty."""
-    tmp, items, _, _ = built
-    score = tmp / "codabench" / "no_res"
-    _unzip(items["scoring_program"], score / "program")
-    _unzip(items["reference_data"], score / "input" / "ref")
-    (score / "input" / "res").mkdir(parents=True)
-    (score / "output").mkdir()
-    argv = _at(score, _codabench(_metadata_command(score / "program"), "scoring"))
-    done = _run(argv, cwd=score / "program", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert done.returncode != 0
-    assert not (score / "output" / "scores.txt").exists() or "score" not in (score / "output" / "scores.txt").read_text()
+def score_without_ingestion_output(built: Built, platform: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """The scoring step when ingestion left nothing (crashed, killed at the time limit)."""
+    items = built.items(platform)
+    base = built.tmp / f"{platform}_no_res"
+    _unzip(items["scoring_program"], base / "program")
+    _unzip(items["reference_data"], base / "input" / "ref")
+    (base / "input" / "res").mkdir(parents=True)
+    (base / "output").mkdir()
+    if platform == "codalab":
+        (base / "input" / "res" / "metadata").write_text("elapsedTime: 1.0\nexitCode: 1\n")  # all the worker left
+        argv = _codalab_v1(_metadata_command(base / "program"), "scoring", str(base))
+        return _run(argv, cwd=base, env=_env()), base / "output"
+    argv = _at(base, _codabench(_metadata_command(base / "program"), "scoring"))
+    return _run(argv, cwd=base / "program", env=_env()), base / "output"
+
+
+RUNNERS = {"codalab": run_codalab, "codabench": run_codabench}
+
+
+# --------------------------------------------------------------------------- the tiny phase (always on)
+
+
+@pytest.fixture(scope="module")
+def tiny_built(tiny_phase, tmp_path_factory) -> Built:
+    """competition/settings.yaml with its Check phase pointed at the tiny phase, built."""
+    input_dir, reference_dir, _ = tiny_phase
+    tmp = tmp_path_factory.mktemp("emulation_tiny")
+    inputs = tmp / "input_data"
+    shutil.copytree(input_dir, inputs)
+    manifest = json.loads((inputs / "manifest.json").read_text())
+    manifest["time_budget_seconds"] = TINY_BUDGET_SECONDS
+    (inputs / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+    raw = yaml.safe_load(SETTINGS.read_text())
+    check = next(p for p in raw["phases"] if p["label"] == "Check")
+    check.update(config=str(inputs / "phase.yaml"), input_data=str(inputs), reference_data=str(reference_dir))
+    raw["phases"] = [check]  # the other phases' private data never exist here
+    raw["codabench_queue"] = TINY_QUEUE
+    settings_path = tmp / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return _build(tmp, settings_path, "Check", SAMPLE)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_sample_submission_through_each_platforms_worker(tiny_built, platform):
+    output = RUNNERS[platform](tiny_built, platform)
+    scores = _check_scores(output, tiny_built.columns)
+    assert scores["num_models"] == 3
+    assert 0 <= scores["score"] <= 1 and 0 <= scores["forget_quality"] <= 1
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_scoring_fails_loudly_without_ingestion_output(tiny_built, platform):
+    """Codabench ignores ingestion's exit code: scoring must fail when res/ holds no ingestion output."""
+    done, output = score_without_ingestion_output(tiny_built, platform)
+    assert done.returncode != 0, _log(done)
+    assert "ingestion output is missing" in done.stderr, _log(done)
+    assert not (output / "scores.txt").exists()
+
+
+def test_codabench_v2_bundle_is_complete(tiny_built):
+    """What Codabench's v2 unpacker needs: the yaml, the image, the queue, and every file it names."""
+    settings = load_settings(SETTINGS)
+    with zipfile.ZipFile(tiny_built.result.codabench_bundle) as zf:
+        names = set(zf.namelist())
+        assert [n for n in names if n.endswith((".yaml", ".yml"))] == ["competition.yaml"]
+        doc = yaml.safe_load(zf.read("competition.yaml"))
+        assert doc["version"] == 2
+        assert doc["docker_image"] == settings.docker_image
+        assert doc["queue"] == TINY_QUEUE
+        referenced = [doc["image"], doc["terms"], *(page["file"] for page in doc["pages"])]
+        task_indexes = {task["index"] for task in doc["tasks"]}
+        assert task_indexes and len(task_indexes) == len(doc["tasks"])
+        for task in doc["tasks"]:
+            for key in ("ingestion_program", "scoring_program", "input_data", "reference_data"):
+                referenced.append(task[key])
+                assert task[key].endswith(".zip")
+                nested = zipfile.ZipFile(io.BytesIO(zf.read(task[key])))
+                assert nested.testzip() is None
+                if key.endswith("_program"):
+                    assert "metadata" in nested.namelist(), f"{task[key]} has no metadata at its root"
+        for phase in doc["phases"]:
+            assert set(phase["tasks"]) <= task_indexes
+            referenced.append(phase["starting_kit"])
+            if "public_data" in phase:
+                referenced.append(phase["public_data"])
+        missing = sorted(set(referenced) - names)
+        assert not missing, f"the v2 yaml names files the bundle lacks: {missing}"
+        assert [phase["name"] for phase in doc["phases"]] == ["Check"]
+        board = doc["leaderboards"][0]
+        assert [c["key"] for c in board["columns"]] == tiny_built.columns
+        # The same program zips as the CodaLab bundle: one build, two yamls.
+        with zipfile.ZipFile(tiny_built.result.codalab_bundle) as other:
+            for program in ("ingestion_program.zip", "scoring_program.zip"):
+                assert zf.read(program) == other.read(program)
+
+
+# --------------------------------------------------------------------------- the real Check phase (slow)
+
+
+@pytest.fixture(scope="module")
+def check_built(tmp_path_factory) -> Built:
+    return _build(tmp_path_factory.mktemp("emulation_check"), SETTINGS, "Check", DO_NOTHING)
+
+
+@slow_check_phase
+@when_asked
+@with_check_data
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_check_phase_through_each_platforms_worker(check_built, platform):
+    _check_scores(RUNNERS[platform](check_built, f"{platform}_check"), check_built.columns)
+
+
+@slow_check_phase
+@when_asked
+@with_check_data
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_check_phase_scoring_fails_loudly_without_ingestion_output(check_built, platform):
+    done, output = score_without_ingestion_output(check_built, platform)
+    assert done.returncode != 0, _log(done)
+    assert not (output / "scores.txt").exists()
