@@ -10,6 +10,24 @@ from unlearning_challenge.data.dataset import (
     save_dataset,
     split_fingerprint,
 )
+from unlearning_challenge.data.synthetic import (
+    AGE_GROUP_EDGES,
+    ATYPICAL_KINDS,
+    SyntheticPersons,
+    age_group_label,
+    age_to_group,
+    generate_synthetic,
+    sample_persons,
+)
+from unlearning_challenge.data.splits import check_splits, make_splits, person_groups
+from unlearning_challenge.data.adapters import (
+    build_dataset,
+    build_dataset_and_splits,
+    load_casia,
+    load_csv_manifest,
+    load_kaggle,
+)
+from unlearning_challenge.data.preview import save_preview_grid
 
 __all__ = [
     "NUM_AGE_GROUPS",
@@ -20,4 +38,20 @@ __all__ = [
     "make_loader",
     "save_dataset",
     "split_fingerprint",
+    "AGE_GROUP_EDGES",
+    "ATYPICAL_KINDS",
+    "SyntheticPersons",
+    "age_group_label",
+    "age_to_group",
+    "generate_synthetic",
+    "sample_persons",
+    "check_splits",
+    "make_splits",
+    "person_groups",
+    "build_dataset",
+    "build_dataset_and_splits",
+    "load_casia",
+    "load_csv_manifest",
+    "load_kaggle",
+    "save_preview_grid",
 ]
