@@ -325,11 +325,11 @@ def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: fl
             record = RunRecord(index=index, seed=plan.seed(index))
             records.append(record)
             ready = worker.wait_ready()
-            record.extra["confinement"] = ready.get("confinement", "") or "landlock"
             if ready.get("event") != "ready":
                 finish_run(record, worker, ready, False, hard_limit, keep)
                 worker = None
             else:
+                record.confinement = ready.get("confinement") or "landlock"
                 reply, record.seconds, timed_out = worker.go(hard_limit)
                 finish_run(record, worker, reply, timed_out, hard_limit, keep)
                 clear_shared_memory(shared_memory)

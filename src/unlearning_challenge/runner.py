@@ -54,6 +54,8 @@ class RunRecord:
     output_tail: str = ""
     output_bytes: int = 0
     exit_code: int | None = None
+    # "landlock" when the worker was confined, else why it was not (see sandbox.py)
+    confinement: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:

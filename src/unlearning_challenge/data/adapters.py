@@ -100,7 +100,9 @@ def read_image(path: Path, size: int, source: str = "") -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def _read_csv(path: Path, required: tuple[str, ...], one_of: tuple[str, ...] = ()) -> tuple[list[str], list[tuple[int, dict]]]:
+def _read_csv(
+    path: Path, required: tuple[str, ...], one_of: tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[int, dict]]]:
     """Rows of a CSV file as ``(line_number, {column: text})``; header names are stripped."""
     if not path.is_file():
         raise DataError(f"csv file not found: {path}")
@@ -212,7 +214,7 @@ def load_kaggle(
             where = f"{path} line {line}"
             key = row["image_id"]
             parts = key.split("-")
-            if len(parts) != 2 or not all(parts) or any(c in key for c in "/\\"):
+            if len(parts) != 2 or not all(parts) or any(c in key for c in "/\\") or key.startswith("."):
                 raise DataError(f"{where}: image_id must look like '<person folder>-<n>', got {key!r}")
             if key in seen:
                 raise DataError(f"{where}: image_id {key!r} already listed at {seen[key]}")

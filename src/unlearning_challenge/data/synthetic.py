@@ -274,7 +274,9 @@ def _draw(cfg: DatasetConfig) -> tuple[SyntheticPersons, dict[str, np.ndarray]]:
     hat = occl & (sub >= 0.34) & (sub < 0.67)
     face_mask = occl & (sub >= 0.67)
 
-    eye_palette = np.array([[0.25, 0.14, 0.06], [0.12, 0.08, 0.05], [0.25, 0.45, 0.75], [0.3, 0.5, 0.3], [0.45, 0.45, 0.5]])
+    eye_palette = np.array(
+        [[0.25, 0.14, 0.06], [0.12, 0.08, 0.05], [0.25, 0.45, 0.75], [0.3, 0.5, 0.3], [0.45, 0.45, 0.5]]
+    )
     eye_col = eye_palette[np.where(rng.random(n) < light_hair_p, rng.integers(2, 5, n), rng.integers(0, 2, n))]
     bg = rng.uniform(0.25, 0.85, (n, 3))
     bg = bg + 0.6 * (bg.mean(axis=1, keepdims=True) - bg)
@@ -541,7 +543,7 @@ def _render(p: dict[str, np.ndarray], size: int) -> np.ndarray:
 
     # wrinkles: forehead lines, crow's feet, eye bags, nasolabial and marionette lines
     for k in range(3):
-        fl = ey - 0.28 - k * 0.13
+        fl = ey - 0.28 - k * 0.11
         cv.shade(cv.line(fl, 0.12, 0, 0.42 - 0.05 * k, th), p[f"fl{k}"])
     corner = ex + erx
     for slope in (-0.45, 0.0, 0.45):

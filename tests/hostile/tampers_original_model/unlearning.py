@@ -29,6 +29,6 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
         try:
             save_file(state, path)
             print(f"overwrote {path}")
-        except OSError:
-            pass
+        except Exception as exc:  # safetensors wraps the OS error
+            print(f"could not overwrite {path}: {exc}")
     return net
