@@ -11,7 +11,8 @@ from unlearning_challenge.data import DataError, FaceDataset, generate_synthetic
 
 
 def test_preview_grid_is_a_png(tmp_path):
-    dataset = generate_synthetic(DatasetConfig(seed=0, num_persons=30, min_images_per_person=2, max_images_per_person=3))
+    cfg = DatasetConfig(seed=0, num_persons=30, min_images_per_person=2, max_images_per_person=3)
+    dataset = generate_synthetic(cfg)
     path = save_preview_grid(dataset, tmp_path / "sub" / "preview.png", per_group=4, title="check")
     assert path == tmp_path / "sub" / "preview.png"
     with Image.open(path) as image:
