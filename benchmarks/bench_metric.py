@@ -16,20 +16,11 @@ import numpy as np
 import torch
 
 from unlearning_challenge.metric import forget_quality, per_example_epsilons
+from unlearning_challenge.timing import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "metric_reference_public.npz"
 TARGET_SECONDS = 5.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def realistic_confidences(num_models: int, num_examples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +52,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}")
 
     unlearned, retrained = realistic_confidences(args.num_models, args.num_examples, args.seed)

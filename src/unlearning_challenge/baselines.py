@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from unlearning_challenge.atomic import write_text
+from unlearning_challenge.timing import cpu_name
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}
@@ -31,17 +31,6 @@ COLUMNS = [
     ("test_accuracy_ratio", "test acc. ratio", "{:.3f}"),
     ("mean_run_seconds", "seconds per run", "{:.2f}"),
 ]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:

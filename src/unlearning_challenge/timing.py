@@ -10,7 +10,9 @@ those step times (``ingestion.budget_scaling: machine``), or left as measured
 
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,17 @@ from torch import nn
 
 from unlearning_challenge.config import ModelConfig, TrainingConfig
 from unlearning_challenge.models import build_model
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the platform's machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
