@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -422,8 +423,13 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     return 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped from outside: clean up workers as on Ctrl-C
     try:
         code = run_ingestion(args, log=lambda text: print(text, file=sys.stderr))
     except (IngestionError, ArtifactError, ValueError) as exc:
