@@ -16,7 +16,11 @@ HOSTILE = Path(__file__).resolve().parent / "hostile"
 
 
 def ingest(tiny_phase, out, name, *extra):
+    """Run ingestion on a hostile submission; without a --time-budget, with no time limit
+    (the tiny phase's budget is a fraction of a second, and the point here is not speed)."""
     input_dir = tiny_phase[0]
+    if "--time-budget" not in extra:
+        extra = (*extra, "--no-time-limit")
     done = run_module("unlearning_challenge.ingestion", "--input", input_dir, "--output", out,
                       "--submission", HOSTILE / name, *extra)
     manifest = json.loads((out / "ingestion.json").read_text())

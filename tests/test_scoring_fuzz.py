@@ -22,7 +22,7 @@ def scored_pair(tiny_phase, tmp_path_factory):
     input_dir, reference_dir, _ = tiny_phase
     root = tmp_path_factory.mktemp("fuzz")
     done = run_module("unlearning_challenge.ingestion", "--input", input_dir, "--output", root / "res",
-                      "--submission", SUBMISSIONS / "in_place_no_return")
+                      "--submission", SUBMISSIONS / "in_place_no_return", "--no-time-limit")
     assert done.returncode == 0, done.stderr
     shutil.copytree(reference_dir, root / "ref")
     return root, _numbers(root)
