@@ -121,3 +121,43 @@ def test_baseline_with_an_empty_forget_loader_still_runs(tiny_data):
         retain_loader = make_loader(dataset, retain, batch_size=8, shuffle=True, seed=1)
         _load(name).unlearning(net, retain_loader, empty, make_loader(dataset, val, batch_size=8))
         assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_table_orders_by_score_and_marks_the_oracle_and_failures():
+    from unlearning_challenge.baselines import markdown_table
+
+    scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
+              "mean_run_seconds": 3.0}
+    table = markdown_table({"finetune": scores, "retrain": {**scores, "score": 0.3}, "scrub": {"failed": True},
+                            "do_nothing": {**scores, "score": 0.0}}, num_models=32, machine="a CPU")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ["retrain", "finetune", "do_nothing", "scrub"]
+    assert "(no time limit)" in rows[0] and "failed" in rows[3]
+    assert "N = 32" in table and "a CPU" in table
+
+
+def test_cached_scores_are_reused_only_for_the_same_code_and_reference(tmp_path):
+    from unlearning_challenge.baselines import cache_key
+
+    folder, reference = tmp_path / "b", tmp_path / "ref"
+    folder.mkdir(), reference.mkdir()
+    (folder / "unlearning.py").write_text("def unlearning(net, *loaders):\n    return net\n")
+    (reference / "manifest.json").write_text('{"arrays_sha256": "aa"}')
+    key = cache_key(folder, reference)
+    assert cache_key(folder, reference) == key
+    (folder / "unlearning.py").write_text("def unlearning(net, *loaders):\n    return None\n")
+    assert cache_key(folder, reference)["submission_sha256"] != key["submission_sha256"]
+    (reference / "manifest.json").write_text('{"arrays_sha256": "bb"}')
+    assert cache_key(folder, reference)["reference_sha256"] == "bb"
+
+
+def test_table_needs_its_markers(tmp_path):
+    from unlearning_challenge.baselines import replace_table
+
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="no <!-- baselines-table:start --> ... <!-- baselines-table:end --> markers"):
+        replace_table(readme, "| table |\n")
+    readme.write_text("a\n<!-- baselines-table:start -->\nold\n<!-- baselines-table:end -->\nb\n")
+    replace_table(readme, "| new |\n")
+    assert readme.read_text() == "a\n<!-- baselines-table:start -->\n| new |\n<!-- baselines-table:end -->\nb\n"

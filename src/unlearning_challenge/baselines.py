@@ -11,6 +11,7 @@ interrupted run resumes with the baselines not yet scored.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from unlearning_challenge.timing import cpu_name
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}
+SAMPLE = "sample_submission"
+SUFFIXES = {SAMPLE: " (the Kaggle fine-tune, `make local-score`'s default)"}
 COLUMNS = [
     ("score", "score", "{:.4f}"),
     ("forget_quality", "forget quality F", "{:.4f}"),
@@ -33,17 +36,29 @@ COLUMNS = [
 ]
 
 
+def cache_key(folder: Path, reference_data: Path) -> dict:
+    """What a cached score depends on: the baseline's code and the reference data."""
+    code = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        code.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    reference = json.loads((reference_data / "manifest.json").read_text())
+    return {"submission_sha256": code.hexdigest(), "reference_sha256": reference["arrays_sha256"]}
+
+
 def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:
-    """Scores of one baseline (reused when ``out/scores/scores.json`` exists)."""
-    scores_file = out / "scores" / "scores.json"
-    if not scores_file.exists():
-        shutil.rmtree(out, ignore_errors=True)
-        command = [sys.executable, "-m", "unlearning_challenge", "local-score", "--submission", str(folder),
-                   "--input-data", str(input_data), "--reference-data", str(reference_data), "--output", str(out)]
-        if folder.name in NO_TIME_LIMIT:
-            command.append("--no-time-limit")
-        if subprocess.call(command) != 0:
-            return {"failed": True}
+    """Scores of one baseline, reused from ``out`` when its code and the reference data are unchanged."""
+    scores_file, key_file = out / "scores" / "scores.json", out / "baseline.json"
+    key = cache_key(folder, reference_data)
+    if scores_file.exists() and key_file.exists() and json.loads(key_file.read_text()) == key:
+        return json.loads(scores_file.read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "unlearning_challenge", "local-score", "--submission", str(folder),
+               "--input-data", str(input_data), "--reference-data", str(reference_data), "--output", str(out)]
+    if folder.name in NO_TIME_LIMIT:
+        command.append("--no-time-limit")
+    if subprocess.call(command) != 0:
+        return {"failed": True}
+    write_text(key_file, json.dumps(key, indent=2) + "\n")
     return json.loads(scores_file.read_text())
 
 
@@ -56,7 +71,7 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str) -> s
             rows.append(f"| `{name}` | failed |" + " |" * (len(COLUMNS) - 1))
             continue
         cells = [fmt.format(scores[key]) for key, _, fmt in COLUMNS]
-        suffix = " (no time limit)" if name in NO_TIME_LIMIT else ""
+        suffix = " (no time limit)" if name in NO_TIME_LIMIT else SUFFIXES.get(name, "")
         rows.append(f"| `{name}`{suffix} | " + " | ".join(cells) + " |")
     note = (f"\nCheck phase, N = {num_models} models per side, scored by `make baselines` on {machine} "
             f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page).\n")
@@ -75,12 +90,16 @@ def replace_table(readme: Path, table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="baselines", description=__doc__.splitlines()[0])
     parser.add_argument("--baselines", type=Path, default=Path("starting_kit/baselines"))
+    parser.add_argument("--sample", type=Path, default=Path("starting_kit") / SAMPLE,
+                        help="the sample submission, scored beside the baselines")
     parser.add_argument("--input-data", type=Path, default=Path("input_data"))
     parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
     parser.add_argument("--output", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
     args = parser.parse_args(argv)
     folders = sorted(p for p in args.baselines.iterdir() if (p / "unlearning.py").is_file())
+    if (args.sample / "unlearning.py").is_file():
+        folders.append(args.sample)
     results = {}
     for folder in folders:
         print(f"== {folder.name}", file=sys.stderr)
