@@ -27,7 +27,7 @@ that is less than the sample's epoch needs on a busy CPU); the command line
 stays the platforms' own.
 
 Slow, on request: the real Check phase from ``competition/settings.yaml``
-(needs ``make reference``; runs the submission N=16 times, minutes on a CPU):
+(needs ``make reference``; runs the submission N=32 times, minutes on a CPU):
 
     EMULATE_PLATFORMS=1 .venv/bin/python -m pytest tests/test_bundle_emulation.py
 """

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 import torch
+import yaml
 
 from conftest import run_module
 from pathlib import Path
@@ -148,3 +150,27 @@ def test_no_state_passes_from_one_run_to_the_next(tiny_phase, tmp_path):
     assert done.returncode == 0, manifest["message"]
     assert [r["status"] for r in manifest["runs"]] == ["ok", "ok"]
     assert not os.path.exists("/dev/shm/unlearning-stash-marker")
+
+
+def without_fork_server(input_dir: Path, target: Path) -> Path:
+    """A copy of ``input_dir`` whose phase starts each worker as a new Python process."""
+    shutil.copytree(input_dir, target)
+    phase = yaml.safe_load((target / "phase.yaml").read_text())
+    phase["ingestion"]["fork_server"] = False
+    (target / "phase.yaml").write_text(yaml.safe_dump(phase))
+    return target
+
+
+def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
+    facts, starts = [], []
+    for mode, input_dir in (("fork", tiny_phase[0]), ("exec", without_fork_server(tiny_phase[0], tmp_path / "in"))):
+        done, manifest = ingest((input_dir,), tmp_path / mode, "reports_its_process", "--num-models", "1")
+        assert done.returncode == 0, manifest["message"]
+        tail = manifest["runs"][0]["output_tail"]
+        assert tail.endswith("unbuffered")
+        facts.append(json.loads(tail.split("FACTS ", 1)[1].splitlines()[0]))
+        starts.append(manifest["worker_start"])
+    assert starts == ["forked from a server with torch imported", "new Python process per run"]
+    assert facts[0] == facts[1]
+    assert facts[0]["own_session"] and facts[0]["parent_is_ingestion"] and facts[0]["cwd_is_home"]
+    assert facts[0]["stdin"] == "/dev/null" and facts[0]["dont_write_bytecode"] and facts[0]["sigint_default"]

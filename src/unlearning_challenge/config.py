@@ -100,6 +100,9 @@ class IngestionConfig:
     budget_scaling: str = "machine"
     # Confine each worker with Landlock to its own run folder (see sandbox.py).
     filesystem_sandbox: bool = True
+    # Fork workers from a trusted server that has torch imported (see forkserver.py);
+    # false: start each worker as a new Python process (seconds slower per run).
+    fork_server: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,14 @@ class PhaseConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """sha256 of the settings that define the reference (not the ingestion ones)."""
+        """sha256 of the settings that define the reference models (not N, not the ingestion ones).
+
+        N is left out so that a finished reference can grow: more seeds, same models.
+        """
         d = self.to_dict()
         d.pop("description")
         d.pop("ingestion")
+        d["reference"].pop("num_models")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 

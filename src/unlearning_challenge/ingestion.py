@@ -49,6 +49,7 @@ from unlearning_challenge.artifacts import (
 from unlearning_challenge.config import PhaseConfig, load_config
 from unlearning_challenge.data import FaceDataset, Splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.forkserver import ForkServer, ForkServerError
 from unlearning_challenge.models import (
     CheckpointError,
     architecture_problems,
@@ -146,9 +147,10 @@ class RunPlan:
 
     def __init__(self, workspace: Path, config: PhaseConfig, submission: Path, device: torch.device,
                  original: Path, dataset: FaceDataset, splits: Splits, memory_limit_bytes: int,
-                 identity: WorkerIdentity):
+                 identity: WorkerIdentity, fork_server: ForkServer | None = None):
         self.workspace, self.config, self.submission = workspace, config, submission
         self.device, self.memory_limit_bytes, self.identity = device, memory_limit_bytes, identity
+        self.fork_server, self.fork_server_failure = fork_server, ""
         self.original_bytes = original.read_bytes()
         data_path = workspace / "worker_data.npz"
         save_dataset(data_path, dataset, splits, only=("retain", "forget", "val"))
@@ -191,7 +193,22 @@ class RunPlan:
         job_path = run_dir / "job.json"
         job_path.write_text(json.dumps(job))
         give_to_worker(run_dir, self.identity)
-        return Worker(WorkerSpec(job_path, run_dir, worker_env(run_dir), self.identity, self.memory_limit_bytes))
+        spec = WorkerSpec(job_path, run_dir, worker_env(run_dir), self.identity, self.memory_limit_bytes)
+        if self.fork_server is not None:
+            try:
+                return Worker(spec, self.fork_server)
+            except ForkServerError as exc:
+                self.fork_server_failure = str(exc)
+                self.fork_server = None
+        return Worker(spec)
+
+    def worker_start(self) -> str:
+        """How workers were started, for the ingestion manifest."""
+        if self.fork_server is not None:
+            return "forked from a server with torch imported"
+        if self.fork_server_failure:
+            return f"new Python process per run ({self.fork_server_failure})"
+        return "new Python process per run"
 
 
 def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool, hard_limit: float | None,
@@ -271,6 +288,19 @@ def time_budget(args: argparse.Namespace, config: PhaseConfig, manifest: dict, d
     explanation += f", scaled by {ratio:.2f} for this machine's speed"
     return reference_budget * ratio, {**timing, "speed_ratio": ratio, "calibration_step_seconds": here,
                                       "explanation": explanation}
+
+
+def start_fork_server(config: PhaseConfig, subreaper: bool, log=print) -> ForkServer | None:
+    """The fork server workers start from, or None (each worker then starts a new Python).
+
+    Forked workers are reparented to this process, so it must be a child subreaper.
+    """
+    if not config.ingestion.fork_server:
+        return None
+    if not subreaper:
+        log("warning: this process cannot be a child subreaper (Linux only): each worker starts a new Python")
+        return None
+    return ForkServer(worker_env(Path("/")))
 
 
 def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRecord], *, status: str, message: str,
@@ -376,8 +406,11 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run ({timing['explanation']})"
     log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
 
-    become_subreaper()
+    subreaper = become_subreaper()
     keep = own_children()
+    fork_server = start_fork_server(config, subreaper, log)
+    if fork_server is not None:
+        keep.add(fork_server.pid)
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
     extra = {"timing": timing, "worker_user": identity.name, "isolation_warning": warning}
@@ -392,12 +425,17 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
             for text in lock_warnings:
                 log(f"warning: {text}")
             plan = RunPlan(workspace, config, args.submission.resolve(), device, args.input / ORIGINAL_WEIGHTS,
-                           dataset, splits, int(memory_gib * 2**30), identity)
-            records, outputs = run_all(plan, num_models, budget, hard_limit, timing, dataset, splits, keep)
+                           dataset, splits, int(memory_gib * 2**30), identity, fork_server)
+            try:
+                records, outputs = run_all(plan, num_models, budget, hard_limit, timing, dataset, splits, keep)
+            finally:
+                extra["worker_start"] = plan.worker_start()
     except KeyboardInterrupt:
         write("failed", "interrupted", None)
         raise
     finally:
+        if fork_server is not None:
+            fork_server.close()
         shutil.rmtree(workspace, ignore_errors=True)
 
     failed = next((r for r in records if r.status != RunStatus.OK), None)

@@ -14,6 +14,7 @@ for what is and is not protected.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from unlearning_challenge.forkserver import ForkServer
 from unlearning_challenge.isolation import WorkerIdentity, worker_limits
 
 OUTPUT_TAIL_BYTES = 32 * 1024
@@ -183,29 +185,46 @@ class WorkerSpec:
     memory_limit_bytes: int = 0
 
 
-class Worker:
-    """A started worker process waiting for ``go``."""
+def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subprocess.Popen:
+    kwargs = {}
+    if spec.identity.dropped:
+        kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
+    return subprocess.Popen(
+        [sys.executable, "-m", "unlearning_challenge.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
+        stdin=subprocess.DEVNULL,
+        stdout=out_w,
+        stderr=out_w,
+        pass_fds=(ctrl_w, go_r),
+        cwd=spec.cwd,
+        env=spec.env,
+        start_new_session=True,
+        preexec_fn=worker_limits(spec.memory_limit_bytes, spec.identity),
+        **kwargs,
+    )
 
-    def __init__(self, spec: WorkerSpec):
+
+class Worker:
+    """A started worker process waiting for ``go``.
+
+    Started by ``fork_server`` when one is given (fast: torch is already
+    imported there), else as a new ``python -m unlearning_challenge.worker``.
+    """
+
+    def __init__(self, spec: WorkerSpec, fork_server: ForkServer | None = None):
         self.spec = spec
         ctrl_r, ctrl_w = os.pipe()
         go_r, go_w = os.pipe()
         out_r, out_w = os.pipe()
-        kwargs = {}
-        if spec.identity.dropped:
-            kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "unlearning_challenge.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=out_w,
-            pass_fds=(ctrl_w, go_r),
-            cwd=spec.cwd,
-            env=spec.env,
-            start_new_session=True,
-            preexec_fn=worker_limits(spec.memory_limit_bytes, spec.identity),
-            **kwargs,
-        )
+        try:
+            if fork_server is not None:
+                self.process = fork_server.spawn(str(spec.job_path), str(spec.cwd), spec.env,
+                                                 spec.memory_limit_bytes, spec.identity, (ctrl_w, go_r, out_w))
+            else:
+                self.process = _start_process(spec, ctrl_w, go_r, out_w)
+        except BaseException:
+            for fd in (ctrl_r, ctrl_w, go_r, go_w, out_r, out_w):
+                os.close(fd)
+            raise
         for fd in (ctrl_w, go_r, out_w):
             os.close(fd)
         self.ctrl_fd, self.go_fd = ctrl_r, go_w
@@ -250,6 +269,9 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.process.poll() is None:  # a forked worker may not have made its own group yet
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.process.pid, signal.SIGKILL)
         code = self.process.wait()
         self.output.join(timeout=5)
         for fd in (self.ctrl_fd, self.go_fd):

@@ -1,0 +1,244 @@
+"""A trusted fork server: workers start without paying for ``import torch`` each time.
+
+Starting a Python process that imports torch and torchvision takes seconds;
+with one worker per run that is most of a short run's cost. The fork server is
+a trusted process, started once per ingestion, that imports what a worker
+needs and then, on request, forks a worker from that clean state. It never
+runs participant code and never initializes CUDA, so every worker still starts
+fresh: its own process, session, limits, identity and Landlock domain (applied
+by :mod:`unlearning_challenge.worker` itself, as before).
+
+Each worker is forked twice (server -> short-lived middle process -> worker),
+so that it is reparented to the ingestion process, which must be a child
+subreaper: the ingestion then waits for the worker's exit itself, exactly as
+for a worker it started with ``subprocess``.
+
+Protocol, over a ``SOCK_SEQPACKET`` socket pair: the server says ``ready`` once
+its imports are done; each request is one JSON message (job path, working
+directory, environment, memory limit, identity) carrying three file
+descriptors (control write end, go read end, output write end); each reply is
+``{"pid": ...}`` or ``{"error": ...}``. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+from unlearning_challenge.isolation import WorkerIdentity, worker_limits
+
+READY_TIMEOUT_SECONDS = 300.0
+PRELOAD = (
+    "torch",
+    "torchvision",
+    "safetensors.torch",
+    "unlearning_challenge.data",
+    "unlearning_challenge.models",
+    "unlearning_challenge.training",
+    "unlearning_challenge.sandbox",
+    "unlearning_challenge.worker",
+)
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not start a worker."""
+
+
+class ForkedProcess:
+    """A worker started by the fork server and reparented to this process (``pid``, ``poll``, ``wait``)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: the exit code is lost
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+
+class ForkServer:
+    """The trusted side's handle on a running fork server."""
+
+    def __init__(self, env: dict[str, str], cwd: str = "/"):
+        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "unlearning_challenge.forkserver", str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        theirs.close()
+        self._ready = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Block until the server's imports are done; raise ForkServerError if it never gets there."""
+        if self._ready:
+            return
+        self.socket.settimeout(timeout)
+        try:
+            message = self.socket.recv(64)
+        except OSError as exc:
+            raise ForkServerError(f"the fork server did not start: {exc}") from exc
+        if message != b"ready":
+            raise ForkServerError(f"the fork server did not start (exit code {self.process.poll()})")
+        self._ready = True
+
+    def spawn(self, job_path: str, cwd: str, env: dict[str, str], memory_limit_bytes: int,
+              identity: WorkerIdentity, fds: tuple[int, int, int]) -> ForkedProcess:
+        """Fork a worker for ``job_path``; ``fds`` = (control write, go read, output write)."""
+        self.wait_ready()
+        request = {"job": job_path, "cwd": cwd, "env": env, "memory_limit_bytes": memory_limit_bytes,
+                   "uid": identity.uid, "gid": identity.gid}
+        try:
+            socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
+            reply = json.loads(self.socket.recv(1 << 16) or b"{}")
+        except (OSError, ValueError) as exc:
+            raise ForkServerError(f"the fork server stopped answering: {exc}") from exc
+        if "pid" not in reply:
+            raise ForkServerError(f"the fork server could not start a worker: {reply.get('error', 'no reply')}")
+        return ForkedProcess(int(reply["pid"]))
+
+    def close(self) -> None:
+        """Stop the server (it exits when its socket closes; killed if it does not)."""
+        self.socket.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# ---------------------------------------------------------------- server side
+
+
+def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None:
+    """In the forked worker: the state a fresh ``python -m unlearning_challenge.worker`` would have. Never returns."""
+    code = 1
+    try:
+        _close_fds_except({0, 1, 2, ctrl_fd, go_fd, out_fd})
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        for fd in (devnull, out_fd):
+            os.close(fd)
+        sys.stdout = sys.__stdout__ = _unbuffered_text(1)
+        sys.stderr = sys.__stderr__ = _unbuffered_text(2)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.dont_write_bytecode = True
+        sys.path[0] = request["cwd"]  # as ``python -m`` started in the run folder would have it
+        identity = WorkerIdentity(request["uid"], request["gid"])
+        worker_limits(request["memory_limit_bytes"], identity)()
+        if identity.dropped:
+            os.setgroups([])
+            os.setgid(identity.gid)
+            os.setuid(identity.uid)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from unlearning_challenge import worker
+
+        code = worker.main([request["job"], str(ctrl_fd), str(go_fd)])
+    except BaseException:  # noqa: BLE001 - report anything to the run's output, then exit
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    """Close every descriptor the server had open, except ``keep``."""
+    for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _unbuffered_text(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+                            write_through=True)
+
+
+def _fork_worker(server: socket.socket, request: dict, fds: list[int]) -> int:
+    """Fork twice so that the worker is reparented to the ingestion; return the worker's pid."""
+    pid_r, pid_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            server.close()
+            os.close(pid_r)
+            worker = os.fork()
+            if worker == 0:
+                os.close(pid_w)
+                _become_worker(request, *fds)
+            os.write(pid_w, str(worker).encode())
+        finally:
+            os._exit(0)
+    os.close(pid_w)
+    os.waitpid(middle, 0)  # once the middle process is gone, the worker belongs to the subreaper
+    with os.fdopen(pid_r, "rb") as f:
+        text = f.read()
+    if not text:
+        raise OSError("the worker could not be forked")
+    return int(text)
+
+
+def serve(server: socket.socket) -> int:
+    """Import what workers need, say ready, then fork one worker per request until the socket closes."""
+    for module in PRELOAD:
+        __import__(module)
+    server.send(b"ready")
+    while True:
+        message, fds, _, _ = socket.recv_fds(server, 1 << 20, 3)
+        if not message:
+            return 0
+        try:
+            if len(fds) != 3:
+                raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
+            reply = {"pid": _fork_worker(server, json.loads(message), fds)}
+        except (OSError, ValueError, KeyError) as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        server.send(json.dumps(reply).encode())
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingestion decides when the server stops
+    sys.exit(serve(socket.socket(fileno=int(sys.argv[1]))))
