@@ -173,4 +173,4 @@ def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
     assert starts == ["forked from a server with torch imported", "new Python process per run"]
     assert facts[0] == facts[1]
     assert facts[0]["own_session"] and facts[0]["parent_is_ingestion"] and facts[0]["cwd_is_home"]
-    assert facts[0]["stdin"] == "/dev/null" and facts[0]["dont_write_bytecode"] and facts[0]["sigint_default"]
+    assert facts[0]["stdin"] == "/dev/null" and facts[0]["dont_write_bytecode"]

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 
 from unlearning_challenge.isolation import WorkerIdentity, worker_limits
 
@@ -108,7 +109,8 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerError(f"the fork server did not start: {exc}") from exc
         if message != b"ready":
-            raise ForkServerError(f"the fork server did not start (exit code {self.process.poll()})")
+            reason = message.decode(errors="replace") or f"exit code {self.process.poll()}"
+            raise ForkServerError(f"the fork server did not start ({reason})")
         self._ready = True
 
     def spawn(self, job_path: str, cwd: str, env: dict[str, str], memory_limit_bytes: int,
@@ -164,7 +166,6 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
             os.setgroups([])
             os.setgid(identity.gid)
             os.setuid(identity.uid)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         from unlearning_challenge import worker
 
         code = worker.main([request["job"], str(ctrl_fd), str(go_fd)])
@@ -222,6 +223,14 @@ def serve(server: socket.socket) -> int:
     """Import what workers need, say ready, then fork one worker per request until the socket closes."""
     for module in PRELOAD:
         __import__(module)
+    import torch
+
+    if torch.cuda.is_initialized():  # a forked worker could not use the GPU then
+        server.send(b"cuda initialized in the fork server")
+        return 1
+    # Importing torch starts a helper thread; forking then is what torch's own
+    # DataLoader workers do. Python 3.12+ warns about any fork in a threaded process.
+    warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
     server.send(b"ready")
     while True:
         message, fds, _, _ = socket.recv_fds(server, 1 << 20, 3)
@@ -240,5 +249,4 @@ def serve(server: socket.socket) -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingestion decides when the server stops
     sys.exit(serve(socket.socket(fileno=int(sys.argv[1]))))

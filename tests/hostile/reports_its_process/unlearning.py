@@ -23,7 +23,7 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
         "dont_write_bytecode": sys.dont_write_bytecode,
         "stdin": os.readlink("/proc/self/fd/0"),
         "open_fds": len(os.listdir("/proc/self/fd")),
-        "sigint_default": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+        "sigint_handler": repr(signal.getsignal(signal.SIGINT)),
         "torch_threads": torch.get_num_threads(),
         "parent_is_ingestion": b"unlearning_challenge.ingestion" in _cmdline(os.getppid()),
     }
