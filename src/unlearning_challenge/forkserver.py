@@ -22,6 +22,7 @@ descriptors (control write end, go read end, output write end); each reply is
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
@@ -36,6 +37,7 @@ import warnings
 from unlearning_challenge.isolation import WorkerIdentity, worker_limits
 
 READY_TIMEOUT_SECONDS = 300.0
+_PR_SET_NAME = 15
 PRELOAD = (
     "torch",
     "torchvision",
@@ -146,6 +148,7 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
     code = 1
     try:
         _close_fds_except({0, 1, 2, ctrl_fd, go_fd, out_fd})
+        _name_process(b"unlearning-run")  # as `ps -o comm` and `top` show it (the command line is the server's)
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -178,6 +181,13 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
             except Exception:  # noqa: BLE001
                 pass
         os._exit(code)
+
+
+def _name_process(name: bytes) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _close_fds_except(keep: set[int]) -> None:

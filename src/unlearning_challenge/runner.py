@@ -1,6 +1,7 @@
 """Runs untrusted participant code in a worker process, measured and bounded by the trusted side.
 
-One worker process per run, in its own session (process group). The trusted
+One worker process per run, in its own session (process group), started as a
+new Python or forked from the fork server (:mod:`unlearning_challenge.forkserver`). The trusted
 side starts the clock when it tells a ready worker to go and stops it when the
 worker reports done (or dies, or runs past the hard limit); then it kills the
 worker's whole process group and any process the worker left behind

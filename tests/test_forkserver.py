@@ -1,0 +1,66 @@
+"""The fork server: workers forked from it behave like new processes, and its loss is not fatal."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
+from unlearning_challenge.ingestion import RunPlan, load_input, start_fork_server
+from unlearning_challenge.isolation import WorkerIdentity
+from unlearning_challenge.runner import become_subreaper, kill_leftovers, own_children
+
+from conftest import ROOT
+
+DO_NOTHING = ROOT / "starting_kit" / "baselines" / "do_nothing"
+
+
+def plan_for(tiny_phase, workspace, server) -> RunPlan:
+    config, _, dataset, splits = load_input(tiny_phase[0])
+    workspace.mkdir()
+    return RunPlan(workspace, config, DO_NOTHING, torch.device("cpu"), tiny_phase[0] / ORIGINAL_WEIGHTS,
+                   dataset, splits, 0, WorkerIdentity(), server)
+
+
+def start_and_finish(plan: RunPlan, index: int) -> tuple[dict, int | None]:
+    worker = plan.start(index)
+    ready = worker.wait_ready()
+    reply, _, _ = worker.go(hard_limit=120)
+    code = worker.stop()
+    shutil.rmtree(plan.run_dir(index))
+    assert ready.get("event") == "ready", worker.output.tail()
+    return reply, code
+
+
+def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, tmp_path):
+    assert become_subreaper()
+    keep = own_children()
+    config = load_input(tiny_phase[0])[0]
+    server = start_fork_server(config, subreaper=True)
+    try:
+        plan = plan_for(tiny_phase, tmp_path / "runs", server)
+        reply, code = start_and_finish(plan, 0)
+        assert reply.get("event") == "done" and code in (0, -9)  # it exits, or is stopped after reporting done
+        assert plan.worker_start() == "forked from a server with torch imported"
+    finally:
+        server.close()
+        kill_leftovers(keep)
+
+
+def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, tmp_path):
+    assert become_subreaper()
+    keep = own_children()
+    config = load_input(tiny_phase[0])[0]
+    server = start_fork_server(config, subreaper=True)
+    try:
+        server.wait_ready()
+        server.process.kill()
+        server.process.wait()
+        plan = plan_for(tiny_phase, tmp_path / "runs", server)
+        reply, _ = start_and_finish(plan, 0)
+        assert reply.get("event") == "done"
+        assert plan.worker_start().startswith("new Python process per run (the fork server stopped answering")
+    finally:
+        server.close()
+        kill_leftovers(keep)
