@@ -33,7 +33,7 @@ from unlearning_challenge.bundle import (
     load_settings,
     settings_from_dict,
 )
-from unlearning_challenge.config import PhaseConfig, dump_config
+from unlearning_challenge.config import PhaseConfig, ReferenceConfig, dump_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ROOT / "competition" / "settings.yaml"
@@ -49,7 +49,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def _write_phase_data(root: Path, config_rel: str, input_rel: str, reference_rel: str, name: str = "check") -> None:
-    config = PhaseConfig(name=name)
+    config = PhaseConfig(name=name, reference=ReferenceConfig(num_models=N_MODELS))
     (root / config_rel).parent.mkdir(parents=True, exist_ok=True)
     (root / config_rel).write_text(dump_config(config))
     common = {
@@ -187,8 +187,9 @@ def test_only_phases_with_data_are_included_and_the_others_are_explained(repo):
 
 
 def test_a_phase_whose_data_come_from_another_config_is_left_out(repo):
-    config = PhaseConfig(name="check", description="", reference=bundle.load_config(repo / "phases/default.yaml").reference)
-    other = dump_config(config).replace("num_models: 512", "num_models: 64")
+    config = bundle.load_config(repo / "phases/default.yaml")
+    other = dump_config(config).replace("epochs: 30", "epochs: 12")
+    assert other != dump_config(config)
     (repo / "phases" / "default.yaml").write_text(other)
     with pytest.raises(BundleError, match="no phase can be included"):
         _build(repo)
@@ -508,3 +509,13 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 def test_the_repository_builds_with_the_check_phase(tmp_path):
     result = build_bundles(root=ROOT, out_dir=tmp_path, log=lambda line: None)
     assert "Check" in [p.settings.label for p in result.included]
+
+
+def test_a_phase_whose_config_asks_for_more_models_than_its_data_hold_is_left_out(repo):
+    config = bundle.load_config(repo / "phases/default.yaml")
+    (repo / "phases" / "default.yaml").write_text(dump_config(config).replace(f"num_models: {N_MODELS}", "num_models: 64"))
+    with pytest.raises(BundleError, match="no phase can be included"):
+        _build(repo)
+    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    assert plan.reasons == [f"phases/default.yaml asks for N=64 but the data hold N={N_MODELS} retrained models"]
+    assert plan.hint == "make reference PHASE=phases/default.yaml"

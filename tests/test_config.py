@@ -24,6 +24,13 @@ def test_fingerprint_ignores_ingestion_settings_but_not_training():
     assert config_from_dict({**base, "training": {"epochs": 3}}).fingerprint() != a.fingerprint()
 
 
+def test_fingerprint_ignores_n_so_that_a_reference_can_grow_but_not_the_seeds():
+    base = {"name": "x"}
+    a = config_from_dict(base)
+    assert config_from_dict({**base, "reference": {"num_models": 64}}).fingerprint() == a.fingerprint()
+    assert config_from_dict({**base, "reference": {"seed_start": 7}}).fingerprint() != a.fingerprint()
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [

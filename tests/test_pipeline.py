@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -48,6 +49,21 @@ def test_reference_generation_resumes_without_retraining(tiny_phase, tmp_path):
     generate_reference(config, work_dir=work, input_dir=tmp_path / "i", reference_dir=tmp_path / "r", log=lines.append)
     assert "0 retrained model(s) to train in this shard" in lines
     assert (tmp_path / "r" / "reference.npz").read_bytes() == (reference_dir / "reference.npz").read_bytes()
+
+
+def test_a_finished_reference_grows_by_training_only_the_new_seeds(tiny_phase, tmp_path):
+    input_dir, reference_dir, config = tiny_phase
+    work = tmp_path / "work"
+    shutil.copytree(input_dir.parent / "work", work)
+    bigger = replace(config, reference=replace(config.reference, num_models=4))
+    lines = []
+    generate_reference(bigger, work_dir=work, input_dir=tmp_path / "i", reference_dir=tmp_path / "r", log=lines.append)
+    assert "1 retrained model(s) to train in this shard" in lines
+    grown = read_family(tmp_path / "r" / "reference.npz", expected_sha256=None, what="grown")
+    before = read_family(reference_dir / "reference.npz", expected_sha256=None, what="before")
+    assert list(grown.seeds) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(grown.forget_logits[:3], before.forget_logits)
+    assert (tmp_path / "i" / "original.safetensors").read_bytes() == (input_dir / "original.safetensors").read_bytes()
 
 
 def test_sample_submission_end_to_end(tiny_phase, tmp_path):

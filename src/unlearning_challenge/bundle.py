@@ -504,6 +504,10 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
     budget = inputs.get("time_budget_seconds")
     if num_models != reference.get("num_models"):
         plan.reasons.append(f"input data says N={num_models}, reference data N={reference.get('num_models')}")
+    elif num_models != config.reference.num_models:
+        plan.reasons.append(f"{phase.config} asks for N={config.reference.num_models} but the data hold "
+                            f"N={num_models} retrained models")
+        plan.hint = hint
     if not isinstance(num_models, int) or num_models < 2:
         plan.reasons.append(f"input data manifest has no valid num_models (got {num_models!r})")
     if not isinstance(budget, (int, float)) or not budget > 0:
