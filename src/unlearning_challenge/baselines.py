@@ -1,11 +1,13 @@
-"""``make baselines``: score every starting-kit baseline on a phase and write the table.
+"""``make baselines``: score every starting-kit baseline and the sample on a phase and write the table.
 
 Each baseline runs through the same ingestion and scoring programs as a
 submission (``local-score``); the oracle (``retrain``) runs without the time
 limit. The table goes into ``starting_kit/README.md`` between the markers
 ``<!-- baselines-table:start -->`` and ``<!-- baselines-table:end -->``;
-each baseline's ``scores.json`` is kept under the output folder, so an
-interrupted run resumes with the baselines not yet scored.
+each baseline's ``scores.json`` is kept under the output folder with the
+hashes of its code and of the reference arrays (``baseline.json``), so an
+interrupted run resumes with the baselines not yet scored, and a changed
+baseline or reference is scored again.
 """
 
 from __future__ import annotations
