@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
@@ -33,34 +34,29 @@ def start_and_finish(plan: RunPlan, index: int) -> tuple[dict, int | None]:
     return reply, code
 
 
-def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, tmp_path):
+@pytest.fixture()
+def fork_server(tiny_phase):
+    """A fork server for the tiny phase, with this process as the subreaper its workers need."""
     assert become_subreaper()
     keep = own_children()
-    config = load_input(tiny_phase[0])[0]
-    server = start_fork_server(config, subreaper=True)
-    try:
-        plan = plan_for(tiny_phase, tmp_path / "runs", server)
-        reply, code = start_and_finish(plan, 0)
-        assert reply.get("event") == "done" and code in (0, -9)  # it exits, or is stopped after reporting done
-        assert plan.worker_start() == "forked from a server with torch imported"
-    finally:
-        server.close()
-        kill_leftovers(keep)
+    server = start_fork_server(load_input(tiny_phase[0])[0], subreaper=True)
+    yield server
+    server.close()
+    kill_leftovers(keep)
 
 
-def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, tmp_path):
-    assert become_subreaper()
-    keep = own_children()
-    config = load_input(tiny_phase[0])[0]
-    server = start_fork_server(config, subreaper=True)
-    try:
-        server.wait_ready()
-        server.process.kill()
-        server.process.wait()
-        plan = plan_for(tiny_phase, tmp_path / "runs", server)
-        reply, _ = start_and_finish(plan, 0)
-        assert reply.get("event") == "done"
-        assert plan.worker_start().startswith("new Python process per run (the fork server stopped answering")
-    finally:
-        server.close()
-        kill_leftovers(keep)
+def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, fork_server, tmp_path):
+    plan = plan_for(tiny_phase, tmp_path / "runs", fork_server)
+    reply, code = start_and_finish(plan, 0)
+    assert reply.get("event") == "done" and code in (0, -9)  # it exits, or is stopped after reporting done
+    assert plan.worker_start() == "forked from a server with torch imported"
+
+
+def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, fork_server, tmp_path):
+    fork_server.wait_ready()
+    fork_server.process.kill()
+    fork_server.process.wait()
+    plan = plan_for(tiny_phase, tmp_path / "runs", fork_server)
+    reply, _ = start_and_finish(plan, 0)
+    assert reply.get("event") == "done"
+    assert plan.worker_start().startswith("new Python process per run (the fork server stopped answering")
