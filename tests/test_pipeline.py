@@ -210,3 +210,23 @@ def test_scoring_refuses_missing_corrupt_or_mismatched_inputs(tiny_phase, tmp_pa
     (ref / "manifest.json").write_text(json.dumps(manifest))
     mismatched = score(res, ref, tmp_path / "s2")
     assert mismatched.returncode == 1 and "split fingerprint differs" in mismatched.stderr
+
+
+def test_unwritable_output_folder_is_refused_before_any_run(tiny_phase, tmp_path):
+    input_dir, _, _ = tiny_phase
+    (tmp_path / "a_file").write_text("not a folder")
+    done = ingest(input_dir, tmp_path / "a_file" / "res", SUBMISSIONS / "do_nothing")
+    assert done.returncode == 2
+    assert f"cannot write the output folder {tmp_path / 'a_file' / 'res'}" in done.stderr
+    assert "Run the programs as the folder's owner" in done.stderr
+    assert "unlearning runs" not in done.stderr
+
+
+def test_outputs_that_cannot_be_written_leave_a_failed_manifest(tiny_phase, tmp_path):
+    input_dir, _, _ = tiny_phase
+    (tmp_path / "res" / "unlearned.npz").mkdir(parents=True)  # the arrays cannot replace a folder
+    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "do_nothing", "--num-models", "1")
+    manifest = json.loads((tmp_path / "res" / "ingestion.json").read_text())
+    assert done.returncode == 1
+    assert manifest["status"] == "failed" and [r["status"] for r in manifest["runs"]] == ["ok"]
+    assert manifest["message"].startswith("the runs completed but unlearned.npz could not be written to")
