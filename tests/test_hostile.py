@@ -174,3 +174,24 @@ def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
     assert facts[0] == facts[1]
     assert facts[0]["own_session"] and facts[0]["parent_is_ingestion"] and facts[0]["cwd_is_home"]
     assert facts[0]["stdin"] == "/dev/null" and facts[0]["dont_write_bytecode"]
+
+
+def test_fork_bomb_holds_a_bounded_number_of_processes(tiny_phase, tmp_path):
+    """Whatever user the worker keeps (root here, where the drop to nobody may fail), the
+    seccomp supervisor refuses process creation past its limit, as RLIMIT_NPROC would."""
+    from unlearning_challenge.proccap import MAX_RUN_PROCESSES
+
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "fork_bomb", "--num-models", "1")
+    run = manifest["runs"][0]
+    assert done.returncode == 0, done.stderr
+    assert run["process_cap"].startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
+    held = int(run["output_tail"].split("held ")[1].split()[0])
+    assert MAX_RUN_PROCESSES // 2 <= held <= 2 * MAX_RUN_PROCESSES
+    assert run["extra"]["refused_process_creations"] >= 50
+    assert run["extra"]["killed_leftover_processes"] >= held - 1
+
+
+def test_threads_and_subprocesses_still_work_under_the_cap(tiny_phase, tmp_path):
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "escapes_processes", "--num-models", "1")
+    assert done.returncode == 0, done.stderr
+    assert manifest["runs"][0]["process_cap"].startswith("seccomp supervisor")

@@ -65,7 +65,14 @@ from unlearning_challenge.models import (
 )
 from unlearning_challenge.sandbox import SHARED_MEMORY
 from unlearning_challenge.timing import OMP_WAIT_POLICY, Clock, calibration_step_seconds
-from unlearning_challenge.isolation import WorkerIdentity, copy_submission, give_to_worker, locked, worker_identity
+from unlearning_challenge.isolation import (
+    MAX_WORKER_PROCESSES,
+    WorkerIdentity,
+    copy_submission,
+    give_to_worker,
+    locked,
+    worker_identity,
+)
 from unlearning_challenge.runner import (
     RunRecord,
     RunStatus,
@@ -433,7 +440,21 @@ def run_one(record: RunRecord, worker: Worker, limits: RunLimits, keep: set[int]
     end = worker.go(limits.wall_limit, limits.cpu_limit)
     record.seconds = end.seconds
     finish_run(record, worker, end.message, end.timed_out, limits, keep)
+    if worker.supervisor is not None and worker.supervisor.refused:
+        record.extra["refused_process_creations"] = worker.supervisor.refused
     record.cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
+
+
+def process_cap_text(worker: Worker, ready: dict, identity: WorkerIdentity) -> str:
+    """What capped the run's processes (several caps may hold at once)."""
+    caps = []
+    if worker.supervisor is not None:
+        caps.append(f"seccomp supervisor: at most {worker.supervisor.limit} live processes")
+    elif ready.get("process_cap"):
+        caps.append(str(ready["process_cap"]))
+    if identity.dropped:
+        caps.append(f"RLIMIT_NPROC {MAX_WORKER_PROCESSES} for user {identity.name}")
+    return "; ".join(caps)
 
 
 def over_budget_message(record: RunRecord, limits: RunLimits, timing: dict) -> str:
@@ -456,7 +477,8 @@ def run_all(plan: RunPlan, num_models: int, limits: RunLimits, timing: dict,
         for index in bar:
             record = RunRecord(index=index, seed=plan.seed(index))
             records.append(record)
-            ready = worker.wait_ready()
+            ready = worker.wait_ready(exclude=keep)
+            record.process_cap = process_cap_text(worker, ready, plan.identity)
             if ready.get("event") != "ready":
                 finish_run(record, worker, ready, "", limits, keep)
                 worker = None

@@ -21,6 +21,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,13 +32,14 @@ from pathlib import Path
 
 from unlearning_challenge.forkserver import ForkServer
 from unlearning_challenge.isolation import WorkerIdentity, worker_limits
+from unlearning_challenge.proccap import ForkSupervisor, descendants_count
+from unlearning_challenge.procfs import cpu_seconds_of, parent_of, processes, session_of, stat_fields
 
 OUTPUT_TAIL_BYTES = 32 * 1024
 READY_TIMEOUT_SECONDS = 600.0
 # How often a running worker's CPU time is checked against its CPU limit.
 CPU_POLL_SECONDS = 0.25
 _PR_SET_CHILD_SUBREAPER = 36
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class RunStatus(str, Enum):
@@ -64,6 +66,8 @@ class RunRecord:
     exit_code: int | None = None
     # "landlock" when the worker was confined, else why it was not (see sandbox.py)
     confinement: str = ""
+    # what capped the number of the run's processes, or why nothing did (see proccap.py)
+    process_cap: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -81,44 +85,19 @@ def become_subreaper() -> bool:
         return False
 
 
-def _stat_fields(pid: int | str) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (index 0 is field 3, the state); None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _cpu_of(fields: list[str]) -> float:
-    """utime + stime + cutime + cstime (fields 14-17), in seconds."""
-    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
-
-
-def _processes() -> list[tuple[int, list[str]]]:
-    """(pid, stat fields) of every process now."""
-    result = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(entry)
-            if fields is not None:
-                result.append((int(entry), fields))
-    return result
-
-
 def _children_of(pid: int) -> list[int]:
-    return [child for child, fields in _processes() if int(fields[1]) == pid]
+    return [child for child, fields in processes() if parent_of(fields) == pid]
 
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by one process and the children it has reaped (0 if it is gone)."""
-    fields = _stat_fields(pid)
-    return 0.0 if fields is None else _cpu_of(fields)
+    fields = stat_fields(pid)
+    return 0.0 if fields is None else cpu_seconds_of(fields)
 
 
 def session_cpu_seconds(session: int) -> float:
     """CPU seconds used so far by every live process of a session (field 6 of their stat)."""
-    return sum(_cpu_of(fields) for _, fields in _processes() if int(fields[3]) == session)
+    return sum(cpu_seconds_of(fields) for _, fields in processes() if session_of(fields) == session)
 
 
 def reaped_children_cpu_seconds() -> float:
@@ -261,7 +240,7 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec, fork_server: ForkServer | None = None):
         self.spec = spec
-        ctrl_r, ctrl_w = os.pipe()
+        ctrl_r, ctrl_w = (sock.detach() for sock in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
         go_r, go_w = os.pipe()
         out_r, out_w = os.pipe()
         try:
@@ -280,10 +259,30 @@ class Worker:
         self.output = _TailReader(out_r)
         self.output.start()
         self._buffer = bytearray()
+        self.supervisor: ForkSupervisor | None = None
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict:
-        """The worker's first message: ``{"event": "ready"}`` or an error; {} on timeout/death."""
-        line = _read_line(self.ctrl_fd, time.perf_counter() + timeout, self._buffer)
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS, exclude: set[int] = frozenset()) -> dict:
+        """The worker's first message: ``{"event": "ready"}`` or an error; {} on timeout/death.
+
+        A listener passed with ``ready`` starts the run's process cap (processes below this
+        one, less the subtrees of ``exclude``, e.g. the fork server).
+        """
+        deadline = time.perf_counter() + timeout
+        ready, _, _ = select.select([self.ctrl_fd], [], [], max(0.0, deadline - time.perf_counter()))
+        if not ready:
+            return {}
+        sock = socket.socket(fileno=self.ctrl_fd)
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+        finally:
+            sock.detach()
+        if fds:
+            me = os.getpid()
+            self.supervisor = ForkSupervisor(fds[0], lambda: descendants_count(me, set(exclude)))
+        self._buffer += data
+        if not data:
+            return {}
+        line = _read_line(self.ctrl_fd, deadline, self._buffer)
         return _parse(line) if line else {}
 
     def go(self, wall_limit: float | None, cpu_limit: float | None = None) -> RunEnd:
@@ -333,6 +332,8 @@ class Worker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.process.pid, signal.SIGKILL)
         code = self.process.wait()
+        if self.supervisor is not None:
+            self.supervisor.stop()
         self.output.join(timeout=5)
         for fd in (self.ctrl_fd, self.go_fd):
             try:

@@ -3,10 +3,10 @@
 Started by :mod:`unlearning_challenge.runner` as
 ``python -m unlearning_challenge.worker JOB.json CTRL_FD GO_FD``. It loads the
 data and the original model (trusted setup), reports ``ready`` on the control
-pipe, waits for ``go`` (the trusted side starts its clock there), imports the
+socket (passing the listener of its process cap, see :mod:`unlearning_challenge.proccap`), waits for ``go`` (the trusted side starts its clock there), imports the
 submission, calls ``unlearning(net, retain_loader, forget_loader, val_loader)``,
 saves the returned model's weights as safetensors and reports ``done``.
-Messages on the control pipe are single JSON lines; nothing is pickled.
+Messages on the control socket are single JSON lines; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -21,9 +22,17 @@ from pathlib import Path
 MAX_MESSAGE = 16_000
 
 
-def _send(fd: int, event: str, **fields) -> None:
-    line = json.dumps({"event": event, **fields})[:MAX_MESSAGE]
-    os.write(fd, (line + "\n").encode())
+def _send(fd: int, event: str, *, pass_fd: int | None = None, **fields) -> None:
+    """One JSON line on the control socket; ``pass_fd`` travels with it (SCM_RIGHTS)."""
+    line = (json.dumps({"event": event, **fields})[:MAX_MESSAGE] + "\n").encode()
+    if pass_fd is None:
+        os.write(fd, line)
+        return
+    sock = socket.socket(fileno=fd)
+    try:
+        socket.send_fds(sock, [line], [pass_fd])
+    finally:
+        sock.detach()
 
 
 def _import_submission(submission_dir: Path):
@@ -86,8 +95,13 @@ def main(argv: list[str]) -> int:
     stage = "setup"
     try:
         confinement = _confine(job) if job.get("sandbox", True) else "disabled by the phase config"
+        from unlearning_challenge.proccap import install_fork_filter
+
         torch, net, loaders = _setup(job)
-        _send(ctrl_fd, "ready", confinement=confinement)
+        listener, process_cap = install_fork_filter()  # after the setup: nothing answers it yet
+        _send(ctrl_fd, "ready", pass_fd=listener, confinement=confinement, process_cap=process_cap)
+        if listener is not None:
+            os.close(listener)  # the trusted side holds it now
         if os.read(go_fd, 16).strip() != b"go":
             return 3
         os.close(go_fd)
