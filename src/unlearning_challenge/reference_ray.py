@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +25,9 @@ from tqdm.auto import tqdm
 
 import unlearning_challenge
 from unlearning_challenge.config import PhaseConfig
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task's name in its tracebacks
 
 
 class ClusterError(RuntimeError):
@@ -199,7 +203,7 @@ def _wait_all(ray, labels: dict, log: Callable[[str], None]) -> list[str]:
                         ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         failed.append(labels[ref])
-                        log(f"{labels[ref]} failed; the other models go on:\n{exc}")
+                        log(f"{labels[ref]} failed; the other models go on:\n{_ANSI.sub('', str(exc))}")
                     bar.update(1)
     except KeyboardInterrupt:
         log(f"interrupted: cancelling {len(pending)} unfinished model(s); the finished ones stay in the work folder")
