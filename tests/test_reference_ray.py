@@ -165,41 +165,44 @@ def test_bad_ray_settings(settings, message):
     assert str(bad.value) == message
 
 
-def _processes_under(folder: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(folder in part for part in process.info["cmdline"] or []):
-            found.append(process)
-    return found
+def _running_tasks(processes: list[psutil.Process]) -> list[str]:
+    """Titles of the Ray workers that run a model (Ray names a busy worker ``ray::<task name>``)."""
+    titles = []
+    for process in processes:
+        try:
+            title = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if title.startswith(("ray::seed", "ray::original")):
+            titles.append(title)
+    return titles
 
 
 def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
     (tmp_path / "tiny.yaml").write_text(dump_config(CONFIG))
+    # Its own temporary folder, so that it starts its own cluster instead of joining this module's.
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
     log = tmp_path / "log.txt"
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "unlearning_challenge", "reference", "--config", str(tmp_path / "tiny.yaml"),
              "--work", str(tmp_path / "work"), "--backend", "ray"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**env, "RAY_TMPDIR": ray_tmp})
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 180
-        while "model(s) submitted" not in log.read_text():
+        while not _running_tasks(spawned := psutil.Process(process.pid).children(recursive=True)):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        assert _processes_under(ray_tmp)  # the local cluster is up
-        time.sleep(2)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 130, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
     text = log.read_text()
-    assert re.search(r"interrupted: cancelling [1-3] unfinished model\(s\); the finished ones stay in the work folder", text)
+    assert re.search(r"interrupted: cancelling [1-3] unfinished model\(s\); the finished ones stay in the work folder",
+                     text), text
     assert "reference: interrupted; the finished models stay in" in text
-    deadline = time.monotonic() + 30
-    while _processes_under(ray_tmp) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _processes_under(ray_tmp), [p.info["cmdline"][:2] for p in _processes_under(ray_tmp)]
+    _, alive = psutil.wait_procs(spawned, timeout=30)  # the cluster and its workers, tasks included
+    assert not alive, [" ".join(p.cmdline()[:2]) for p in alive]
     shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -110,7 +110,7 @@ def check_request(request: dict[str, float], cluster: dict[str, float], nodes: l
     if request["CPU"] > cluster.get("CPU", 0):
         raise ClusterError(f"{asks}; {have}: lower --cpus-per-model or join a larger cluster (--ray-address)")
     if not any(all(node.get(k, 0) >= v for k, v in request.items()) for node in nodes):
-        largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+        largest = max(nodes, key=lambda node: tuple(node.get(k, 0) for k in ("GPU", "CPU") if k in request), default={})
         raise ClusterError(
             f"{asks}; {have} but no single node has that much (the largest has "
             f"{describe({k: largest.get(k, 0) for k in request})}): lower --gpus-per-model or --cpus-per-model"
