@@ -321,7 +321,6 @@ def generate_reference(
     """
     device = device or pick_device()
     work = WorkFolder(Path(work_dir))
-    work.root.mkdir(parents=True, exist_ok=True)
     if config.training.cpu_threads:
         torch.set_num_threads(config.training.cpu_threads)
     if backend == "ray":
@@ -349,6 +348,7 @@ def generate_reference(
 
 def _prepare_and_log(config: PhaseConfig, work: WorkFolder, device: torch.device,
                      log: Callable[[str], None]) -> tuple[FaceDataset, Splits, str]:
+    work.root.mkdir(parents=True, exist_ok=True)
     dataset, splits, fingerprint = prepare_data(config, work)
     log(f"phase {config.name!r}: {len(dataset)} images, train {len(splits.train)} "
         f"(retain {len(splits.retain)}, forget {len(splits.forget)}), val {len(splits.val)}, test {len(splits.test)}")
