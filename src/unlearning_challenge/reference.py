@@ -317,6 +317,9 @@ def generate_reference(
 ) -> dict | None:
     """Train what is missing (resuming), then assemble when every model exists.
 
+    ``device``: where the local backend trains and where assembling runs; with
+    ``backend="ray"`` the models train as Ray tasks as ``ray`` says (default
+    ``RaySettings()``: the cluster ``ray.init`` finds, CUDA when it has GPUs).
     Returns the summary once assembled, None when other shards still have work.
     """
     device = device or pick_device()
