@@ -15,18 +15,31 @@ def _reference(args: argparse.Namespace) -> int:
     from unlearning_challenge.config import load_config
     from unlearning_challenge.models import pick_device
     from unlearning_challenge.reference import assemble, generate_reference, parse_shard, WorkFolder
+    from unlearning_challenge.reference_ray import RaySettings
 
     config = load_config(args.config)
     work = args.work or Path("work") / config.name
-    device = pick_device(args.device)
+    ray = None
+    if args.backend == "ray":
+        # --device is the tasks' device; this machine only assembles, on what it has.
+        ray = RaySettings(address=args.ray_address, device=args.device, gpus_per_model=args.gpus_per_model,
+                          cpus_per_model=args.cpus_per_model)
+        device = pick_device()
+    else:
+        device = pick_device(args.device)
     if args.assemble_only:
         summary = assemble(config, WorkFolder(work), args.input_data, args.reference_data, device,
                            retime_models=args.retime)
     else:
-        summary = generate_reference(
-            config, work_dir=work, input_dir=args.input_data, reference_dir=args.reference_data,
-            device=device, shard=parse_shard(args.shard), backend=args.backend, retime_models=args.retime,
-        )
+        try:
+            summary = generate_reference(
+                config, work_dir=work, input_dir=args.input_data, reference_dir=args.reference_data,
+                device=device, shard=parse_shard(args.shard), backend=args.backend, ray=ray, retime_models=args.retime,
+            )
+        except KeyboardInterrupt:
+            print(f"reference: interrupted; the finished models stay in {work}: run the same command to resume",
+                  file=sys.stderr)
+            return 130
     if summary is None:
         return 0
     original, retrained = summary["original"], summary["retrained"]
@@ -79,8 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-data", type=Path, default=Path("input_data"))
     p.add_argument("--reference-data", type=Path, default=Path("reference_data"))
     p.add_argument("--shard", default=None, help="train only models i, i+k, ... (i/k), e.g. 0/4")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
-    p.add_argument("--device", default=None)
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: one model after another on this machine; ray: one Ray task per model")
+    p.add_argument("--device", default=None,
+                   help="cuda or cpu (default: cuda when there is a GPU; with --backend ray, when the cluster has GPUs)")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="the Ray cluster to join (default: RAY_ADDRESS, a cluster started here with `ray start`, "
+                        "else a new local one)")
+    p.add_argument("--gpus-per-model", type=float, default=1.0, metavar="G",
+                   help="GPUs each Ray task asks when training on cuda; a fraction lets small models share a GPU")
+    p.add_argument("--cpus-per-model", type=float, default=1.0, metavar="C",
+                   help="CPUs each Ray task asks (and torch threads it uses unless training.cpu_threads is set)")
     p.add_argument("--assemble-only", action="store_true", help="only write the folders from a finished work folder")
     p.add_argument("--retime", type=int, default=0, metavar="K",
                    help="take the time budget from K models retrained again on this machine (e.g. the platform's worker)")

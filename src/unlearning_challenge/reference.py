@@ -4,7 +4,7 @@ Work is kept in a work folder, one file per finished model, each written
 atomically: an interrupted run resumes where it stopped, shards
 (``--shard i/k``) can run on different machines that share the folder, and
 ``assemble`` writes ``input_data/`` and ``reference_data/`` once all models
-exist. With ``backend="ray"`` the retrained models fan out as Ray tasks.
+exist. With ``backend="ray"`` the models fan out as Ray tasks (``reference_ray``).
 
 Work folder layout::
 
@@ -47,6 +47,7 @@ from unlearning_challenge.config import PhaseConfig, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
+from unlearning_challenge.reference_ray import RaySettings, ray_cluster
 from unlearning_challenge.timing import calibration_step_seconds
 from unlearning_challenge.training import train_model
 
@@ -119,11 +120,12 @@ def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, s
     }
 
 
-def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device) -> None:
+def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device,
+                   *, progress: bool = True) -> None:
     """Train the original model on the whole train split (skipped when it exists)."""
     if work.original.exists() and work.original_info.exists():
         return
-    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch")
+    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch", disable=not progress)
     result = train_model(
         dataset, splits.train, splits.val,
         model_cfg=config.model, train_cfg=config.training, seed=config.reference.original_seed, device=device,
@@ -189,29 +191,6 @@ def run_local(config: PhaseConfig, work: WorkFolder, seeds: list[int], device: t
         record = train_retrained(config, dataset, splits, seed, device, fingerprint)
         write_npz(work.retrained(seed), record)
         bar.set_postfix(seconds=f"{float(record['seconds']):.1f}", test_acc=f"{float(record['test_accuracy']):.3f}")
-
-
-def run_ray(config: PhaseConfig, work: WorkFolder, seeds: list[int], fingerprint: str, gpus_per_model: float) -> None:
-    """Fan retrained models out as Ray tasks; each writes its own file into the shared work folder."""
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("the ray backend needs Ray: pip install 'unlearning-challenge[ray]'") from None
-    ray.init(ignore_reinit_error=True)
-
-    @ray.remote(num_gpus=gpus_per_model)
-    def one_model(seed: int) -> int:
-        dataset, splits = load_dataset(work.dataset)
-        record = train_retrained(config, dataset, splits, seed, pick_device(), fingerprint)
-        write_npz(work.retrained(seed), record)
-        return seed
-
-    pending = [one_model.remote(seed) for seed in seeds]
-    with tqdm(total=len(pending), desc="retrained models (ray)", unit="model") as bar:
-        while pending:
-            done, pending = ray.wait(pending)
-            ray.get(done)
-            bar.update(len(done))
 
 
 def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset, fingerprint: str) -> tuple[ModelFamily, float]:
@@ -332,30 +311,35 @@ def generate_reference(
     device: torch.device | None = None,
     shard: tuple[int, int] = (0, 1),
     backend: str = "local",
-    gpus_per_model: float = 1.0,
+    ray: RaySettings | None = None,
     retime_models: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict | None:
     """Train what is missing (resuming), then assemble when every model exists.
 
+    ``device``: where the local backend trains and where assembling runs; with
+    ``backend="ray"`` the models train as Ray tasks as ``ray`` says (default
+    ``RaySettings()``: the cluster ``ray.init`` finds, CUDA when it has GPUs).
     Returns the summary once assembled, None when other shards still have work.
     """
     device = device or pick_device()
     work = WorkFolder(Path(work_dir))
-    work.root.mkdir(parents=True, exist_ok=True)
     if config.training.cpu_threads:
         torch.set_num_threads(config.training.cpu_threads)
-    dataset, splits, fingerprint = prepare_data(config, work)
-    log(f"phase {config.name!r}: {len(dataset)} images, train {len(splits.train)} "
-        f"(retain {len(splits.retain)}, forget {len(splits.forget)}), val {len(splits.val)}, test {len(splits.test)}")
-    log(f"split fingerprint {fingerprint[:16]}..., device {device}, work folder {work.root}")
-    if shard[0] == 0:
-        train_original(config, work, dataset, splits, device)
-    seeds = pending_seeds(config, work, shard)
-    log(f"{len(seeds)} retrained model(s) to train in this shard")
     if backend == "ray":
-        run_ray(config, work, seeds, fingerprint, gpus_per_model)
+        # Joined and checked first: a cluster that cannot run a model is refused before any work.
+        with ray_cluster(ray or RaySettings(), log) as cluster:
+            dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
+            seeds = pending_seeds(config, work, shard)
+            original = shard[0] == 0 and not (work.original.exists() and work.original_info.exists())
+            log(f"{len(seeds)} retrained model(s) to train in this shard")
+            cluster.train(config, work.root, fingerprint, seeds, original=original)
     elif backend == "local":
+        dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
+        if shard[0] == 0:
+            train_original(config, work, dataset, splits, device)
+        seeds = pending_seeds(config, work, shard)
+        log(f"{len(seeds)} retrained model(s) to train in this shard")
         run_local(config, work, seeds, device, dataset, splits, fingerprint)
     else:
         raise ValueError(f"unknown backend {backend!r}; valid: ['local', 'ray']")
@@ -363,3 +347,13 @@ def generate_reference(
         log("other shards still have models to train; run with --assemble-only when they are done")
         return None
     return assemble(config, work, Path(input_dir), Path(reference_dir), device, retime_models=retime_models)
+
+
+def _prepare_and_log(config: PhaseConfig, work: WorkFolder, device: torch.device,
+                     log: Callable[[str], None]) -> tuple[FaceDataset, Splits, str]:
+    work.root.mkdir(parents=True, exist_ok=True)
+    dataset, splits, fingerprint = prepare_data(config, work)
+    log(f"phase {config.name!r}: {len(dataset)} images, train {len(splits.train)} "
+        f"(retain {len(splits.retain)}, forget {len(splits.forget)}), val {len(splits.val)}, test {len(splits.test)}")
+    log(f"split fingerprint {fingerprint[:16]}..., device {device}, work folder {work.root}")
+    return dataset, splits, fingerprint

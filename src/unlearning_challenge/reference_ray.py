@@ -1,0 +1,234 @@
+"""Reference models as Ray tasks, sized to the cluster.
+
+One task per model (the original and each retrained seed). Each task asks
+``gpus_per_model`` GPUs (and ``cpus_per_model`` CPUs) when the models train on
+CUDA, else ``cpus_per_model`` CPUs; a request no node can meet is refused
+before anything is submitted. Each task reads the data from the work folder
+and writes its own model file there, so every node must see the work folder
+at the same path; the driver ships its copy of this package to the tasks.
+A failed task is reported with its seed and traceback while the others go on;
+the finished models stay on disk and a rerun trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+import unlearning_challenge
+from unlearning_challenge.config import PhaseConfig
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task's name in its tracebacks
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot run the tasks as asked, or some of them failed."""
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """address: a running cluster (``host:port`` or ``auto``); None: ``RAY_ADDRESS``, a cluster
+    started on this machine with ``ray start``, else a new local one.
+    device: ``cuda`` or ``cpu`` for every task; None: ``cuda`` when the cluster has GPUs."""
+
+    address: str | None = None
+    device: str | None = None
+    gpus_per_model: float = 1.0
+    cpus_per_model: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.gpus_per_model > 0 or (self.gpus_per_model > 1 and self.gpus_per_model != int(self.gpus_per_model)):
+            raise ValueError(f"--gpus-per-model must be a fraction in (0, 1] or a whole number, got {self.gpus_per_model:g}")
+        if not self.cpus_per_model > 0:
+            raise ValueError(f"--cpus-per-model must be positive, got {self.cpus_per_model:g}")
+        if self.device is not None and torch.device(self.device).type not in ("cuda", "cpu"):
+            raise ValueError(f"the ray backend trains on 'cuda' or 'cpu', got --device {self.device!r}")
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("the ray backend needs Ray: pip install -e '.[ray]'") from None
+    return ray
+
+
+def runtime_env() -> dict:
+    """Ships this package (as the driver has it) to every task."""
+    return {"py_modules": [str(Path(unlearning_challenge.__file__).parent)]}
+
+
+def connect(settings: RaySettings) -> bool:
+    """Join or start the cluster; True when this call started (and so must stop) it."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    ray.init(address=settings.address, include_dashboard=False, runtime_env=runtime_env())
+    return True
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:g} {unit}" + ("s" if value == 0 or value > 1 else "")
+
+
+def task_device(settings: RaySettings, cluster: dict[str, float]) -> torch.device:
+    """The device every task trains on: the one asked, else CUDA when the cluster has GPUs."""
+    if settings.device is not None:
+        return torch.device(torch.device(settings.device).type)
+    return torch.device("cuda" if cluster.get("GPU", 0) > 0 else "cpu")
+
+
+def task_resources(device: torch.device, settings: RaySettings) -> dict[str, float]:
+    """What one model asks of a node: ``{"CPU": c}`` or ``{"CPU": c, "GPU": g}``."""
+    request = {"CPU": settings.cpus_per_model}
+    if device.type == "cuda":
+        request["GPU"] = settings.gpus_per_model
+    return request
+
+
+def describe(request: dict[str, float]) -> str:
+    """``{"CPU": 1, "GPU": 0.5}`` -> ``"0.5 GPU and 1 CPU"``."""
+    parts = [_amount(request[k], k) for k in ("GPU", "CPU") if k in request]
+    return " and ".join(parts)
+
+
+def check_request(request: dict[str, float], cluster: dict[str, float], nodes: list[dict[str, float]]) -> None:
+    """Refuse a request that no alive node can meet (``cluster``: totals; ``nodes``: each node's resources)."""
+    have = f"the cluster has {_amount(cluster.get('GPU', 0), 'GPU')} and {_amount(cluster.get('CPU', 0), 'CPU')}"
+    asks = f"each model asks {describe(request)}"
+    if request.get("GPU", 0) > cluster.get("GPU", 0):
+        raise ClusterError(f"{asks}; {have}: pass --device cpu or join a cluster with GPUs (--ray-address)")
+    if request["CPU"] > cluster.get("CPU", 0):
+        raise ClusterError(f"{asks}; {have}: lower --cpus-per-model or join a larger cluster (--ray-address)")
+    if not any(all(node.get(k, 0) >= v for k, v in request.items()) for node in nodes):
+        largest = max(nodes, key=lambda node: tuple(node.get(k, 0) for k in ("GPU", "CPU") if k in request), default={})
+        raise ClusterError(
+            f"{asks}; {have} but no single node has that much (the largest has "
+            f"{describe({k: largest.get(k, 0) for k in request})}): lower --gpus-per-model or --cpus-per-model"
+        )
+
+
+def _threads(config: PhaseConfig, settings: RaySettings) -> int:
+    """torch threads in a task: the config's ``training.cpu_threads``, else the CPUs it holds."""
+    return config.training.cpu_threads or max(1, math.floor(settings.cpus_per_model))
+
+
+def _open_work(work_root: str, fingerprint: str):
+    """The work folder's data, as this node sees it (it must be the driver's)."""
+    from unlearning_challenge.artifacts import ArtifactError
+    from unlearning_challenge.data import load_dataset, split_fingerprint
+    from unlearning_challenge.reference import WorkFolder
+
+    work = WorkFolder(Path(work_root))
+    if not work.dataset.is_file():
+        raise ArtifactError(f"node {platform.node()} cannot read {work.dataset}: every node must see the work "
+                            "folder at the same path")
+    dataset, splits = load_dataset(work.dataset)
+    if split_fingerprint(dataset, splits) != fingerprint:
+        raise ArtifactError(f"node {platform.node()} sees another dataset at {work.dataset}: every node must see "
+                            "the same work folder")
+    return work, dataset, splits
+
+
+def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int, seed: int) -> int:
+    from unlearning_challenge.atomic import write_npz
+    from unlearning_challenge.reference import train_retrained
+
+    torch.set_num_threads(threads)
+    work, dataset, splits = _open_work(work_root, fingerprint)
+    record = train_retrained(config, dataset, splits, seed, torch.device(device), fingerprint)
+    write_npz(work.retrained(seed), record)
+    return seed
+
+
+def _original_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int) -> None:
+    from unlearning_challenge.reference import train_original
+
+    torch.set_num_threads(threads)
+    work, dataset, splits = _open_work(work_root, fingerprint)
+    train_original(config, work, dataset, splits, torch.device(device), progress=False)
+
+
+@dataclass
+class RayCluster:
+    """A joined cluster whose nodes can run one model each as asked."""
+
+    settings: RaySettings
+    device: torch.device
+    request: dict[str, float]
+    log: Callable[[str], None] = print
+
+    def train(self, config: PhaseConfig, work_root: Path, fingerprint: str, seeds: list[int], *,
+              original: bool = False) -> None:
+        """Train the original model (when ``original``) and the retrained ``seeds``, one task each.
+
+        Each failure is logged with its traceback as it happens; ClusterError once the others are done.
+        """
+        ray = _import_ray()
+        options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0), "max_retries": 0}
+        args = (config, str(Path(work_root).resolve()), fingerprint, self.device.type, _threads(config, self.settings))
+        labels = {}
+        if original:
+            labels[ray.remote(_original_task).options(name="original", **options).remote(*args)] = "the original model"
+        for seed in seeds:
+            ref = ray.remote(_retrained_task).options(name=f"seed {seed}", **options).remote(*args, seed)
+            labels[ref] = f"retrained model seed {seed}"
+        self.log(f"ray: {len(labels)} model(s) submitted")
+        failed = _wait_all(ray, labels, self.log)
+        if failed:
+            raise ClusterError(
+                f"{len(failed)} of {len(labels)} model(s) failed ({', '.join(failed)}; tracebacks above); the others "
+                f"are saved in {args[1]}: run the same command again to train only the missing ones"
+            )
+
+
+def _wait_all(ray, labels: dict, log: Callable[[str], None]) -> list[str]:
+    """Wait for every task; the labels of those that failed. Ctrl-C cancels the unfinished ones."""
+    failed, pending = [], list(labels)
+    try:
+        with tqdm(total=len(pending), desc="models (ray)", unit="model") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        failed.append(labels[ref])
+                        log(f"{labels[ref]} failed; the other models go on:\n{_ANSI.sub('', str(exc))}")
+                    bar.update(1)
+    except KeyboardInterrupt:
+        log(f"interrupted: cancelling {len(pending)} unfinished model(s); the finished ones stay in the work folder")
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return failed
+
+
+@contextlib.contextmanager
+def ray_cluster(settings: RaySettings, log: Callable[[str], None] = print) -> Iterator[RayCluster]:
+    """Join (or start) the cluster and check that a node can run one model as asked.
+
+    Raises ClusterError at once when none can. A cluster started here is stopped on the way out.
+    """
+    ray = _import_ray()
+    started = connect(settings)
+    try:
+        cluster = ray.cluster_resources()
+        device = task_device(settings, cluster)
+        request = task_resources(device, settings)
+        check_request(request, cluster, [node["Resources"] for node in ray.nodes() if node["Alive"]])
+        log(f"ray cluster: {describe({k: cluster.get(k, 0) for k in ('GPU', 'CPU')})}; "
+            f"each model on {device.type} with {describe(request)}")
+        yield RayCluster(settings, device, request, log)
+    finally:
+        if started:
+            ray.shutdown()
