@@ -453,6 +453,8 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
         forget_accuracy=np.array([o.forget_accuracy for o in outputs]),
         seconds=np.array([r.seconds for r in records]),
         seeds=np.array([r.seed for r in records]),
+        forget_losses=np.stack([o.forget_losses for o in outputs]),
+        test_losses=np.stack([o.test_losses for o in outputs]),
     )
     sha = write_family(output / UNLEARNED_ARRAYS, family)
     message = f"{num_models} run(s) completed"
