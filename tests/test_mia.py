@@ -181,6 +181,8 @@ def test_scoring_with_clopper_pearson_bounds():
     assert bounded["forget_quality"] == bounded["forget_quality_clopper_pearson"]
     assert bounded["forget_quality_empirical"] == empirical["forget_quality"] == empirical["forget_quality_empirical"]
     assert bounded["forget_quality"] >= empirical["forget_quality"]
+    with pytest.raises(ValueError, match=r"bounds must be one of \['empirical', 'clopper-pearson'\]; got 'exact'"):
+        compute_scores(inputs, bounds="exact")
 
 
 def test_the_phase_config_chooses_the_bounds_without_changing_the_fingerprint():
