@@ -54,6 +54,7 @@ def test_quick_check_of_a_broken_submission_says_what_is_wrong(tiny_phase, tmp_p
     lines = values(done.stdout)
     assert done.returncode == 1
     assert lines["status"] == "failed" and "SyntaxError" in lines["message"] and "(while importing" in lines["message"]
+    assert "within_budget" not in lines
     assert "quick-check: the submission failed" in done.stderr
 
 
