@@ -16,7 +16,7 @@ LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
                      $(if $(OUT),--output $(OUT))
 
-.PHONY: install test local-score reference bench baselines
+.PHONY: install test local-score quick-check reference bench baselines
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 
 local-score: install
 	$(CLI) local-score --submission $(SUBMISSION) --input-data input_data --reference-data reference_data $(LOCAL_SCORE_FLAGS)
+
+# One run of SUBMISSION: retain/test/forget accuracy, membership-inference accuracy, seconds against the budget.
+quick-check: install
+	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) $(if $(OUT),--output $(OUT))
 
 reference: install
 	$(CLI) reference --config $(PHASE) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA)

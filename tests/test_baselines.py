@@ -161,3 +161,16 @@ def test_table_needs_its_markers(tmp_path):
     readme.write_text("a\n<!-- baselines-table:start -->\nold\n<!-- baselines-table:end -->\nb\n")
     replace_table(readme, "| new |\n")
     assert readme.read_text() == "a\n<!-- baselines-table:start -->\n| new |\n<!-- baselines-table:end -->\nb\n"
+
+
+def test_table_has_the_membership_inference_column():
+    from unlearning_challenge.baselines import markdown_table
+
+    scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
+              "mean_run_seconds": 3.0}
+    table = markdown_table({"finetune": {**scores, "mia_accuracy": 0.61234}, "scrub": scores,
+                            "retrain": {**scores, "mia_accuracy": None}}, num_models=32, machine="a CPU")
+    assert "| MIA accuracy |" in table.splitlines()[0]
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    assert rows["finetune"].endswith("| 0.612 |")
+    assert rows["scrub"].endswith("| n/a |") and rows["retrain"].endswith("| n/a |")

@@ -16,8 +16,13 @@ examples with C classes: ``forget_logits`` float32 ``[N, E, C]``,
 ``forget_labels`` int64 ``[E]``, ``forget_image_ids`` int64 ``[E]``,
 ``retain_accuracy``, ``test_accuracy``, ``forget_accuracy`` float64 ``[N]``,
 ``seconds`` float64 ``[N]`` (training time of a retrained model, wall time of
-an unlearning run) and ``seeds`` int64 ``[N]``. Each manifest records the
-sha256 of its npz so that a truncated or altered file is refused.
+an unlearning run) and ``seeds`` int64 ``[N]``. ``unlearned.npz`` also holds,
+for T test examples, ``forget_losses`` float32 ``[N, E]`` and ``test_losses``
+float32 ``[N, T]`` (per-example cross-entropy, for the membership-inference
+attack). These two are optional within format version 1: files written before
+they existed (and reference files) lack them, readers then get ``None``, and
+readers that predate them ignore them. Each manifest records the sha256 of its
+npz so that a truncated or altered file is refused.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ class ModelFamily:
 
     forget_logits: float32 ``[N, E, C]``; forget_labels, forget_image_ids:
     int64 ``[E]``; retain/test/forget_accuracy, seconds: float64 ``[N]``;
-    seeds: int64 ``[N]``.
+    seeds: int64 ``[N]``; forget_losses float32 ``[N, E]`` and test_losses
+    float32 ``[N, T]``, both or neither (None: not recorded).
     """
 
     forget_logits: np.ndarray
@@ -75,10 +81,16 @@ class ModelFamily:
     forget_accuracy: np.ndarray
     seconds: np.ndarray
     seeds: np.ndarray
+    forget_losses: np.ndarray | None = None
+    test_losses: np.ndarray | None = None
 
     @property
     def num_models(self) -> int:
         return self.forget_logits.shape[0]
+
+    @property
+    def has_losses(self) -> bool:
+        return self.forget_losses is not None and self.test_losses is not None
 
     def first(self, k: int) -> "ModelFamily":
         """The first ``k`` models."""
@@ -86,10 +98,14 @@ class ModelFamily:
             self.forget_logits[:k], self.forget_labels, self.forget_image_ids,
             self.retain_accuracy[:k], self.test_accuracy[:k], self.forget_accuracy[:k],
             self.seconds[:k], self.seeds[:k],
+            None if self.forget_losses is None else self.forget_losses[:k],
+            None if self.test_losses is None else self.test_losses[:k],
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in _FAMILY_DTYPES}
+        """The arrays to write: the optional ones only when present."""
+        names = list(_FAMILY_DTYPES) + [name for name in _OPTIONAL_DTYPES if getattr(self, name) is not None]
+        return {name: getattr(self, name) for name in names}
 
 
 _FAMILY_DTYPES = {
@@ -103,10 +119,17 @@ _FAMILY_DTYPES = {
     "seeds": np.int64,
 }
 
+# Arrays a family may lack (added within format version 1; both or neither).
+_OPTIONAL_DTYPES = {
+    "forget_losses": np.float32,
+    "test_losses": np.float32,
+}
+
 
 def write_family(path: str | Path, family: ModelFamily) -> str:
     """Write the arrays atomically; return the file's sha256."""
-    write_npz(path, {k: np.asarray(v, dtype=_FAMILY_DTYPES[k]) for k, v in family.arrays().items()})
+    dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
+    write_npz(path, {k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()})
     return sha256_file(path)
 
 
@@ -132,10 +155,14 @@ def read_family(path: str | Path, *, expected_sha256: str | None, what: str) -> 
     missing = sorted(set(_FAMILY_DTYPES) - set(arrays))
     if missing:
         raise ArtifactError(f"{what}: {path.name} lacks array(s) {missing}")
-    for key, dtype in _FAMILY_DTYPES.items():
+    optional = [key for key in _OPTIONAL_DTYPES if key in arrays]
+    if optional and len(optional) != len(_OPTIONAL_DTYPES):
+        raise ArtifactError(f"{what}: {path.name} holds {optional} without {sorted(set(_OPTIONAL_DTYPES) - set(optional))}")
+    dtypes = {**_FAMILY_DTYPES, **{key: _OPTIONAL_DTYPES[key] for key in optional}}
+    for key, dtype in dtypes.items():
         if arrays[key].dtype != dtype:
             raise ArtifactError(f"{what}: {path.name}: '{key}' has dtype {arrays[key].dtype}, expected {np.dtype(dtype)}")
-    family = ModelFamily(**{k: arrays[k] for k in _FAMILY_DTYPES})
+    family = ModelFamily(**{k: arrays[k] for k in dtypes})
     _check_family_shapes(family, f"{what}: {path.name}")
     return family
 
@@ -162,6 +189,11 @@ def _check_family_shapes(family: ModelFamily, where: str) -> None:
             raise ArtifactError(f"{where}: {key} must hold finite fractions in [0, 1]")
     if not np.all(np.isfinite(family.seconds)) or family.seconds.min() < 0:
         raise ArtifactError(f"{where}: seconds must be finite and non-negative")
+    if family.has_losses:
+        if family.forget_losses.shape != (n, e):
+            raise ArtifactError(f"{where}: forget_losses has shape {family.forget_losses.shape}, expected ({n}, {e})")
+        if family.test_losses.ndim != 2 or family.test_losses.shape[0] != n:
+            raise ArtifactError(f"{where}: test_losses has shape {family.test_losses.shape}, expected ({n}, T)")
 
 
 def read_manifest(folder: str | Path, *, name: str = MANIFEST, expected_format: str, what: str) -> dict[str, Any]:

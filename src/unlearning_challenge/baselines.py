@@ -35,6 +35,7 @@ COLUMNS = [
     ("retain_accuracy_ratio", "retain acc. ratio", "{:.3f}"),
     ("test_accuracy_ratio", "test acc. ratio", "{:.3f}"),
     ("mean_run_seconds", "seconds per run", "{:.2f}"),
+    ("mia_accuracy", "MIA accuracy", "{:.3f}"),
 ]
 
 
@@ -48,11 +49,14 @@ def cache_key(folder: Path, reference_data: Path) -> dict:
 
 
 def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:
-    """Scores of one baseline, reused from ``out`` when its code and the reference data are unchanged."""
+    """Scores of one baseline, reused from ``out`` when its code and the reference data are unchanged
+    and the cached scores hold every column of the table (scores from an older version are redone)."""
     scores_file, key_file = out / "scores" / "scores.json", out / "baseline.json"
     key = cache_key(folder, reference_data)
     if scores_file.exists() and key_file.exists() and json.loads(key_file.read_text()) == key:
-        return json.loads(scores_file.read_text())
+        cached = json.loads(scores_file.read_text())
+        if all(column in cached for column, _, _ in COLUMNS):
+            return cached
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "unlearning_challenge", "local-score", "--submission", str(folder),
                "--input-data", str(input_data), "--reference-data", str(reference_data), "--output", str(out)]
@@ -72,11 +76,13 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str) -> s
         if scores.get("failed"):
             rows.append(f"| `{name}` | failed |" + " |" * (len(COLUMNS) - 1))
             continue
-        cells = [fmt.format(scores[key]) for key, _, fmt in COLUMNS]
+        cells = [fmt.format(scores[key]) if scores.get(key) is not None else "n/a" for key, _, fmt in COLUMNS]
         suffix = " (no time limit)" if name in NO_TIME_LIMIT else SUFFIXES.get(name, "")
         rows.append(f"| `{name}`{suffix} | " + " | ".join(cells) + " |")
     note = (f"\nCheck phase, N = {num_models} models per side, scored by `make baselines` on {machine} "
-            f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page).\n")
+            f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page). "
+            "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
+            "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score).\n")
     return "\n".join([header, rule, *rows]) + "\n" + note
 
 

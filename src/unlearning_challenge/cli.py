@@ -81,6 +81,12 @@ def _local_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quick_check(args: argparse.Namespace) -> int:
+    from unlearning_challenge.quick_check import run_quick_check
+
+    return run_quick_check(args.submission, args.input_data, args.output, no_time_limit=args.no_time_limit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearning-challenge", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -116,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-time-limit", action="store_true")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/local-<time>)")
     p.set_defaults(func=_local_score)
+
+    p = sub.add_parser("quick-check", help="one run of a submission: accuracies, membership inference, seconds "
+                                           "against the budget (no reference data needed)")
+    p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))
+    p.add_argument("--input-data", type=Path, default=Path("input_data"))
+    p.add_argument("--no-time-limit", action="store_true", help="report a slow run's accuracies instead of failing it")
+    p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/quick-<time>)")
+    p.set_defaults(func=_quick_check)
 
     p = sub.add_parser("ingest", help="the ingestion program", add_help=False)
     p.set_defaults(func=None, program="unlearning_challenge.ingestion")

@@ -106,6 +106,19 @@ class IngestionConfig:
 
 
 @dataclass(frozen=True)
+class ScoringConfig:
+    """How scoring estimates the attacks' error rates (see ``docs/metric.md``).
+
+    bounds: ``empirical`` (the published rule) or ``clopper-pearson`` (one-sided
+    ``1 - alpha`` upper bounds on FPR and FNR: high-probability lower bounds on
+    each epsilon, a forgetting quality never below the empirical one).
+    """
+
+    bounds: str = "empirical"
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class PhaseConfig:
     name: str
     description: str = ""
@@ -115,18 +128,20 @@ class PhaseConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """sha256 of the settings that define the reference models (not N, not the ingestion ones).
+        """sha256 of the settings that define the reference models (not N, not the ingestion or scoring ones).
 
         N is left out so that a finished reference can grow: more seeds, same models.
         """
         d = self.to_dict()
         d.pop("description")
         d.pop("ingestion")
+        d.pop("scoring")
         d["reference"].pop("num_models")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -139,6 +154,7 @@ _SECTIONS = {
     "training": TrainingConfig,
     "reference": ReferenceConfig,
     "ingestion": IngestionConfig,
+    "scoring": ScoringConfig,
 }
 
 
@@ -199,6 +215,12 @@ def _check_values(config: PhaseConfig, source: str) -> None:
             raise ConfigError(f"{source}: 'split.{key}' must be in (0, 1), got {value}")
     if config.ingestion.budget_scaling not in ("machine", "none"):
         raise ConfigError(f"{source}: 'ingestion.budget_scaling' must be machine or none, got {config.ingestion.budget_scaling!r}")
+    if config.scoring.bounds not in ("empirical", "clopper-pearson"):
+        raise ConfigError(
+            f"{source}: 'scoring.bounds' must be empirical or clopper-pearson, got {config.scoring.bounds!r}"
+        )
+    if not 0 < config.scoring.alpha < 1:
+        raise ConfigError(f"{source}: 'scoring.alpha' must be in (0, 1), got {config.scoring.alpha}")
     if not 0 < config.ingestion.time_fraction:
         raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
 

@@ -14,12 +14,16 @@ from unlearning_challenge.training import predict_logits
 @dataclass(frozen=True)
 class ModelOutputs:
     """forget_logits: float32 ``[E, C]`` on the forget set (dataset order of
-    ``splits.forget``); accuracies are fractions in [0, 1]."""
+    ``splits.forget``); accuracies are fractions in [0, 1]; forget_losses float32
+    ``[E]`` and test_losses float32 ``[T]``: per-example cross-entropy on the forget
+    and test sets (dataset order), what the membership-inference attack reads."""
 
     forget_logits: np.ndarray
     retain_accuracy: float
     test_accuracy: float
     forget_accuracy: float
+    forget_losses: np.ndarray
+    test_losses: np.ndarray
 
 
 def _accuracy(logits: torch.Tensor, labels: np.ndarray) -> float:
@@ -28,8 +32,13 @@ def _accuracy(logits: torch.Tensor, labels: np.ndarray) -> float:
     return float((logits.argmax(1).numpy() == labels).mean())
 
 
+def _losses(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
+    target = torch.as_tensor(labels, dtype=torch.long)
+    return torch.nn.functional.cross_entropy(logits.float(), target, reduction="none").numpy().astype(np.float32)
+
+
 def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits, device: torch.device) -> ModelOutputs:
-    """Forget-set logits and retain/test/forget accuracy of ``model``."""
+    """Forget-set logits, retain/test/forget accuracy and forget/test losses of ``model``."""
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     labels = dataset.age_group
     forget_logits = predict_logits(model, dataset.images[splits.forget], device)
@@ -40,4 +49,6 @@ def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits,
         retain_accuracy=_accuracy(retain_logits, labels[splits.retain]),
         test_accuracy=_accuracy(test_logits, labels[splits.test]),
         forget_accuracy=_accuracy(forget_logits, labels[splits.forget]),
+        forget_losses=_losses(forget_logits, labels[splits.forget]),
+        test_losses=_losses(test_logits, labels[splits.test]),
     )

@@ -592,6 +592,8 @@ def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: Fa
         forget_accuracy=np.array([o.forget_accuracy for o in outputs]),
         seconds=np.array([r.seconds for r in records]),
         seeds=np.array([r.seed for r in records]),
+        forget_losses=np.stack([o.forget_losses for o in outputs]),
+        test_losses=np.stack([o.test_losses for o in outputs]),
     )
 
 

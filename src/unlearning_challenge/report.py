@@ -22,12 +22,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from unlearning_challenge.metric import (
+    ALPHA,
     EPSILON_CAP,
     bucket_points,
     example_points,
     logit_scaled_confidence,
+    forget_quality,
     per_example_epsilons,
 )
+from unlearning_challenge.mia import membership_inference
 from unlearning_challenge.statistics import extra_statistics
 
 __all__ = ["detailed_results_html"]
@@ -142,6 +145,27 @@ def _details(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     else:
         eps = np.asarray(per_example_epsilons(conf_u, conf_r), dtype=np.float64)
     return eps, conf_u, conf_r
+
+
+def _qualities(scores: dict, conf_u: np.ndarray, conf_r: np.ndarray) -> dict[str, float]:
+    """F under both rate estimates, from ``scores`` or recomputed."""
+    alpha = float(scores.get("clopper_pearson_alpha", ALPHA))
+    out = {}
+    for bounds, key in (("empirical", "forget_quality_empirical"), ("clopper-pearson", "forget_quality_clopper_pearson")):
+        value = scores.get(key)
+        out[bounds] = float(value) if value is not None else float(forget_quality(conf_u, conf_r, bounds=bounds, alpha=alpha))
+    return out
+
+
+def _mia(scores: dict, inputs: Any) -> dict:
+    """The membership-inference details of both families, from ``scores`` or recomputed."""
+    details = (scores.get("_details") or {}).get("mia")
+    if details is not None:
+        return details
+    out = {"unlearned": membership_inference(inputs.unlearned)}
+    if getattr(inputs.retrained, "has_losses", False):
+        out["retrained"] = membership_inference(inputs.retrained)
+    return out
 
 
 def _statistics(scores: dict, inputs: Any) -> dict:
@@ -301,6 +325,37 @@ def _plot_run_times(seconds: np.ndarray, budget: float | None, retrain_seconds: 
     return _img(fig, "run time per run against the time budget")
 
 
+def _plot_mia(accuracies: np.ndarray, forget_losses: np.ndarray, test_losses: np.ndarray,
+              retrained_mean: float | None) -> str:
+    fig = Figure(figsize=(10, 3.4))
+    left, right = fig.subplots(1, 2)
+    finite = _finite(accuracies)
+    left.hist(finite, bins=np.linspace(0.0, 1.0, 21), color="#7570b3", alpha=0.85)
+    left.axvline(0.5, color="#222", lw=1.5, ls="--", label="0.5: indistinguishable")
+    if finite.size:
+        left.axvline(float(finite.mean()), color=_UNLEARNED_COLOR, lw=1.8, label=f"mean {finite.mean():.3f}")
+    if retrained_mean is not None and math.isfinite(retrained_mean):
+        left.axvline(retrained_mean, color=_RETRAINED_COLOR, lw=1.5, ls=":", label=f"retrained {retrained_mean:.3f}")
+    left.set_xlabel("attack accuracy (cross-validated)")
+    left.set_ylabel("unlearned models")
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(fontsize=8, loc="upper left")
+    left.set_title("Attack accuracy per unlearned model", fontsize=10)
+    f, t = _finite(forget_losses), _finite(test_losses)
+    pooled = np.concatenate([f, t])
+    if pooled.size:
+        bins = np.linspace(0.0, max(float(pooled.max()), 1e-6), 41)
+        right.hist(t, bins=bins, density=True, color="#999", alpha=0.6, label="test set")
+        right.hist(f, bins=bins, density=True, color=_UNLEARNED_COLOR, alpha=0.6, label="forget set")
+        right.legend(fontsize=8)
+    right.set_yscale("log")
+    right.set_xlabel("cross-entropy loss (all unlearned models)")
+    right.set_ylabel("density")
+    right.set_title("Losses the attack sees", fontsize=10)
+    fig.tight_layout()
+    return _img(fig, "membership-inference accuracy per model and the forget and test losses")
+
+
 def _plot_bootstrap(samples: np.ndarray, score: float, low: float, high: float, confidence: float,
                     centered: bool, perfect: float | None) -> str:
     fig = Figure(figsize=(9.5, 3.0))
@@ -346,7 +401,15 @@ def _header(scores: dict, inputs: Any) -> str:
     return "\n".join(out)
 
 
-def _summary(scores: dict, stats: dict, inputs: Any) -> str:
+def _mia_text(result: dict) -> str:
+    if "mean" not in result:
+        return "n/a (" + _esc(result.get("unavailable", "not computed")) + ")"
+    return f"{result['mean']:.3f} &plusmn; {result['std']:.3f}"
+
+
+def _summary(scores: dict, stats: dict, inputs: Any, qualities: dict, mia: dict) -> str:
+    alpha = float(scores.get("clopper_pearson_alpha", ALPHA))
+    bounds_name = "Clopper-Pearson" if scores.get("bounds") == "clopper-pearson" else "empirical"
     score = float(scores["score"])
     ingestion = inputs.ingestion or {}
     budget = ingestion.get("time_budget_seconds")
@@ -379,6 +442,16 @@ def _summary(scores: dict, stats: dict, inputs: Any) -> str:
               f"; one retrain {_seconds(scores.get('mean_retrain_seconds'))}"),
          _note("Wall time of one unlearning run; a run over the budget (a fraction of one retrain) rejects "
                "the submission. Not part of the score.")],
+        ["Membership inference accuracy", _num(_mia_text(mia.get("unlearned", {}))),
+         _num(_mia_text(mia["retrained"]) if "retrained" in mia else "n/a (not recorded)"),
+         _note("Accuracy of the 2023 starting kit's attack (logistic regression on one example's loss) telling "
+               "forget examples from test examples, mean &plusmn; std over the unlearned models: 0.5 means "
+               "it cannot tell them apart. Not part of the score.")],
+        ["F under Clopper-Pearson bounds", _num(_fmt(qualities["clopper-pearson"])),
+         _num(f"empirical F {_fmt(qualities['empirical'])}"),
+         _note(f"F when each attack's FPR and FNR are replaced by one-sided {1 - alpha:.0%} Clopper-Pearson "
+               "upper bounds: every epsilon becomes a high-probability lower bound, so this F is never below "
+               f"the empirical one. The score above uses the {_esc(bounds_name)} rates.")],
         ["Forget accuracy", _num(_fmt(scores.get("forget_accuracy_unlearned"))),
          _num(f"{_fmt(scores.get('forget_accuracy_retrained'))} retrained"),
          _note("Accuracy on the forget set; close to the retrained value is the goal, lower is not better. "
@@ -475,6 +548,35 @@ def _time_section(scores: dict, inputs: Any) -> str:
     ])
 
 
+def _mia_section(mia: dict, inputs: Any) -> str:
+    result = mia.get("unlearned", {})
+    head = ["<h2>Membership inference (the 2023 starting kit's attack)</h2>",
+            "<p>For each unlearned model, a logistic regression learns to tell forget examples from test examples "
+            "by their loss: the larger group is subsampled to the size of the smaller one, and the accuracy is "
+            "the mean over 10 random 90/10 splits (scikit-learn's <code>StratifiedShuffleSplit</code>), as in the "
+            "NeurIPS 2023 starting kit. 0.5 means the attack does no better than a coin; a model that still "
+            "remembers the forget set gives its examples lower losses and a higher accuracy. With few forget "
+            "examples each held-out split is small, so read the mean over models, not one model's number. "
+            "Not part of the score.</p>"]
+    if "mean" not in result:
+        return "\n".join(head + [f"<p><b>Not available:</b> {_esc(result.get('unavailable', 'not computed'))}.</p>"])
+    retrained = mia.get("retrained", {})
+    rows = [["unlearned", _num(f"{result['mean']:.4f}"), _num(f"{result['std']:.4f}"),
+             _num(_fmt(np.nanmin(result["accuracies"]))), _num(_fmt(np.nanmax(result["accuracies"]))),
+             _num(str(result["num_models"]) + (f" ({result['skipped']} left out: non-finite losses)"
+                                               if result.get("skipped") else ""))]]
+    if "mean" in retrained:
+        rows.append(["retrained", _num(f"{retrained['mean']:.4f}"), _num(f"{retrained['std']:.4f}"),
+                     _num(_fmt(np.nanmin(retrained["accuracies"]))), _num(_fmt(np.nanmax(retrained["accuracies"]))),
+                     _num(str(retrained["num_models"]))])
+    u = inputs.unlearned
+    return "\n".join(head + [
+        _table(["models", "mean accuracy", "std", "min", "max", "models attacked"], rows),
+        _plot_mia(np.asarray(result["accuracies"], dtype=np.float64), u.forget_losses, u.test_losses,
+                  retrained.get("mean")),
+    ])
+
+
 def _runs_table(ingestion: dict) -> str:
     runs = [run for run in ingestion.get("runs") or [] if isinstance(run, dict)]
     noted = [run for run in runs if run.get("status") != "ok" or run.get("message")]
@@ -551,13 +653,15 @@ def detailed_results_html(scores: dict, inputs: Any) -> str:
     """
     eps, conf_u, conf_r = _details(scores, inputs)
     stats = _statistics(scores, inputs)
+    qualities, mia = _qualities(scores, conf_u, conf_r), _mia(scores, inputs)
     num_models = int(scores.get("num_models", conf_u.shape[0]))
     body = [
         _header(scores, inputs),
-        _summary(scores, stats, inputs),
+        _summary(scores, stats, inputs, qualities, mia),
         _epsilon_section(eps, num_models),
         _examples_section(eps, conf_u, conf_r, inputs),
         _accuracy_section(inputs),
+        _mia_section(mia, inputs),
         _time_section(scores, inputs),
         _statistics_section(scores, stats),
     ]

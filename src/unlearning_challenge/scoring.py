@@ -2,7 +2,12 @@
 
 Reads ``<input>/res`` (ingestion output) and ``<input>/ref`` (reference data),
 refuses anything inconsistent, and writes ``scores.txt`` (``key: value``
-lines), ``scores.json`` and ``detailed_results.html`` into ``--output``. Exits
+lines), ``scores.json`` and ``detailed_results.html`` into ``--output``. The
+reference folder's ``phase.yaml`` (section ``scoring``) chooses the rate
+estimate of the attacks; F is also reported under the other one. Besides the
+score, it reports the 2023 kit's membership-inference accuracy
+(``mia_accuracy``, see :mod:`unlearning_challenge.mia`) when the ingestion
+output holds the per-example losses. Exits
 non-zero when ingestion failed or its output is missing, corrupt or does not
 match the reference: on Codabench only this program's exit code fails a
 submission.
@@ -20,6 +25,7 @@ import numpy as np
 from unlearning_challenge.artifacts import (
     INGESTION_FORMAT,
     INGESTION_MANIFEST,
+    PHASE_FILE,
     REFERENCE_ARRAYS,
     REFERENCE_FORMAT,
     UNLEARNED_ARRAYS,
@@ -29,8 +35,10 @@ from unlearning_challenge.artifacts import (
     read_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
+from unlearning_challenge.config import ScoringConfig, load_config
+from unlearning_challenge.mia import membership_inference
 from unlearning_challenge.statistics import extra_statistics
-from unlearning_challenge.metric import example_points, final_score, logit_scaled_confidence, per_example_epsilons
+from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 
 SCORES_TXT = "scores.txt"
 SCORES_JSON = "scores.json"
@@ -109,15 +117,46 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> Scori
     return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
 
 
-def compute_scores(inputs: ScoringInputs) -> dict:
-    """The leaderboard numbers and the per-example details."""
+def scoring_config(ref: Path) -> ScoringConfig:
+    """The ``scoring`` section of the reference folder's phase config (defaults when it has none)."""
+    path = ref / PHASE_FILE
+    return load_config(path).scoring if path.is_file() else ScoringConfig()
+
+
+def _mia_scores(unlearned: ModelFamily, retrained: ModelFamily) -> tuple[dict, dict]:
+    """Flat ``mia_*`` numbers (``mia_accuracy`` None and ``mia_unavailable`` when it cannot be computed)
+    and the details for the results page."""
+    details = {"unlearned": membership_inference(unlearned)}
+    mia = details["unlearned"]
+    if "unavailable" in mia:
+        flat = {"mia_accuracy": None, "mia_unavailable": mia["unavailable"]}
+    else:
+        flat = {"mia_accuracy": mia["mean"], "mia_accuracy_std": mia["std"], "mia_models": mia["num_models"]}
+    if retrained.has_losses:
+        details["retrained"] = membership_inference(retrained)
+        if "mean" in details["retrained"]:
+            flat["mia_accuracy_retrained"] = details["retrained"]["mean"]
+    return flat, details
+
+
+def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: float = ALPHA) -> dict:
+    """The leaderboard numbers and the per-example details.
+
+    ``bounds`` (``"empirical"``, the published rule, or ``"clopper-pearson"``) and
+    ``alpha`` choose the rate estimate behind F and the score; F under both is
+    reported as ``forget_quality_empirical`` and ``forget_quality_clopper_pearson``.
+    """
     u, r = inputs.unlearned, inputs.retrained
     conf_u = logit_scaled_confidence(u.forget_logits, u.forget_labels)
     conf_r = logit_scaled_confidence(r.forget_logits, r.forget_labels)
-    eps = per_example_epsilons(conf_u, conf_r)
-    quality = float(np.mean(example_points(eps, u.num_models)))
+    if bounds not in BOUNDS:
+        raise ValueError(f"bounds must be one of {list(BOUNDS)}; got {bounds!r}")
+    eps_by_bounds = {b: per_example_epsilons(conf_u, conf_r, bounds=b, alpha=alpha) for b in BOUNDS}
+    quality_by_bounds = {b: float(np.mean(example_points(e, u.num_models))) for b, e in eps_by_bounds.items()}
+    eps, quality = eps_by_bounds[bounds], quality_by_bounds[bounds]
     retain_ratio = float(u.retain_accuracy.mean() / r.retain_accuracy.mean())
     test_ratio = float(u.test_accuracy.mean() / r.test_accuracy.mean())
+    mia_flat, mia_details = _mia_scores(u, r)
     return {
         "score": final_score(quality, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy),
         "forget_quality": float(quality),
@@ -133,7 +172,12 @@ def compute_scores(inputs: ScoringInputs) -> dict:
         "mean_retrain_seconds": float(inputs.reference.get("mean_retrain_seconds", r.seconds.mean())),
         "num_models": int(u.num_models),
         "num_forget_examples": int(u.forget_logits.shape[1]),
-        "_details": {"epsilons": eps, "conf_unlearned": conf_u, "conf_retrained": conf_r},
+        "bounds": bounds,
+        "forget_quality_empirical": quality_by_bounds["empirical"],
+        "forget_quality_clopper_pearson": quality_by_bounds["clopper-pearson"],
+        "clopper_pearson_alpha": float(alpha),
+        **mia_flat,
+        "_details": {"epsilons": eps, "conf_unlearned": conf_u, "conf_retrained": conf_r, "mia": mia_details},
     }
 
 
@@ -143,7 +187,7 @@ LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_ac
 def scores_txt(scores: dict) -> str:
     """``key: value`` lines: the leaderboard keys first, then the other numbers."""
     keys = list(LEADERBOARD_KEYS) + [k for k in scores if k not in LEADERBOARD_KEYS and not k.startswith("_")
-                                     and isinstance(scores[k], (int, float))]
+                                     and isinstance(scores[k], (int, float)) and not isinstance(scores[k], bool)]
     return "".join(f"{k}: {float(scores[k]):.6f}\n" for k in keys)
 
 
@@ -181,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         if inputs.quick_check:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
                   f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
-        scores = compute_scores(inputs)
+        config = scoring_config(ref)
+        scores = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
         scores.update(extra_statistics(scores, inputs))
         write_scores(args.output, scores, inputs)
     except (ScoringError, ArtifactError, ValueError) as exc:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearning_challenge.metric import final_score, forget_quality, logit_scaled_confidence
+from unlearning_challenge.metric import ALPHA, final_score, forget_quality, logit_scaled_confidence
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -104,6 +104,8 @@ def perfect_unlearner_quality(
     *,
     seed: int = 0,
     num_splits: int = DEFAULT_PERFECT_SPLITS,
+    bounds: str = "empirical",
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
     """The forgetting quality a perfect unlearner would reach, estimated from the retrained models.
 
@@ -120,6 +122,8 @@ def perfect_unlearner_quality(
         Seed of the random splits.
     num_splits : int
         Number of random splits (at least 1).
+    bounds, alpha
+        The attacks' rate estimate (see :func:`unlearning_challenge.metric.forget_quality`).
 
     Returns
     -------
@@ -150,7 +154,7 @@ def perfect_unlearner_quality(
     values = []
     for _ in range(num_splits):
         order = rng.permutation(n)
-        values.append(float(forget_quality(conf[order[:half]], conf[order[half:2 * half]])))
+        values.append(float(forget_quality(conf[order[:half]], conf[order[half:2 * half]], bounds=bounds, alpha=alpha)))
     result.update(forget_quality=float(np.mean(values)), min=float(np.min(values)), max=float(np.max(values)),
                   values=values)
     return result
@@ -180,6 +184,8 @@ def bootstrap_scores(
     num_resamples: int | None = None,
     seed: int = 0,
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
+    bounds: str = "empirical",
+    alpha: float = ALPHA,
 ) -> np.ndarray:
     """Final scores of bootstrap resamples of the models.
 
@@ -201,6 +207,8 @@ def bootstrap_scores(
     max_seconds : float, optional
         Stop once this much wall time has passed, after at least
         ``MIN_RESAMPLES`` resamples (or ``num_resamples`` if smaller); None: no limit.
+    bounds, alpha
+        The attacks' rate estimate (see :func:`unlearning_challenge.metric.forget_quality`).
     """
     conf_u = _as_confidences("conf_unlearned", conf_unlearned)
     conf_r = _as_confidences("conf_retrained", conf_retrained)
@@ -222,7 +230,7 @@ def bootstrap_scores(
     for _ in range(int(num_resamples)):
         iu = rng.integers(0, n_u, size=n_u)
         ir = rng.integers(0, n_r, size=n_r)
-        quality = forget_quality(conf_u[iu], conf_r[ir])
+        quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
         scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
         if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
                 and time.perf_counter() - start > max_seconds):
@@ -265,6 +273,8 @@ def bootstrap_score_interval(
     method: str = "centered",
     point_estimate: float | None = None,
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
+    bounds: str = "empirical",
+    alpha: float = ALPHA,
 ) -> tuple[float, float]:
     """Bootstrap interval ``(low, high)`` of the final score.
 
@@ -285,9 +295,11 @@ def bootstrap_score_interval(
     confidence = _check_confidence(confidence)
     _check_method(method)
     samples = bootstrap_scores(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
-                               num_resamples=num_resamples, seed=seed, max_seconds=max_seconds)
+                               num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
+                               bounds=bounds, alpha=alpha)
     if method == "centered" and point_estimate is None:
-        point_estimate = float(final_score(forget_quality(conf_unlearned, conf_retrained), ra_u, ra_r, ta_u, ta_r))
+        quality = forget_quality(conf_unlearned, conf_retrained, bounds=bounds, alpha=alpha)
+        point_estimate = float(final_score(quality, ra_u, ra_r, ta_u, ta_r))
     return _interval(samples, confidence, method, point_estimate)
 
 
@@ -319,7 +331,8 @@ def extra_statistics(
         ``_details`` confidences are reused when present.
     inputs : ScoringInputs
         Both model families (accuracies per model; logits if ``scores`` lacks
-        the confidences).
+        the confidences). Its ``bounds`` and ``clopper_pearson_alpha``, when
+        present, set the attacks' rate estimate (default: the published rule).
 
     Returns
     -------
@@ -342,7 +355,9 @@ def extra_statistics(
     u, r = inputs.unlearned, inputs.retrained
     out: dict[str, Any] = {}
 
-    perfect = perfect_unlearner_quality(conf_r, seed=seed)
+    bounds = scores.get("bounds", "empirical")
+    alpha = scores.get("clopper_pearson_alpha", ALPHA)
+    perfect = perfect_unlearner_quality(conf_r, seed=seed, bounds=bounds, alpha=alpha)
     if not math.isnan(perfect["forget_quality"]):
         out.update(
             forget_quality_perfect=perfect["forget_quality"],
@@ -358,10 +373,12 @@ def extra_statistics(
         start = time.perf_counter()
         samples = bootstrap_scores(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy,
                                    u.test_accuracy, r.test_accuracy,
-                                   num_resamples=num_resamples, seed=seed, max_seconds=max_seconds)
+                                   num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
+                                   bounds=bounds, alpha=alpha)
         point = scores.get("score")
         if point is None:
-            point = final_score(forget_quality(conf_u, conf_r), u.retain_accuracy, r.retain_accuracy,
+            point = final_score(forget_quality(conf_u, conf_r, bounds=bounds, alpha=alpha),
+                                u.retain_accuracy, r.retain_accuracy,
                                 u.test_accuracy, r.test_accuracy)
         low, high = _interval(samples, confidence, method, float(point))
         bootstrap.update(scores=samples, low=low, high=high, num_resamples=int(samples.size),

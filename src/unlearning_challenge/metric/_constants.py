@@ -7,6 +7,14 @@ import math
 #: The ``delta`` of the (epsilon, delta) guarantee the attacks are scored against.
 DELTA = 1e-5
 
+#: How the false positive and false negative rates of an attack are estimated:
+#: ``"empirical"`` (the published rule: counts / N) or ``"clopper-pearson"`` (one-sided
+#: upper confidence bounds, which make each epsilon a high-probability lower bound).
+BOUNDS = ("empirical", "clopper-pearson")
+
+#: Default ``alpha`` of the Clopper-Pearson bounds: each rate is a (1 - alpha) upper bound.
+ALPHA = 0.05
+
 #: Largest epsilon an example can get; also what peaky and non-finite examples get.
 EPSILON_CAP = 50.0
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._constants import DELTA, EPSILON_CAP, NUM_LEFT_THRESHOLDS, PEAKY_RANGE_RATIO
+from ._constants import ALPHA, DELTA, EPSILON_CAP, NUM_LEFT_THRESHOLDS, PEAKY_RANGE_RATIO
 from ._grids import left_edge_rows, left_edges, left_grids_are_monotone, right_edges, single_thresholds
 from ._table import epsilon_tables
 from . import _validation
@@ -38,7 +38,9 @@ _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 
 
-def per_example_epsilons(unlearned, retrained, *, delta: float = DELTA) -> np.ndarray:
+def per_example_epsilons(
+    unlearned, retrained, *, delta: float = DELTA, bounds: str = "empirical", alpha: float = ALPHA
+) -> np.ndarray:
     """Epsilon of every forget example, as the published scoring code computes it.
 
     Parameters
@@ -50,6 +52,15 @@ def per_example_epsilons(unlearned, retrained, *, delta: float = DELTA) -> np.nd
         The same for the N models retrained without the forget set.
     delta : float, default 1e-5
         The ``delta`` of the (epsilon, delta) guarantee, keyword-only.
+    bounds : {"empirical", "clopper-pearson"}, default "empirical"
+        How an attack's FPR and FNR are estimated from its error counts, keyword-only.
+        ``"empirical"`` is the published rule (counts / N). ``"clopper-pearson"``
+        replaces each rate by its one-sided ``(1 - alpha)`` Clopper-Pearson upper
+        bound, which makes each epsilon a high-probability lower bound; it is never
+        above the empirical epsilon (see Notes).
+    alpha : float, default 0.05
+        The Clopper-Pearson bounds' ``alpha``, in (0, 1); keyword-only, used only with
+        ``bounds="clopper-pearson"``.
 
     Returns
     -------
@@ -65,7 +76,8 @@ def per_example_epsilons(unlearned, retrained, *, delta: float = DELTA) -> np.nd
         If an input does not hold real numbers.
     ValueError
         If an input is not 2-D, the shapes disagree, N < 2, E = 0, a finite value
-        exceeds ``MAX_ABS_CONFIDENCE`` in magnitude, or ``delta`` is outside [0, 1).
+        exceeds ``MAX_ABS_CONFIDENCE`` in magnitude, ``delta`` is outside [0, 1),
+        ``bounds`` is not one of the two names or ``alpha`` is outside (0, 1).
 
     Notes
     -----
@@ -86,9 +98,20 @@ def per_example_epsilons(unlearned, retrained, *, delta: float = DELTA) -> np.nd
     5. If no attack is kept at all (for instance both families constant at the
        same value) the published code stops with an error; here the example gets
        0, since no attack found any evidence that the families differ.
+
+    With ``bounds="clopper-pearson"`` everything above is unchanged except the rates
+    put into the formula of step 4: ``FPR = beta.ppf(1 - alpha, fp + 1, N - fp)`` (1 for
+    ``fp = N``), the same for FNR, in float32. No rate is 0 any more, so the discard rule
+    is stated on the counts: an attack with exactly one of ``fp``, ``fn`` equal to 0 is
+    discarded, as in the published rule, and perfect separation (``fp = fn = 0``) gets
+    the formula's finite value instead of +inf. The upper bounds are at least the
+    empirical rates and the formula decreases in both rates, so every kept attack's
+    epsilon, and hence every example's, is at most its empirical one.
     """
     u, r = _validation.confidence_pair(unlearned, retrained)
     delta = _validation.delta(delta)
+    bounds = _validation.bounds(bounds)
+    alpha = _validation.alpha(alpha)
     num_models, num_examples = u.shape
     eps = np.full(num_examples, EPSILON_CAP, dtype=np.float64)
 
@@ -109,7 +132,7 @@ def per_example_epsilons(unlearned, retrained, *, delta: float = DELTA) -> np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         peaky = smallest / largest < PEAKY_RANGE_RATIO  # 0 / 0 is NaN: not peaky
 
-    table, suffix_max = epsilon_tables(num_models, delta)
+    table, suffix_max = epsilon_tables(num_models, delta, bounds, alpha)
     for k in np.flatnonzero(~peaky):
         eps[columns[k]] = example_epsilon(positive[k], negative[k], table, suffix_max)
     return eps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._constants import BUCKET_WIDTH
+from ._constants import ALPHA, BUCKET_WIDTH
 from ._epsilon import per_example_epsilons
 from . import _validation
 
@@ -60,7 +60,7 @@ def example_points(eps, num_models: int) -> np.ndarray:
     return earned
 
 
-def forget_quality(unlearned, retrained) -> float:
+def forget_quality(unlearned, retrained, *, bounds: str = "empirical", alpha: float = ALPHA) -> float:
     """Forgetting quality F: the mean of the examples' points.
 
     Parameters
@@ -68,13 +68,18 @@ def forget_quality(unlearned, retrained) -> float:
     unlearned, retrained : array_like of real numbers, shape (N, E)
         Logit-scaled confidences of the E forget examples under the N unlearned
         and the N retrained models.
+    bounds : {"empirical", "clopper-pearson"}, default "empirical"
+        The rate estimate of the attacks (see ``per_example_epsilons``); with
+        ``"clopper-pearson"`` F is never below the empirical F. Keyword-only.
+    alpha : float, default 0.05
+        The Clopper-Pearson bounds' ``alpha``. Keyword-only.
 
     Returns
     -------
     float
-        F in [0, 1], equal to the published code's forget score.
+        F in [0, 1]; with the default bounds, equal to the published code's forget score.
     """
-    eps = per_example_epsilons(unlearned, retrained)
+    eps = per_example_epsilons(unlearned, retrained, bounds=bounds, alpha=alpha)
     return float(np.mean(example_points(eps, np.shape(unlearned)[0])))
 
 

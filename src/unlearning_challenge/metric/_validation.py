@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._constants import MAX_ABS_CONFIDENCE
+from ._constants import BOUNDS, MAX_ABS_CONFIDENCE
 
 
 def _real_array(value: Any, name: str) -> np.ndarray:
@@ -72,6 +72,23 @@ def delta(value: Any) -> float:
     value = float(value)
     if not (0.0 <= value < 1.0):
         raise ValueError(f"delta must be in [0, 1); got {value!r}")
+    return value
+
+
+def bounds(value: Any) -> str:
+    """The rate estimate: one of ``BOUNDS``."""
+    if not isinstance(value, str) or value not in BOUNDS:
+        raise ValueError(f"bounds must be one of {list(BOUNDS)}; got {value!r}")
+    return value
+
+
+def alpha(value: Any) -> float:
+    """``alpha`` of the Clopper-Pearson bounds as a Python float in (0, 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"alpha must be a real number; got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    if not (0.0 < value < 1.0):
+        raise ValueError(f"alpha must be in (0, 1) (each rate is a 1 - alpha upper bound); got {value!r}")
     return value
 
 

@@ -1,0 +1,83 @@
+"""``make quick-check``: one run of a submission through the real ingestion, summarised in seconds.
+
+No reference family is needed: the run's retain, test and forget accuracy,
+the 2023 kit's membership-inference accuracy on its losses, and its wall time
+against the phase's budget, each printed as a ``key: value`` line. The run
+goes through the ingestion program (trusted runner, fresh worker process,
+sandbox) exactly as one run of ``local-score`` does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unlearning_challenge.artifacts import (
+    INGESTION_FORMAT,
+    INGESTION_MANIFEST,
+    UNLEARNED_ARRAYS,
+    ArtifactError,
+    read_family,
+    read_manifest,
+)
+from unlearning_challenge.mia import membership_inference
+
+
+def summary_lines(res: Path) -> tuple[list[str], bool]:
+    """``key: value`` lines describing the ingestion output in ``res``, and whether the run succeeded."""
+    try:
+        manifest = read_manifest(res, name=INGESTION_MANIFEST, expected_format=INGESTION_FORMAT, what="ingestion output")
+    except ArtifactError as exc:
+        return ["status: failed", f"message: no ingestion output to read ({exc}); see the ingestion log above"], False
+    runs = manifest.get("runs") or []
+    budget = manifest.get("time_budget_seconds")
+    lines = [f"status: {manifest.get('status')}"]
+    if manifest.get("status") == "ok":
+        family = read_family(res / UNLEARNED_ARRAYS, expected_sha256=manifest.get("arrays_sha256"), what="ingestion output")
+        mia = membership_inference(family)
+        mia_text = f"{mia['mean']:.6f}" if "mean" in mia else f"n/a ({mia['unavailable']})"
+        lines += [
+            f"retain_accuracy: {float(family.retain_accuracy[0]):.6f}",
+            f"test_accuracy: {float(family.test_accuracy[0]):.6f}",
+            f"forget_accuracy: {float(family.forget_accuracy[0]):.6f}",
+            f"mia_accuracy: {mia_text}",
+        ]
+    else:
+        lines.append(f"message: {' '.join(str(manifest.get('message', '')).split())}")
+    if runs:
+        seconds = float(runs[-1].get("seconds") or 0.0)
+        lines.append(f"run_seconds: {seconds:.3f}")
+        if budget is None:
+            reference = (manifest.get("timing") or {}).get("reference_budget_seconds")
+            lines.append("time_budget_seconds: none (no time limit)" if reference is None else
+                         f"time_budget_seconds: none (no time limit; the phase's budget on its reference machine "
+                         f"is {float(reference):.3f})")
+        else:
+            lines.append(f"time_budget_seconds: {float(budget):.3f}")
+            if runs[-1].get("status") in ("ok", "timeout"):  # a run that crashed has no time to judge
+                lines.append(f"within_budget: {'yes' if seconds <= float(budget) else 'no'}")
+    return lines, manifest.get("status") == "ok"
+
+
+def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, no_time_limit: bool = False) -> int:
+    """One ingestion run of ``submission`` into ``output``; print the summary to stdout; 0 when the run succeeded."""
+    out = output or Path("runs") / time.strftime("quick-%Y%m%d-%H%M%S")
+    if out.exists() and any(out.iterdir()):
+        print(f"quick-check: output folder {out} is not empty; choose another with OUT=...", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "unlearning_challenge.ingestion", "--input", str(input_data),
+               "--output", str(out), "--submission", str(submission), "--num-models", "1"]
+    if no_time_limit:
+        command.append("--no-time-limit")
+    start = time.perf_counter()
+    code = subprocess.call(command)
+    lines, ok = summary_lines(out)
+    lines.append(f"total_seconds: {time.perf_counter() - start:.1f}")
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    if not ok:
+        print(f"quick-check: the submission failed (ingestion exit {code}); details in {out / INGESTION_MANIFEST}",
+              file=sys.stderr)
+        return 1
+    return 0
