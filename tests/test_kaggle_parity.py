@@ -43,6 +43,9 @@ def test_a_kaggle_notebook_runs_unchanged_and_sees_kaggles_harness(tiny_phase, t
     assert facts["manual_seed_fixes_order"] and facts["shuffled"]
     assert facts["cwd_is_home"] and facts["writable"] == [True, True, True]
     assert facts["mia_scores_finite"]
+    # The usual imports were done once by the fork server, not in the run's timed import.
+    assert manifest["worker_start"] == "forked from a server with torch imported"
+    assert facts["preloaded"] == ["matplotlib.pyplot", "pandas", "sklearn.linear_model"]
 
 
 @pytest.mark.parametrize(

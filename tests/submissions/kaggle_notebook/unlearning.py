@@ -1,19 +1,24 @@
 """A notebook carried over from the 2023 Kaggle edition: the usual imports at the top,
 a DEVICE global, dict batches; it prints what the harness handed it (FACTS line)."""
 
-import json
-import os
-import tempfile
+import sys
 
-import matplotlib
-import numpy as np
-import pandas as pd
-import scipy.stats
-import torch
-from sklearn import linear_model, model_selection
-from torch import nn, optim
-from torchvision.models import resnet18  # noqa: F401 - imported by every Kaggle notebook
-from tqdm.auto import tqdm
+PRELOADED = sorted(name for name in ("pandas", "sklearn.linear_model", "matplotlib.pyplot") if name in sys.modules)
+
+import json  # noqa: E402 - after PRELOADED, which must see the imports the platform did before this file's
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+import matplotlib  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.stats  # noqa: E402
+import torch  # noqa: E402
+from sklearn import linear_model, model_selection  # noqa: E402
+from torch import nn, optim  # noqa: E402
+from torchvision.models import resnet18  # noqa: E402,F401 - imported by every Kaggle notebook
+from tqdm.auto import tqdm  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -61,6 +66,7 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
         "cwd_is_home": os.getcwd() == os.environ["HOME"],
         "writable": [_writable(os.getcwd()), _writable(os.environ["TMPDIR"]), _writable(tempfile.gettempdir())],
         "packages": [pd.__version__, matplotlib.__version__, np.__version__],
+        "preloaded": PRELOADED,
     }
 
     # A little of what such notebooks do: per-example losses in a DataFrame, a logistic
@@ -72,6 +78,9 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     members = (frame["loss"] < frame["loss"].median()).astype(int)
     scores = model_selection.cross_val_score(linear_model.LogisticRegression(), frame[["loss"]], members, cv=2)
     facts["mia_scores_finite"] = bool(np.isfinite(scores).all() and np.isfinite(scipy.stats.zscore(losses)).all())
+    plt.hist(frame["loss"], bins=10)
+    plt.savefig("losses.png")
+    plt.close("all")
 
     optimizer = optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     net.train()
