@@ -81,7 +81,7 @@ def test_carried_over_mistakes_get_a_hint(tiny_phase, tmp_path, name, error, hin
          "hint: there are no /kaggle folders"),
         ("ModuleNotFoundError: No module named 'timm.models'", "import",
          "hint: there is no package 'timm' here; the packages a submission can import are listed in "
-         "starting_kit/README.md (section 'Packages'); a module of your own must be a file in the submission "
+         "starting_kit/README.md (section 'What a run has'); a module of your own must be a file in the submission "
          "folder, next to unlearning.py"),
         ("NameError: name 'optim' is not defined", "call",
          "hint: unlearning.py runs on its own, without a notebook's other cells: import or define 'optim' in "

@@ -11,7 +11,7 @@ import re
 
 from unlearning_challenge.data.dataset import BATCH_KEYS
 
-PACKAGES_PAGE = "starting_kit/README.md (section 'Packages')"
+PACKAGES_PAGE = "starting_kit/README.md (section 'What a run has')"
 
 _UNPACKING = re.compile(r"^ValueError: (too many|not enough) values to unpack")
 _INTEGER_KEY = re.compile(r"^KeyError: \d+$")
