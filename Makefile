@@ -16,11 +16,11 @@ LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
                      $(if $(OUT),--output $(OUT))
 
-.PHONY: install test local-score quick-check reference bench baselines
+.PHONY: install test local-score quick-check reference bench baselines packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,participant]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -45,5 +45,9 @@ bench: install
 # Scores every starting-kit baseline on the Check phase and writes the table into starting_kit/README.md.
 baselines: install
 	$(PY) -m unlearning_challenge.baselines
+
+# Writes the table of the packages a submission can import (with their versions here) into starting_kit/README.md.
+packages: install
+	$(PY) -m unlearning_challenge.environment
 
 include mk/platform.mk

@@ -52,8 +52,34 @@ def _reference(args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_QUICK_MODELS = 4
+
+
+def quick_check_problem(num_models: int) -> tuple[str, str]:
+    """("refused" or "warning", why) for a quick check with ``num_models`` models, or ("", "")."""
+    from unlearning_challenge.metric import bucket_points
+
+    if num_models >= MIN_QUICK_MODELS:
+        return "", ""
+    buckets = len(bucket_points(num_models)[0]) if num_models >= 2 else 0
+    if buckets == 0:
+        return "refused", (f"NUM_MODELS={num_models} cannot score: the forgetting quality's epsilon buckets reach "
+                           f"up to ceil(log(N - 1)), and there is none at N = {num_models}, so F would be 0 "
+                           f"whatever the submission does; use NUM_MODELS={MIN_QUICK_MODELS} or more")
+    return "warning", (f"NUM_MODELS={num_models} gives the forgetting quality only {buckets} epsilon buckets "
+                       f"(up to ceil(log(N - 1)) = {buckets // 2}), so F is a very coarse check; "
+                       f"use NUM_MODELS={MIN_QUICK_MODELS} or more to compare methods")
+
+
 def _local_score(args: argparse.Namespace) -> int:
     """Ingestion then scoring, each in its own process, as the platform runs them."""
+    if args.num_models is not None:
+        verdict, why = quick_check_problem(args.num_models)
+        if verdict == "refused":
+            print(f"local-score: {why}", file=sys.stderr)
+            return 2
+        if verdict:
+            print(f"local-score: warning: {why}", file=sys.stderr)
     out = args.output or Path("runs") / time.strftime("local-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         print(f"local-score: output folder {out} is not empty; choose another with OUT=...", file=sys.stderr)

@@ -55,6 +55,7 @@ from unlearning_challenge.config import PhaseConfig, load_config
 from unlearning_challenge.data import FaceDataset, Splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.forkserver import ForkServer, ForkServerError
+from unlearning_challenge.hints import run_hint
 from unlearning_challenge.models import (
     CheckpointError,
     architecture_problems,
@@ -277,6 +278,9 @@ def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: str,
         stage = {"setup": "while loading the data", "import": "while importing unlearning.py",
                  "call": "inside unlearning()", "return": "with what unlearning() returned"}.get(message.get("stage"), "")
         record.message = f"{message.get('message', 'error')} ({stage})"
+        hint = run_hint(str(message.get("message", "")), message.get("stage"))
+        if hint:
+            record.message += f"; {hint}"
         record.traceback_tail = str(message.get("traceback", ""))[-4000:]
     else:
         how = f"exit code {exit_code}" if exit_code is not None and exit_code >= 0 else (

@@ -69,14 +69,14 @@ def _setup(job: dict):
 
     device = pick_device(job.get("device"))
     dataset, splits = load_dataset(job["dataset"])
-    net = load_model(job["model"], ModelConfig(**job["model_config"]), device)
-    seed = job["seed"]
-    loaders = (
-        make_loader(dataset, splits.retain, batch_size=job["batch_size"], shuffle=True, seed=seed),
-        make_loader(dataset, splits.forget, batch_size=job["batch_size"], shuffle=True, seed=seed + 1),
-        make_loader(dataset, splits.val, batch_size=job["batch_size"], shuffle=False),
-    )
-    seed_everything(seed)
+    # In training mode, as the 2023 Kaggle loop handed over the module it had just built.
+    net = load_model(job["model"], ModelConfig(**job["model_config"]), device).train()
+    # As Kaggle's: all three shuffled, each pass's order drawn from torch's global
+    # generator, which the run's seed sets (so torch.manual_seed in the submission
+    # fixes the order of the passes after it).
+    loaders = tuple(make_loader(dataset, indices, batch_size=job["batch_size"], shuffle=True, seed=None)
+                    for indices in (splits.retain, splits.forget, splits.val))
+    seed_everything(job["seed"])
     return torch, net, loaders
 
 

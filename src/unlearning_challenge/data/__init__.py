@@ -1,6 +1,7 @@
 """Datasets, splits and loaders."""
 
 from unlearning_challenge.data.dataset import (
+    BATCH_KEYS,
     NUM_AGE_GROUPS,
     DataError,
     FaceDataset,
@@ -30,6 +31,7 @@ from unlearning_challenge.data.adapters import (
 from unlearning_challenge.data.preview import save_preview_grid
 
 __all__ = [
+    "BATCH_KEYS",
     "NUM_AGE_GROUPS",
     "DataError",
     "FaceDataset",

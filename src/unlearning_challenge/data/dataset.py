@@ -1,8 +1,8 @@
 """The in-memory face-age dataset, its split, their npz file and the loaders.
 
-Batches are dicts, as in the 2023 Kaggle edition: ``image`` float32
-``[B, 3, H, W]`` with values 0-255, ``age_group`` int64 ``[B]``, ``age``
-int64 ``[B]``, ``person_id`` int64 ``[B]``, ``image_id`` int64 ``[B]``.
+Batches are dicts, as in the 2023 Kaggle edition (keys in its order): ``image``
+float32 ``[B, 3, H, W]`` with values 0-255, ``image_id`` int64 ``[B]``,
+``age_group`` int64 ``[B]``, ``age`` int64 ``[B]``, ``person_id`` int64 ``[B]``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from unlearning_challenge.atomic import write_npz
 
 NUM_AGE_GROUPS = 10
+BATCH_KEYS = ("image", "image_id", "age_group", "age", "person_id")  # the 2023 Kaggle loaders' order
 SPLIT_NAMES = ("train", "val", "test", "retain", "forget")
 DATASET_FORMAT_VERSION = 1
 
@@ -155,13 +156,8 @@ class _DictDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {
-            "image": self.images[i].float(),
-            "age_group": self.age_group[i],
-            "age": self.age[i],
-            "person_id": self.person_id[i],
-            "image_id": self.image_id[i],
-        }
+        values = (self.images[i].float(), self.image_id[i], self.age_group[i], self.age[i], self.person_id[i])
+        return dict(zip(BATCH_KEYS, values))
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         return [self[i] for i in indices]
@@ -177,13 +173,15 @@ def make_loader(
     *,
     batch_size: int = 64,
     shuffle: bool = False,
-    seed: int = 0,
+    seed: int | None = 0,
 ) -> DataLoader:
     """A real ``torch.utils.data.DataLoader`` over ``dataset[indices]`` with dict batches.
 
-    Shuffling is reproducible from ``seed``.
+    Shuffling is reproducible from ``seed``; with ``seed=None`` each pass draws its
+    order from torch's global random generator, as the 2023 Kaggle loaders did (so
+    ``torch.manual_seed`` before a pass fixes its order).
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
     return DataLoader(
         _DictDataset(dataset, indices),
         batch_size=batch_size,
