@@ -28,7 +28,7 @@ import docker_daemon
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Path("competition/settings.yaml")
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
-NUM_MODELS = 3
+NUM_MODELS = 2
 TIMED = ("mean_run_seconds",)  # scores that measure time, not the models
 
 pytestmark = [

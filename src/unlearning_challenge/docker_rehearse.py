@@ -133,9 +133,9 @@ def run_step(client, image: str, name: str, argv: list[str], limit: int, log_pat
 
     container = client.containers.create(image, argv, detach=True, **settings)
     try:
-        forwarder = _forward(client, container.id, log_path)
         started = time.monotonic()
         container.start()
+        forwarder = _forward(client, container.id, log_path)  # after the start: `logs=True` replays from it
         try:
             status = container.wait(timeout=limit)
             exit_code, timed_out = status.get("StatusCode"), False
