@@ -257,7 +257,13 @@ def build_image(client, build: ImageBuild) -> float:
             client.images.get(build.base_tag)
         except docker.errors.ImageNotFound:
             make_local_base(client, build)
-        download_wheels(client, build)
+        try:
+            download_wheels(client, build)
+        except DockerImageError as exc:
+            if not _wheels(build.root):
+                raise
+            # An air-gapped host with the folder copied in: build from what is there.
+            build.log(f"warning: {exc}; building from the {len(_wheels(build.root))} wheels already in docker/wheels/")
     with tempfile.TemporaryDirectory(prefix="docker-context-") as tmp:
         stage_context(build, Path(tmp))
         build.log(f"docker build -t {build.tag} (context {tmp}, args {_build_args(build)})")
