@@ -27,7 +27,7 @@ def plan_for(tiny_phase, workspace, server) -> RunPlan:
 def start_and_finish(plan: RunPlan, index: int) -> tuple[dict, int | None]:
     worker = plan.start(index)
     ready = worker.wait_ready()
-    reply, _, _ = worker.go(hard_limit=120)
+    reply = worker.go(wall_limit=120).message
     code = worker.stop()
     shutil.rmtree(plan.run_dir(index))
     assert ready.get("event") == "ready", worker.output.tail()

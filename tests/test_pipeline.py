@@ -137,21 +137,38 @@ def test_failure_in_a_later_run_stops_the_submission(tiny_phase, tmp_path):
 
 def test_run_over_budget_stops_the_submission(tiny_phase, tmp_path):
     input_dir, _, _ = tiny_phase
-    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "sleeps", "--time-budget", "1.5")
-    manifest = json.loads((tmp_path / "res" / "ingestion.json").read_text())
-    assert done.returncode == 1
-    assert manifest["runs"][0]["status"] == "timeout"
-    assert "more than the budget of 1.5 s per run" in manifest["message"]
-
-
-def test_hard_limit_kills_the_worker(tiny_phase, tmp_path):
-    input_dir, _, _ = tiny_phase
-    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "sleeps", "--time-budget", "0.3")
+    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "busy", "--time-budget", "1.5")
     manifest = json.loads((tmp_path / "res" / "ingestion.json").read_text())
     run = manifest["runs"][0]
+    assert done.returncode == 1
+    assert manifest["budget_clock"] == "cpu" and manifest["timing"]["unit"] == "CPU seconds"
+    assert run["status"] == "timeout" and 2.9 < run["cpu_seconds"] < 4.5
+    assert "more than the budget of 1.5 CPU seconds per run" in manifest["message"]
+
+
+def test_cpu_budget_counts_cpu_time_not_waiting(tiny_phase, tmp_path):
+    """On a CPU the budget counts CPU seconds: a run that waits 3 s uses almost none of a 1.5 s budget."""
+    input_dir, _, _ = tiny_phase
+    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "sleeps", "--time-budget", "1.5")
+    manifest = json.loads((tmp_path / "res" / "ingestion.json").read_text())
+    run = manifest["runs"][0]
+    assert done.returncode == 0, done.stderr
+    assert run["status"] == "ok" and run["seconds"] >= 3.0 and run["cpu_seconds"] < 1.0
+
+
+def test_hard_limits_kill_the_worker(tiny_phase, tmp_path):
+    """CPU hard limit: 3 x the budget in CPU seconds; wall hard limit: 3 x that in seconds."""
+    input_dir, _, _ = tiny_phase
+    done = ingest(input_dir, tmp_path / "cpu", SUBMISSIONS / "busy", "--time-budget", "0.3")
+    run = json.loads((tmp_path / "cpu" / "ingestion.json").read_text())["runs"][0]
     assert done.returncode == 1 and run["status"] == "timeout"
-    assert "past the hard limit of 0.9 s" in run["message"]
-    assert run["seconds"] < 2.5
+    assert "past the hard limit of 0.9 CPU seconds per run" in run["message"]
+    assert 0.9 <= run["cpu_seconds"] < 2.5
+    done = ingest(input_dir, tmp_path / "wall", SUBMISSIONS / "sleeps", "--time-budget", "0.2")
+    run = json.loads((tmp_path / "wall" / "ingestion.json").read_text())["runs"][0]
+    assert done.returncode == 1 and run["status"] == "timeout"
+    assert "past the hard limit of 1.8 s per run" in run["message"]
+    assert 1.8 <= run["seconds"] < 2.9
 
 
 def test_missing_submission_file(tiny_phase, tmp_path):
@@ -193,3 +210,23 @@ def test_scoring_refuses_missing_corrupt_or_mismatched_inputs(tiny_phase, tmp_pa
     (ref / "manifest.json").write_text(json.dumps(manifest))
     mismatched = score(res, ref, tmp_path / "s2")
     assert mismatched.returncode == 1 and "split fingerprint differs" in mismatched.stderr
+
+
+def test_unwritable_output_folder_is_refused_before_any_run(tiny_phase, tmp_path):
+    input_dir, _, _ = tiny_phase
+    (tmp_path / "a_file").write_text("not a folder")
+    done = ingest(input_dir, tmp_path / "a_file" / "res", SUBMISSIONS / "do_nothing")
+    assert done.returncode == 2
+    assert f"cannot write the output folder {tmp_path / 'a_file' / 'res'}" in done.stderr
+    assert "Run the programs as the folder's owner" in done.stderr
+    assert "unlearning runs" not in done.stderr
+
+
+def test_outputs_that_cannot_be_written_leave_a_failed_manifest(tiny_phase, tmp_path):
+    input_dir, _, _ = tiny_phase
+    (tmp_path / "res" / "unlearned.npz").mkdir(parents=True)  # the arrays cannot replace a folder
+    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "do_nothing", "--num-models", "1")
+    manifest = json.loads((tmp_path / "res" / "ingestion.json").read_text())
+    assert done.returncode == 1
+    assert manifest["status"] == "failed" and [r["status"] for r in manifest["runs"]] == ["ok"]
+    assert manifest["message"].startswith("the runs completed but unlearned.npz could not be written to")

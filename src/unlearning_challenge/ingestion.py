@@ -21,13 +21,18 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+# Before torch loads OpenMP: idle threads sleep, so CPU time counts work (timing.OMP_WAIT_POLICY).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 import unlearning_challenge
 from unlearning_challenge import __version__
@@ -59,7 +64,7 @@ from unlearning_challenge.models import (
     pick_device,
 )
 from unlearning_challenge.sandbox import SHARED_MEMORY
-from unlearning_challenge.timing import calibration_step_seconds
+from unlearning_challenge.timing import OMP_WAIT_POLICY, Clock, calibration_step_seconds
 from unlearning_challenge.isolation import WorkerIdentity, copy_submission, give_to_worker, locked, worker_identity
 from unlearning_challenge.runner import (
     RunRecord,
@@ -69,6 +74,7 @@ from unlearning_challenge.runner import (
     become_subreaper,
     kill_leftovers,
     own_children,
+    reaped_children_cpu_seconds,
 )
 
 SUBMISSION_FILE = "unlearning.py"
@@ -76,6 +82,10 @@ SUBMISSION_FILE = "unlearning.py"
 
 class IngestionError(RuntimeError):
     """The ingestion cannot start (bad input data or submission folder)."""
+
+
+class OutputFolderError(IngestionError):
+    """The output folder cannot be written (nothing can be recorded there either)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +126,25 @@ def check_submission(submission: Path) -> None:
         )
 
 
+def check_output_writable(output: Path) -> None:
+    """Refuse to start (before any run) when the output folder cannot be written."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        try:
+            info = output.stat()
+            owner = f"owned by uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}"
+        except OSError:
+            owner = "not readable"
+        raise OutputFolderError(
+            f"cannot write the output folder {output} ({owner}; this process runs as uid {os.geteuid()}): "
+            f"{exc.strerror or exc}. Run the programs as the folder's owner (the competition image runs as root "
+            "by default, as the platforms' workers expect), or make the folder writable for this user"
+        ) from None
+
+
 def worker_env(run_dir: Path) -> dict[str, str]:
     """A minimal environment: nothing that names the trusted folders."""
     package_parent = str(Path(unlearning_challenge.__file__).resolve().parent.parent)
@@ -129,6 +158,7 @@ def worker_env(run_dir: Path) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "LANG": "C.UTF-8",
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY),
     }
     for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OMP_NUM_THREADS"):
         if key in os.environ:
@@ -211,9 +241,12 @@ class RunPlan:
         return "new Python process per run"
 
 
-def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool, hard_limit: float | None,
+def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: str, limits: RunLimits,
                keep: set[int]) -> None:
-    """Fill a record from the worker's last message; kill the worker and whatever it left running."""
+    """Fill a record from the worker's last message; kill the worker and whatever it left running.
+
+    ``timed_out``: which hard limit stopped the run ("wall", "cpu"; "" if none).
+    """
     exit_code = worker.exit_code()
     worker.stop()
     leftovers = kill_leftovers(keep)
@@ -223,9 +256,13 @@ def finish_run(record: RunRecord, worker: Worker, message: dict, timed_out: bool
     record.output_tail = worker.output.tail()
     record.output_bytes = worker.output.total
     event = message.get("event")
-    if timed_out:
+    if timed_out == "cpu":
         record.status = RunStatus.TIMEOUT
-        record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {hard_limit:.1f} s per run"
+        record.message = (f"killed after {record.seconds:.1f} s: past the hard limit of {limits.cpu_limit:.1f} "
+                          "CPU seconds per run")
+    elif timed_out:
+        record.status = RunStatus.TIMEOUT
+        record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {limits.wall_limit:.1f} s per run"
     elif event == "done":
         record.status = RunStatus.OK
     elif event == "error":
@@ -267,25 +304,66 @@ def evaluate_run(record: RunRecord, plan: RunPlan, dataset: FaceDataset, splits:
     return evaluate_model(model, dataset, splits, plan.device)
 
 
-def time_budget(args: argparse.Namespace, config: PhaseConfig, manifest: dict, dataset: FaceDataset,
-                splits: Splits, device: torch.device) -> tuple[float | None, dict]:
-    """The per-run budget in seconds (None: no limit) and how it was derived."""
+# With the CPU clock, a run is also stopped after this many times its CPU hard limit in
+# wall seconds (a run that sleeps uses no CPU time).
+CPU_CLOCK_WALL_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Per-run limits: the budget (None: no limit) and the hard limits past which a worker is killed.
+
+    ``clock`` says what ``budget`` and ``cpu_limit`` count; ``wall_limit`` is always wall seconds.
+    """
+
+    clock: Clock
+    budget: float | None
+    wall_limit: float
+    cpu_limit: float | None
+
+    @classmethod
+    def derive(cls, clock: Clock, budget: float | None, config: PhaseConfig, manifest: dict) -> "RunLimits":
+        if budget is None:
+            return cls(clock, None, max(10 * manifest["mean_retrain_seconds"], 600.0), None)
+        hard = budget * config.ingestion.hard_timeout_factor
+        if clock is Clock.CPU:
+            return cls(clock, budget, hard * CPU_CLOCK_WALL_FACTOR, hard)
+        return cls(clock, budget, hard, None)
+
+    def used(self, record: RunRecord) -> float:
+        """What the run used of the budget: its CPU or its wall seconds."""
+        return record.cpu_seconds if self.clock is Clock.CPU else record.seconds
+
+
+def time_budget(config: PhaseConfig, manifest: dict, dataset: FaceDataset, splits: Splits, device: torch.device,
+                *, no_time_limit: bool = False, budget_seconds: float | None = None) -> tuple[float | None, dict]:
+    """The per-run budget in seconds of ``Clock.for_device(device)`` (None: no limit) and how it was derived.
+
+    The reference budget is wall seconds on the machine that made the reference; it is
+    scaled by (one training step here, on this clock) / (one step there, in wall seconds).
+    """
+    clock = Clock.for_device(device)
+    unit = "CPU seconds" if clock is Clock.CPU else "s"
     reference_budget = manifest["time_budget_seconds"]
-    timing = {"reference_budget_seconds": reference_budget, "speed_ratio": None}
-    if args.no_time_limit:
+    timing = {"reference_budget_seconds": reference_budget, "speed_ratio": None, "clock": clock.value,
+              "unit": unit, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+    if no_time_limit:
         return None, {**timing, "explanation": "no time limit"}
-    if args.time_budget is not None:
-        return args.time_budget, {**timing, "explanation": "budget given on the command line"}
+    if budget_seconds is not None:
+        return budget_seconds, {**timing, "explanation": "budget given on the command line"}
     fraction, retrain = manifest["time_fraction"], manifest["mean_retrain_seconds"]
     explanation = f"{fraction:.0%} of one retrain's {retrain:.1f} s"
     if config.ingestion.budget_scaling == "none" or not manifest.get("calibration_step_seconds"):
         return reference_budget, {**timing, "explanation": explanation}
     here = calibration_step_seconds(
         dataset.images[splits.retain], dataset.age_group[splits.retain],
-        model_cfg=config.model, train_cfg=config.training, device=device,
+        model_cfg=config.model, train_cfg=config.training, device=device, clock=clock,
     )
     ratio = here / manifest["calibration_step_seconds"]
-    explanation += f", scaled by {ratio:.2f} for this machine's speed"
+    if clock is Clock.CPU:
+        explanation += f", scaled by {ratio:.2f} to this machine's CPU seconds"
+    else:
+        explanation += f", scaled by {ratio:.2f} for this machine's speed"
     return reference_budget * ratio, {**timing, "speed_ratio": ratio, "calibration_step_seconds": here,
                                       "explanation": explanation}
 
@@ -316,6 +394,7 @@ def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRec
         "num_models": num_models,
         "num_models_reference": manifest["num_models"],
         "time_budget_seconds": budget,
+        "budget_clock": Clock.for_device(device).value,
         "time_limit_enforced": budget is not None,
         "device": str(device),
         "package_version": __version__,
@@ -343,7 +422,29 @@ def clear_shared_memory(before: set[str]) -> None:
                 path.unlink()
 
 
-def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: float, timing: dict,
+def run_one(record: RunRecord, worker: Worker, limits: RunLimits, keep: set[int]) -> None:
+    """Let a ready worker run, then stop it; the record gets its wall and CPU seconds.
+
+    The CPU seconds are what this process reaps while the run's processes end
+    (the worker and every leftover are reaped here, a subreaper), less the
+    worker's own setup before ``go``.
+    """
+    reaped_before = reaped_children_cpu_seconds()
+    end = worker.go(limits.wall_limit, limits.cpu_limit)
+    record.seconds = end.seconds
+    finish_run(record, worker, end.message, end.timed_out, limits, keep)
+    record.cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
+
+
+def over_budget_message(record: RunRecord, limits: RunLimits, timing: dict) -> str:
+    if limits.clock is Clock.CPU:
+        return (f"used {record.cpu_seconds:.1f} CPU seconds in {record.seconds:.1f} s, more than the budget of "
+                f"{limits.budget:.1f} CPU seconds per run ({timing['explanation']})")
+    return (f"took {record.seconds:.1f} s, more than the budget of {limits.budget:.1f} s "
+            f"per run ({timing['explanation']})")
+
+
+def run_all(plan: RunPlan, num_models: int, limits: RunLimits, timing: dict,
             dataset: FaceDataset, splits: Splits, keep: set[int]) -> tuple[list[RunRecord], list[ModelOutputs]]:
     """Run until every run is done or one fails. The next worker starts while the last model is evaluated."""
     records: list[RunRecord] = []
@@ -357,22 +458,20 @@ def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: fl
             records.append(record)
             ready = worker.wait_ready()
             if ready.get("event") != "ready":
-                finish_run(record, worker, ready, False, hard_limit, keep)
+                finish_run(record, worker, ready, "", limits, keep)
                 worker = None
             else:
                 record.confinement = ready.get("confinement") or "landlock"
-                reply, record.seconds, timed_out = worker.go(hard_limit)
-                finish_run(record, worker, reply, timed_out, hard_limit, keep)
+                run_one(record, worker, limits, keep)
                 clear_shared_memory(shared_memory)
                 worker = plan.start(index + 1) if index + 1 < num_models and record.status == RunStatus.OK else None
             if record.status == RunStatus.OK:
                 result = evaluate_run(record, plan, dataset, splits)
                 if result is not None:
                     outputs.append(result)
-                if result is not None and budget is not None and record.seconds > budget:
+                if result is not None and limits.budget is not None and limits.used(record) > limits.budget:
                     record.status = RunStatus.TIMEOUT
-                    record.message = (f"took {record.seconds:.1f} s, more than the budget of {budget:.1f} s "
-                                      f"per run ({timing['explanation']})")
+                    record.message = over_budget_message(record, limits, timing)
             shutil.rmtree(plan.run_dir(index), ignore_errors=True)
             bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
             if record.status != RunStatus.OK:
@@ -389,21 +488,23 @@ def run_all(plan: RunPlan, num_models: int, budget: float | None, hard_limit: fl
 def run_ingestion(args: argparse.Namespace, log=print) -> int:
     """Run every run; write the output; 0 when all runs are ok."""
     output = args.output
-    output.mkdir(parents=True, exist_ok=True)
+    check_output_writable(output)
     config, manifest, dataset, splits = load_input(args.input)
     check_submission(args.submission)
     num_models = manifest["num_models"] if args.num_models is None else args.num_models
     if not 1 <= num_models <= manifest["num_models"]:
         raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
     device = pick_device(args.device)
-    budget, timing = time_budget(args, config, manifest, dataset, splits, device)
-    hard_limit = budget * config.ingestion.hard_timeout_factor if budget is not None else max(
-        10 * manifest["mean_retrain_seconds"], 600.0)
+    budget, timing = time_budget(config, manifest, dataset, splits, device,
+                                 no_time_limit=args.no_time_limit, budget_seconds=args.time_budget)
+    limits = RunLimits.derive(Clock(timing["clock"]), budget, config, manifest)
+    timing.update(wall_limit_seconds=limits.wall_limit, cpu_limit_seconds=limits.cpu_limit)
     memory_gib = config.ingestion.memory_limit_gib if args.memory_limit_gib is None else args.memory_limit_gib
     identity, warning = worker_identity(worker_env(Path("/")))
     if warning:
         log(f"warning: {warning}")
-    budget_text = "no time limit" if budget is None else f"budget {budget:.1f} s per run ({timing['explanation']})"
+    budget_text = "no time limit" if budget is None else (
+        f"budget {budget:.1f} {timing['unit']} per run ({timing['explanation']})")
     log(f"ingestion: {num_models} run(s) of {args.submission} on {device}, {budget_text}")
 
     subreaper = become_subreaper()
@@ -427,7 +528,7 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
             plan = RunPlan(workspace, config, args.submission.resolve(), device, args.input / ORIGINAL_WEIGHTS,
                            dataset, splits, int(memory_gib * 2**30), identity, fork_server)
             try:
-                records, outputs = run_all(plan, num_models, budget, hard_limit, timing, dataset, splits, keep)
+                records, outputs = run_all(plan, num_models, limits, timing, dataset, splits, keep)
             finally:
                 extra["worker_start"] = plan.worker_start()
     except KeyboardInterrupt:
@@ -444,7 +545,23 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
         write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1
-    family = ModelFamily(
+    try:
+        sha = write_family(output / UNLEARNED_ARRAYS, family_of(outputs, records, dataset, splits))
+    except OSError as exc:
+        message = f"the runs completed but {UNLEARNED_ARRAYS} could not be written to {output}: {exc}"
+        write("failed", message, None)
+        log(f"ingestion failed: {message}")
+        return 1
+    message = f"{num_models} run(s) completed"
+    write("ok", message, sha)
+    log(f"ingestion: {message}; mean {np.mean([r.seconds for r in records]):.2f} s per run; output in {output}")
+    return 0
+
+
+def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: FaceDataset,
+              splits: Splits) -> ModelFamily:
+    """The unlearned models' family: one row per run."""
+    return ModelFamily(
         forget_logits=np.stack([o.forget_logits for o in outputs]),
         forget_labels=dataset.age_group[splits.forget],
         forget_image_ids=dataset.image_id[splits.forget],
@@ -454,11 +571,6 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
         seconds=np.array([r.seconds for r in records]),
         seeds=np.array([r.seed for r in records]),
     )
-    sha = write_family(output / UNLEARNED_ARRAYS, family)
-    message = f"{num_models} run(s) completed"
-    write("ok", message, sha)
-    log(f"ingestion: {message}; mean {family.seconds.mean():.2f} s per run; output in {output}")
-    return 0
 
 
 def _interrupt(signum, frame):
@@ -470,14 +582,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stopped from outside: clean up workers as on Ctrl-C
     try:
         code = run_ingestion(args, log=lambda text: print(text, file=sys.stderr))
-    except (IngestionError, ArtifactError, ValueError) as exc:
+    except (IngestionError, ArtifactError, ValueError, OSError) as exc:
         print(f"ingestion failed: {exc}", file=sys.stderr)
-        args.output.mkdir(parents=True, exist_ok=True)
-        failure = {"format": INGESTION_FORMAT, "format_version": FORMAT_VERSION, "status": "failed",
-                   "message": str(exc), "runs": []}
-        write_manifest(args.output, failure, name=INGESTION_MANIFEST)
+        if not isinstance(exc, OutputFolderError):
+            record_failure(args.output, str(exc))
         return 2
     return code
+
+
+def record_failure(output: Path, message: str) -> None:
+    """Write a failed ingestion manifest, if the output folder can be written at all."""
+    failure = {"format": INGESTION_FORMAT, "format_version": FORMAT_VERSION, "status": "failed",
+               "message": message, "runs": []}
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        write_manifest(output, failure, name=INGESTION_MANIFEST)
+    except OSError as exc:
+        print(f"ingestion: could not record the failure in {output}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

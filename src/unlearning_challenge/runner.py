@@ -34,7 +34,10 @@ from unlearning_challenge.isolation import WorkerIdentity, worker_limits
 
 OUTPUT_TAIL_BYTES = 32 * 1024
 READY_TIMEOUT_SECONDS = 600.0
+# How often a running worker's CPU time is checked against its CPU limit.
+CPU_POLL_SECONDS = 0.25
 _PR_SET_CHILD_SUBREAPER = 36
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class RunStatus(str, Enum):
@@ -52,6 +55,8 @@ class RunRecord:
     seed: int
     status: RunStatus = RunStatus.CRASHED
     seconds: float = 0.0
+    # CPU seconds of the run's processes (all threads, children included), from go to the end
+    cpu_seconds: float | None = None
     message: str = ""
     traceback_tail: str = ""
     output_tail: str = ""
@@ -76,20 +81,52 @@ def become_subreaper() -> bool:
         return False
 
 
-def _children_of(pid: int) -> list[int]:
-    children = []
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 is field 3, the state); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_of(fields: list[str]) -> float:
+    """utime + stime + cutime + cstime (fields 14-17), in seconds."""
+    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    """(pid, stat fields) of every process now."""
+    result = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            children.append(int(entry))
-    return children
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                result.append((int(entry), fields))
+    return result
+
+
+def _children_of(pid: int) -> list[int]:
+    return [child for child, fields in _processes() if int(fields[1]) == pid]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by one process and the children it has reaped (0 if it is gone)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else _cpu_of(fields)
+
+
+def session_cpu_seconds(session: int) -> float:
+    """CPU seconds used so far by every live process of a session (field 6 of their stat)."""
+    return sum(_cpu_of(fields) for _, fields in _processes() if int(fields[3]) == session)
+
+
+def reaped_children_cpu_seconds() -> float:
+    """CPU seconds of every child this process has reaped so far (and of what they reaped)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def own_children() -> set[int]:
@@ -175,6 +212,17 @@ def _parse(line: str) -> dict:
         return {}
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: the worker's last message ({} if none), its wall seconds from ``go``,
+    the worker's CPU seconds at ``go`` (its setup) and which limit stopped it ("" if none)."""
+
+    message: dict
+    seconds: float
+    cpu_at_go: float
+    timed_out: str = ""
+
+
 @dataclass
 class WorkerSpec:
     """How to start a worker: the job file, its folder, environment, identity and limits."""
@@ -238,27 +286,38 @@ class Worker:
         line = _read_line(self.ctrl_fd, time.perf_counter() + timeout, self._buffer)
         return _parse(line) if line else {}
 
-    def go(self, hard_limit: float | None) -> tuple[dict, float, bool]:
-        """Start the clock and wait for the worker's last message.
+    def go(self, wall_limit: float | None, cpu_limit: float | None = None) -> RunEnd:
+        """Start the clock and wait for the worker's last message, or for a limit to pass.
 
-        Returns (message, seconds, timed_out); message is {} when the worker died silently.
+        ``cpu_limit`` bounds the CPU seconds of the worker's session (checked every
+        ``CPU_POLL_SECONDS``), counted from ``go``; the setup before it is not counted.
         """
         start = time.perf_counter()
-        deadline = None if hard_limit is None else start + hard_limit
+        cpu_at_go = process_cpu_seconds(self.process.pid)
+        wall_deadline = None if wall_limit is None else start + wall_limit
         try:
             os.write(self.go_fd, b"go\n")
         except BrokenPipeError:
             pass
-        line = _read_line(self.ctrl_fd, deadline, self._buffer)
-        seconds = time.perf_counter() - start
-        if line is None:
-            return {}, seconds, True
+        while True:
+            deadline = wall_deadline
+            if cpu_limit is not None:
+                tick = time.perf_counter() + CPU_POLL_SECONDS
+                deadline = tick if deadline is None else min(deadline, tick)
+            line = _read_line(self.ctrl_fd, deadline, self._buffer)
+            seconds = time.perf_counter() - start
+            if line is not None:
+                break
+            if wall_deadline is not None and time.perf_counter() >= wall_deadline:
+                return RunEnd({}, seconds, cpu_at_go, timed_out="wall")
+            if cpu_limit is not None and session_cpu_seconds(self.process.pid) - cpu_at_go > cpu_limit:
+                return RunEnd({}, seconds, cpu_at_go, timed_out="cpu")
         if line == "":  # control pipe closed: the worker exited (or closed it); give it a moment to exit
             try:
                 self.process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
-        return _parse(line), seconds, False
+        return RunEnd(_parse(line), seconds, cpu_at_go)
 
     def exit_code(self) -> int | None:
         """The worker's own exit code, if it has exited by itself."""
