@@ -135,9 +135,11 @@ def test_judge_accepts_a_clean_rehearsal_and_reports_it(tmp_path):
     _ingestion_json(tmp_path / "res", "ok", ["landlock", "landlock"])
     (tmp_path / "scores").mkdir()
     (tmp_path / "scores" / "scores.txt").write_text("score: 0.5\nnum_models: 2\n")
+    (tmp_path / "scores" / "scores.json").write_text('{"score": 0.5, "num_models": 2}')
     steps = [StepResult("ingestion", 0, 30.0, 600), StepResult("scoring", 0, 6.0, 600)]
     outcome = judge(steps, tmp_path / "res", tmp_path / "scores")
     assert outcome.ok, outcome.problems
+    assert outcome.scores == {"score": 0.5, "num_models": 2}
     text = report("codabench", "img:1", outcome, tmp_path, gpu=False)
     assert "ingestion    30.0 s of 600 s limit (5%), exit 0" in text
     assert "confinement: 2 of 2 runs: landlock" in text

@@ -252,6 +252,7 @@ def build_image(client, build: ImageBuild) -> float:
     import docker
 
     started = time.monotonic()
+    previous = _image_id(client, build.tag)
     if build.local_base:
         try:
             client.images.get(build.base_tag)
@@ -280,7 +281,30 @@ def build_image(client, build: ImageBuild) -> float:
                 build.log(text)
     seconds = time.monotonic() - started
     build.log(f"built {build.tag} in {seconds:.0f} s")
+    _remove_replaced(client, build, previous)
     return seconds
+
+
+def _image_id(client, tag: str) -> str | None:
+    import docker
+
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_replaced(client, build: ImageBuild, previous: str | None) -> None:
+    """Remove the image the new build took the tag from (several GB), unless something still uses it."""
+    import docker
+
+    if previous is None or previous == _image_id(client, build.tag):
+        return
+    try:
+        client.images.remove(previous)
+        build.log(f"removed the replaced image {previous[:19]}")
+    except docker.errors.APIError as exc:
+        build.log(f"kept the replaced image {previous[:19]}: {exc.explanation or exc}")
 
 
 def ensure_image(client, build: ImageBuild) -> float | None:

@@ -292,6 +292,7 @@ class Outcome:
     ingestion: dict | None
     scores_txt: str | None
     problems: list[str]
+    scores: dict | None = None  # scores.json, full precision
 
     @property
     def ok(self) -> bool:
@@ -311,7 +312,9 @@ def judge(steps: list[StepResult], ingestion_output: Path, scoring_output: Path)
     scores_txt = scores_path.read_text() if scores_path.is_file() else None
     if scores_txt is None:
         problems.append(f"the scoring wrote no scores.txt in {scoring_output}")
-    return Outcome(steps, ingestion, scores_txt, problems)
+    scores_path = scoring_output / "scores.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.is_file() else None
+    return Outcome(steps, ingestion, scores_txt, problems, scores)
 
 
 def confinement_summary(ingestion: dict | None) -> str:
