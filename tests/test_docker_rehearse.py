@@ -15,19 +15,23 @@ from pathlib import Path
 import pytest
 
 from unlearning_challenge.docker_image import (
+    DockerImageError,
     ImageBuild,
+    docker_client,
     _manylinux_platforms,
     apt_mirror,
     fingerprint,
     stage_context,
 )
 from unlearning_challenge.docker_rehearse import (
+    RehearsalError,
     StepResult,
     codabench_argv,
     codalab_argv,
     confinement_summary,
     judge,
     metadata_command,
+    rehearse,
     report,
 )
 
@@ -166,3 +170,23 @@ def test_judge_without_ingestion_output(tmp_path):
     outcome = judge([StepResult("ingestion", 1, 1.0, 60)], tmp_path / "res", tmp_path / "scores")
     assert f"the ingestion left no ingestion.json in {tmp_path / 'res'}" in outcome.problems
     assert confinement_summary(None) == "no runs recorded"
+
+
+def test_no_engine_is_named_with_what_to_do(tmp_path, monkeypatch):
+    pytest.importorskip("docker", reason="the docker extra is not installed")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'none.sock'}")
+    with pytest.raises(DockerImageError, match=r"no docker engine answers at unix://.*none\.sock .*start dockerd or set DOCKER_HOST"):
+        docker_client()
+    with pytest.raises(DockerImageError, match="no docker engine answers"):
+        rehearse("codabench", ROOT / "starting_kit" / "sample_submission", root=ROOT,
+                 settings=Path("competition/settings.yaml"), output=tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is written before the engine answers"
+
+
+def test_unknown_platform_and_busy_output_folder_are_refused(tmp_path):
+    with pytest.raises(RehearsalError, match="unknown platform 'kaggle': choose one of codabench, codalab"):
+        rehearse("kaggle", ROOT, root=ROOT, settings=Path("competition/settings.yaml"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("x")
+    with pytest.raises(RehearsalError, match="output folder .*out is not empty; choose another with OUT="):
+        rehearse("codalab", ROOT, root=ROOT, settings=Path("competition/settings.yaml"), output=tmp_path / "out")

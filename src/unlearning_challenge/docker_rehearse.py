@@ -372,9 +372,9 @@ def rehearse(platform: str, submission: Path, *, root: Path, settings: Path, pha
     folder = output or root / "runs" / time.strftime(f"docker-{platform}-%Y%m%d-%H%M%S")
     if folder.exists() and any(folder.iterdir()):
         raise RehearsalError(f"output folder {folder} is not empty; choose another with OUT=...")
-    folder.mkdir(parents=True, exist_ok=True)
     image = load_settings(root / settings).docker_image
     client = docker_client()
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     build_seconds = ensure_image(client, ImageBuild(tag=image, root=root, local_base=local_base, log=log))
     log(f"image {image}: " + ("current" if build_seconds is None else f"built in {build_seconds:.0f} s"))
