@@ -51,8 +51,8 @@ def _dependencies() -> dict[str, Requirement]:
 
 
 def test_base_image_is_a_cuda_runtime():
-    (base,) = [rest for word, rest in _instructions() if word == "FROM"]
-    assert base == "${CUDA_BASE}"
+    froms = [rest for word, rest in _instructions() if word == "FROM"]
+    assert froms == ["${CUDA_BASE} AS base", "base AS build", "base"]
     cuda_base = _args()["CUDA_BASE"]
     assert cuda_base.startswith("nvidia/cuda:") and "runtime" in cuda_base
 
@@ -75,9 +75,13 @@ def test_the_package_and_every_dependency_are_installed():
     assert any("pyproject.toml" in c and "README.md" in c for c in copies)
     assert any(c.split()[0] == "src" for c in copies)
     runs = " ".join(rest for word, rest in instructions if word == "RUN")
-    assert "pip install /opt/unlearning-challenge" in runs
+    # Dependencies and the `participant` extra from pyproject.toml, then the package without its sources' stage.
+    assert "p.get('optional-dependencies', {}).get('participant', [])" in runs
+    assert 'pip install "$@" -r /opt/requirements.txt' in runs
+    assert "pip install --no-deps --no-index --no-build-isolation /opt/unlearning-challenge" in runs
+    assert "--no-index --find-links /opt/wheels" in runs  # wheels from docker/wheels/ when there are any
     # The build imports every dependency (and the package) to fail early.
-    check = re.search(r'python -c "import ([^;"]+);', runs).group(1)
+    (check,) = [names for names in re.findall(r'python -c "import ([^;"]+);', runs) if "unlearning_challenge" in names]
     imported = {name.strip() for name in check.split(",")}
     for name in _dependencies():
         assert IMPORT_NAMES.get(name, name) in imported, name
@@ -85,33 +89,58 @@ def test_the_package_and_every_dependency_are_installed():
     # Every file COPY needs exists and is let through the dockerignore.
     ignore = DOCKERIGNORE.read_text()
     for copy in copies:
+        if copy.startswith("--from="):
+            continue
         for source in copy.split()[:-1]:
             assert (ROOT / source).exists(), source
             assert f"!{source.rstrip('/')}" in ignore, source
 
 
-def test_programs_run_as_an_unprivileged_user_with_python3():
+def test_programs_run_as_root_by_default_with_python3():
+    """Codabench's worker makes /app/output root's (0755) and drops every capability: only uid 0 writes it."""
     instructions = _instructions()
     users = [rest for word, rest in instructions if word == "USER"]
     assert users == ["${RUN_USER}"]
-    assert _args()["RUN_USER"] not in ("root", "0")
+    assert _args()["RUN_USER"] == "root"
     runs = " ".join(rest for word, rest in instructions if word == "RUN")
-    assert "useradd" in runs and _args()["RUN_USER"] in runs
+    assert "useradd --create-home --uid 1000 --shell /bin/bash participant" in runs  # for --build-arg RUN_USER=participant
     assert "python3" in runs and "python3 -m venv /opt/venv" in runs
     env = " ".join(rest for word, rest in instructions if word == "ENV")
     assert "PATH=/opt/venv/bin:$PATH" in env
     assert "/app" not in DOCKERFILE.read_text()
+    # The final stage takes the virtual environment only, not the wheels it was built from.
+    copies = [rest for word, rest in instructions if word == "COPY"]
+    assert "--from=build /opt/venv /opt/venv" in copies and not [c for c in copies if "wheels" in c and "--from" in c]
+
+
+def _make_n(*args: str) -> list[str]:
+    done = subprocess.run(
+        ["make", "-n", "-o", "install", "-o", ".venv/.installed", "-o", ".venv/.docker-sdk", *args, f"PY={sys.executable}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = re.sub(r"\\\n\s*", " ", done.stdout).splitlines()  # recipes continued over several lines
+    return [" ".join(line.split()) for line in lines if " -m unlearning_challenge docker-" in line]
 
 
 def test_make_docker_builds_the_image_named_in_the_settings():
     image = load_settings(ROOT / "competition" / "settings.yaml").docker_image
-    done = subprocess.run(
-        ["make", "-n", "-o", "install", "-o", ".venv/.installed", "docker", f"PY={sys.executable}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    (build,) = [line for line in done.stdout.splitlines() if line.startswith("docker build")]
-    assert f"-t {image} " in build and "-f docker/Dockerfile" in build and build.endswith(" .")
+    (build,) = _make_n("docker")
+    assert f" docker-build --settings competition/settings.yaml --tag {image}" in build
+    assert "--local-base" not in build
+    (build,) = _make_n("docker", "LOCAL_BASE=1", "DOCKER_BUILD_ARGS=--build-arg TORCH_VERSION=2.14.1")
+    assert build.endswith("--local-base --build-arg TORCH_VERSION=2.14.1")
+
+
+def test_make_docker_rehearse_passes_its_options():
+    (line,) = _make_n("docker-rehearse", "PLATFORM=codalab", "NUM_MODELS=4", "NO_TIME_LIMIT=1", "LOCAL_BASE=1",
+                      "SUBMISSION=starting_kit/baselines/do_nothing")
+    assert " docker-rehearse --platform codalab " in line
+    assert "--submission starting_kit/baselines/do_nothing" in line
+    for flag in ("--num-models 4", "--no-time-limit", "--local-base"):
+        assert flag in line
+    (line,) = _make_n("docker-rehearse")
+    assert "--platform codabench" in line and "--num-models" not in line and "--local-base" not in line
 
 
 def test_bundles_name_the_same_image(tmp_path):

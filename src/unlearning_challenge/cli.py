@@ -113,6 +113,31 @@ def _quick_check(args: argparse.Namespace) -> int:
     return run_quick_check(args.submission, args.input_data, args.output, no_time_limit=args.no_time_limit)
 
 
+def _docker_build(args: argparse.Namespace) -> int:
+    from unlearning_challenge.bundle import load_settings
+    from unlearning_challenge.docker_image import ImageBuild, build_image, docker_client
+
+    build_args = dict(arg.split("=", 1) for arg in args.build_arg)
+    tag = args.tag or load_settings(args.settings).docker_image
+    build_image(docker_client(), ImageBuild(tag=tag, root=Path.cwd(), local_base=args.local_base, build_args=build_args))
+    return 0
+
+
+def _docker_rehearse(args: argparse.Namespace) -> int:
+    from unlearning_challenge.docker_rehearse import rehearse
+
+    outcome = rehearse(args.platform, args.submission, root=Path.cwd(), settings=args.settings, phase=args.phase,
+                       num_models=args.num_models, no_time_limit=args.no_time_limit, local_base=args.local_base,
+                       output=args.output)
+    return 0 if outcome.ok else 1
+
+
+def _build_arg(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--build-arg takes NAME=value (got {text!r})")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearning-challenge", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -156,6 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-time-limit", action="store_true", help="report a slow run's accuracies instead of failing it")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/quick-<time>)")
     p.set_defaults(func=_quick_check)
+
+    p = sub.add_parser("docker-build", help="build the competition image (docker SDK, clean staged context)")
+    p.add_argument("--settings", type=Path, default=Path("competition/settings.yaml"))
+    p.add_argument("--tag", default=None, help="image name (default: docker_image from the settings)")
+    p.add_argument("--local-base", action="store_true",
+                   help="base made with debootstrap and Python packages from wheels downloaded here (no Docker Hub)")
+    p.add_argument("--build-arg", action="append", default=[], type=_build_arg, metavar="NAME=value")
+    p.set_defaults(func=_docker_build)
+
+    p = sub.add_parser("docker-rehearse", help="run the bundle's programs in the image as a platform's worker does")
+    p.add_argument("--platform", choices=["codabench", "codalab"], default="codabench")
+    p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))
+    p.add_argument("--settings", type=Path, default=Path("competition/settings.yaml"))
+    p.add_argument("--phase", default="Check", help="the phase's label in the settings")
+    p.add_argument("--num-models", type=int, default=None, help="quick check with the first k models")
+    p.add_argument("--no-time-limit", action="store_true", help="no per-run budget (the phase's step limit stays)")
+    p.add_argument("--local-base", action="store_true", help="build the image, when stale, as docker-build --local-base")
+    p.add_argument("--output", type=Path, default=None, help="fresh folder for the run folders (default: runs/docker-<platform>-<time>)")
+    p.set_defaults(func=_docker_rehearse)
 
     p = sub.add_parser("ingest", help="the ingestion program", add_help=False)
     p.set_defaults(func=None, program="unlearning_challenge.ingestion")

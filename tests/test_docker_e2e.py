@@ -1,0 +1,105 @@
+"""End to end in the competition image: build it, rehearse the sample as each platform's worker runs it.
+
+Tens of minutes the first time (the image is several GB), so only when asked:
+
+    make docker-test [LOCAL_BASE=1]        # DOCKER_E2E=1 pytest tests/test_docker_e2e.py
+
+`make test` (and CI) leave it out. The engine is the one DOCKER_HOST names or
+an isolated dockerd this test starts under work/dockerd/ and stops by its pid
+(see docker_daemon.py). LOCAL_BASE=1 builds the image without Docker Hub.
+
+Each platform runs the Check phase's first NUM_MODELS models of the sample
+submission; the scores must equal bare-metal ingestion and scoring with the
+same seeds (the run times aside), and every run must be confined by Landlock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import docker_daemon
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = Path("competition/settings.yaml")
+SAMPLE = ROOT / "starting_kit" / "sample_submission"
+NUM_MODELS = 2
+TIMED = ("mean_run_seconds",)  # scores that measure time, not the models
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("DOCKER_E2E"), reason="set DOCKER_E2E=1 (make docker-test): builds a GB image"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    reason = docker_daemon.why_not()
+    if reason:
+        pytest.skip(reason)
+    daemon = docker_daemon.start(ROOT / "work" / "dockerd")
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = daemon.host
+    yield daemon
+    if previous is None:
+        os.environ.pop("DOCKER_HOST", None)
+    else:
+        os.environ["DOCKER_HOST"] = previous
+    docker_daemon.stop(daemon)
+
+
+@pytest.fixture(scope="module")
+def bare_metal_scores(tmp_path_factory) -> dict:
+    """Ingestion and scoring on this machine, as `make local-score NUM_MODELS=...` runs them."""
+    out = tmp_path_factory.mktemp("bare_metal")
+    for argv in (
+        ["-m", "unlearning_challenge.ingestion", "--input", "input_data", "--output", str(out / "res"),
+         "--submission", str(SAMPLE), "--num-models", str(NUM_MODELS)],
+        ["-m", "unlearning_challenge.scoring", "--res", str(out / "res"), "--ref", "reference_data",
+         "--output", str(out / "scores"), "--num-models", str(NUM_MODELS)],
+    ):
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "scores" / "scores.json").read_text())
+
+
+def _same(got, expected) -> bool:
+    """Equal, floats (also in lists) up to the last bits."""
+    if isinstance(expected, float) or (isinstance(expected, list) and all(isinstance(v, float) for v in expected)):
+        return got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    return got == expected
+
+
+def _scores_txt(text: str) -> dict[str, float]:
+    scores = {}
+    for line in text.splitlines():
+        label, _, value = line.partition(": ")
+        scores[label] = float(value)
+    return scores
+
+
+@pytest.mark.parametrize("platform", ["codabench", "codalab"])
+def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_path, capsys):
+    from unlearning_challenge.docker_rehearse import rehearse
+
+    outcome = rehearse(platform, SAMPLE, root=ROOT, settings=SETTINGS, num_models=NUM_MODELS,
+                       local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
+    printed = capsys.readouterr().out
+    assert outcome.ok, (outcome.problems, printed)
+    assert outcome.ingestion["status"] == "ok"
+    runs = outcome.ingestion["runs"]
+    assert len(runs) == NUM_MODELS
+    assert [run["confinement"] for run in runs] == ["landlock"] * NUM_MODELS, [run["confinement"] for run in runs]
+    assert all(step.seconds < step.limit for step in outcome.steps)
+    scores = _scores_txt(outcome.scores_txt)
+    assert scores["num_models"] == NUM_MODELS
+    assert outcome.scores_txt.rstrip("\n") in printed  # the score lines, as local-score prints them
+    assert f"{NUM_MODELS} of {NUM_MODELS} runs: landlock" in printed
+    differing = {key: (outcome.scores.get(key), value) for key, value in bare_metal_scores.items()
+                 if key not in TIMED and not _same(outcome.scores.get(key), value)}
+    assert not differing, f"(in the image, bare metal) differ: {differing}"
