@@ -143,6 +143,9 @@ def _raw_settings() -> dict:
     (lambda s: s["phases"][0].update(start_date="June 28"), "must be a date written YYYY-MM-DD"),
     (lambda s: s.update(docker_image="My Image"), "is not a valid image name"),
     (lambda s: s["time_limit"].update(safety_factor=0.5), "time_limit.safety_factor must be a number >= 1.0"),
+    (lambda s: s["leaderboard"].update(submission_rule="Force_First"),
+     "leaderboard.submission_rule must be one of ['Add', 'Add_And_Delete', 'Add_And_Delete_Multiple', "
+     "'Force_Last', 'Force_Latest_Multiple', 'Force_Best'], got 'Force_First'"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(edit, message):
     raw = _raw_settings()
@@ -173,7 +176,8 @@ def test_only_phases_with_data_are_included_and_the_others_are_explained(repo):
     check = result.included[0]
     limits = load_settings(SETTINGS).time_limit
     assert check.num_models == N_MODELS and check.time_budget_seconds == BUDGET
-    assert check.execution_time_limit == execution_time_limit(N_MODELS, BUDGET, limits, scaled_budget=True)
+    assert check.computed_time_limit == execution_time_limit(N_MODELS, BUDGET, limits, scaled_budget=True)
+    assert check.execution_time_limit == 600  # the settings' override
     text = "\n".join(lines)
     assert "Check: included (N=8" in text
     assert ("Feedback: left out: phase config phases/challenge.yaml does not exist; "
@@ -519,3 +523,59 @@ def test_a_phase_whose_config_asks_for_more_models_than_its_data_hold_is_left_ou
     plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
     assert plan.reasons == [f"phases/default.yaml asks for N=64 but the data hold N={N_MODELS} retrained models"]
     assert plan.hint == "make reference PHASE=phases/default.yaml"
+
+
+# --------------------------------------------------------------------------- leaderboard rule and dates
+
+
+def test_each_new_submission_reaches_the_leaderboard_on_both_platforms(repo):
+    result, _ = _build(repo)
+    assert load_settings(repo / "competition" / "settings.yaml").submission_rule == "Force_Last"
+    with _read_zip(result.codabench_bundle) as zf:
+        (board,) = _yaml(zf)["leaderboards"]
+    assert board["submission_rule"] == "Force_Last"
+    with _read_zip(result.codalab_bundle) as zf:
+        doc = _yaml(zf)
+    assert doc["force_submission_to_leaderboard"] is True
+    assert "force_best_submission_to_leaderboard" not in doc["phases"][1]
+
+
+def test_force_best_maps_to_codalabs_phase_flag(repo):
+    path = repo / "competition" / "settings.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["leaderboard"]["submission_rule"] = "Force_Best"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        doc = _yaml(zf)
+    assert "force_submission_to_leaderboard" not in doc
+    assert doc["phases"][1]["force_best_submission_to_leaderboard"] is True
+    with _read_zip(result.codabench_bundle) as zf:
+        assert _yaml(zf)["leaderboards"][0]["submission_rule"] == "Force_Best"
+
+
+def test_the_check_phase_fits_the_default_codabench_queue(repo):
+    result, lines = _build(repo)
+    (check,) = result.included
+    assert check.execution_time_limit == 600
+    assert any(f"execution_time_limit 600 s, set in the settings; the formula gives {check.computed_time_limit} s"
+               in line for line in lines)
+    assert not any("exceeds the default Codabench queue's cap" in line for line in lines)
+
+
+def test_a_bundle_with_no_open_phase_is_warned_about(repo):
+    import datetime as dt
+
+    path = repo / "competition" / "settings.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["end_date"] = dt.date(2024, 1, 31)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _, lines = _build(repo)  # only Check has data: it ran from its start_date to end_date
+    assert ("warning: no phase accepts submissions today ({}): the last phase, Check, closed on 2024-01-31; "
+            "change the phases' start_date or end_date in the settings (or the dates in the platform's editor "
+            "after uploading)").format(dt.date.today().isoformat()) in lines
+    result = build_bundles("competition/settings.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 1, 1))
+    assert result.warnings[0].startswith("no phase accepts submissions today (2023-01-01): "
+                                         "the first phase, Check, opens on 2023-06-28")
+    result = build_bundles("competition/settings.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 7, 1))
+    assert not any("no phase accepts" in w for w in result.warnings)

@@ -60,3 +60,25 @@ def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, fork_ser
     reply, _ = start_and_finish(plan, 0)
     assert reply.get("event") == "done"
     assert plan.worker_start().startswith("new Python process per run (the fork server stopped answering")
+
+
+def test_missing_capabilities_reads_the_effective_set(tmp_path):
+    from unlearning_challenge.isolation import missing_capabilities
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nCapEff:\t00000000a80425fb\n")  # docker's default set: both present
+    assert missing_capabilities(status) == []
+    status.write_text("Name:\tpython\nCapEff:\t0000000000000000\n")  # Codabench: cap_drop ALL
+    assert missing_capabilities(status) == ["CAP_SETUID", "CAP_SETGID"]
+    assert missing_capabilities(tmp_path / "absent") == []
+
+
+def test_root_without_setuid_keeps_its_user_and_says_why(monkeypatch):
+    from unlearning_challenge import isolation
+
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(isolation, "missing_capabilities", lambda: ["CAP_SETUID", "CAP_SETGID"])
+    identity, warning = isolation.worker_identity({})
+    assert not identity.dropped
+    assert warning.startswith("running as root without CAP_SETUID and CAP_SETGID (a container started with its "
+                              "capabilities dropped, as Codabench's workers do)")

@@ -91,6 +91,10 @@ CODALAB_COLUMN_KEYS = frozenset({
     "leaderboard", "label", "rank", "numeric_format", "sort", "selection_default",
     "computed", "column_group",
 })
+# Codabench's leaderboard submission rules (leaderboards/models.py); CodaLab has
+# two flags for the automatic ones (see codalab_yaml).
+SUBMISSION_RULES = ("Add", "Add_And_Delete", "Add_And_Delete_Multiple", "Force_Last", "Force_Latest_Multiple",
+                    "Force_Best")
 CODALAB_PAGES = ("overview", "evaluation", "data", "terms")  # all four are read unconditionally
 CODALAB_COLORS = ("white", "orange", "yellow", "green", "blue", "purple")
 # Field sizes in the same models.
@@ -204,6 +208,7 @@ class Settings:
     enable_detailed_results: bool = True
     end_date: dt.date | None = None
     leaderboard_title: str = "Results"
+    submission_rule: str = "Force_Last"
     time_limit: TimeLimitSettings = field(default_factory=TimeLimitSettings)
 
 
@@ -313,7 +318,11 @@ def settings_from_dict(raw: Any, source: str = "settings") -> Settings:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
                 raise BundleError(f"pages: page names are lowercase words, got {name!r}")
         leaderboard = _require_mapping(raw["leaderboard"], "leaderboard")
-        _check_keys(leaderboard, {"title", "columns"}, "leaderboard", required=("columns",))
+        _check_keys(leaderboard, {"title", "columns", "submission_rule"}, "leaderboard", required=("columns",))
+        submission_rule = leaderboard.get("submission_rule", "Force_Last")
+        if submission_rule not in SUBMISSION_RULES:
+            raise BundleError(f"leaderboard.submission_rule must be one of {list(SUBMISSION_RULES)}, "
+                              f"got {submission_rule!r}")
         if not isinstance(leaderboard["columns"], list) or not leaderboard["columns"]:
             raise BundleError("leaderboard.columns must be a non-empty list")
         columns = tuple(_parse_column(c, i) for i, c in enumerate(leaderboard["columns"]))
@@ -369,6 +378,7 @@ def settings_from_dict(raw: Any, source: str = "settings") -> Settings:
             pages={str(k): _as_text(v, f"pages.{k}") for k, v in pages.items()},
             starting_kit=_as_text(raw["starting_kit"], "starting_kit"),
             leaderboard_title=_as_text(leaderboard.get("title", "Results"), "leaderboard.title", MAX_COLUMN_LABEL),
+            submission_rule=submission_rule,
             columns=columns,
             phases=phases,
             time_limit=time_limit,
@@ -425,6 +435,7 @@ class PhasePlan:
     num_models: int | None = None
     time_budget_seconds: float | None = None
     execution_time_limit: int | None = None
+    computed_time_limit: int | None = None  # the formula's value, whether or not the phase overrides it
 
     @property
     def included(self) -> bool:
@@ -517,8 +528,8 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
     plan.num_models = num_models
     plan.time_budget_seconds = float(budget)
     scaled = getattr(config.ingestion, "budget_scaling", "none") == "machine"
-    plan.execution_time_limit = phase.execution_time_limit or execution_time_limit(
-        num_models, float(budget), limits, scaled_budget=scaled)
+    plan.computed_time_limit = execution_time_limit(num_models, float(budget), limits, scaled_budget=scaled)
+    plan.execution_time_limit = phase.execution_time_limit or plan.computed_time_limit
     return plan
 
 
@@ -668,6 +679,36 @@ def render_logo(path: Path) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+def phase_windows(settings: Settings, included: list[PhasePlan]) -> list[tuple[str, dt.date, dt.date | None]]:
+    """(label, first day, last day or None) of each included phase, as Codabench schedules them.
+
+    A phase ends the day before the next one starts (Codabench refuses overlaps);
+    the last one ends on ``end_date``, or never.
+    """
+    windows = []
+    for index, plan in enumerate(included):
+        if index + 1 < len(included):
+            end = _date_only(included[index + 1].settings.start_date) - dt.timedelta(days=1)
+        else:
+            end = None if settings.end_date is None else _date_only(settings.end_date)
+        windows.append((plan.settings.label, _date_only(plan.settings.start_date), end))
+    return windows
+
+
+def closed_phases_warning(windows: list[tuple[str, dt.date, dt.date | None]], today: dt.date) -> str:
+    """A warning when no phase accepts submissions on ``today`` ("" when one does)."""
+    if any(start <= today and (end is None or today <= end) for _, start, end in windows):
+        return ""
+    label, start, _ = windows[0]
+    if today < start:
+        when = f"the first phase, {label}, opens on {start.isoformat()}"
+    else:
+        last_label, _, last_end = windows[-1]
+        when = f"the last phase, {last_label}, closed on {last_end.isoformat()}"
+    return (f"no phase accepts submissions today ({today.isoformat()}): {when}; change the phases' start_date "
+            "or end_date in the settings (or the dates in the platform's editor after uploading)")
+
+
 def _phases_table(plans: list[PhasePlan], settings: Settings) -> str:
     rows = []
     for plan in plans:
@@ -754,6 +795,8 @@ def codalab_yaml(settings: Settings, plans: list[PhasePlan], layout: BundleLayou
     if settings.end_date is not None:
         doc["end_date"] = settings.end_date
     doc["competition_docker_image"] = settings.docker_image
+    if settings.submission_rule in ("Force_Last", "Force_Latest_Multiple"):
+        doc["force_submission_to_leaderboard"] = True  # each new submission replaces the participant's entry
     doc["enable_detailed_results"] = settings.enable_detailed_results
     doc["html"] = dict(layout.pages)
     phases = {}
@@ -779,6 +822,8 @@ def codalab_yaml(settings: Settings, plans: list[PhasePlan], layout: BundleLayou
             "reference_data": files.reference_data,
             "starting_kit": layout.starting_kit,
         })
+        if settings.submission_rule == "Force_Best":
+            phase["force_best_submission_to_leaderboard"] = True
         if p.public:
             phase["public_data"] = files.input_data
         phases[number] = phase
@@ -818,7 +863,7 @@ def codabench_yaml(settings: Settings, plans: list[PhasePlan], layout: BundleLay
         "tasks": [],
         "phases": [],
     }
-    for index, plan in enumerate(included):
+    for index, (plan, (_, start, end)) in enumerate(zip(included, phase_windows(settings, included))):
         p = plan.settings
         files = layout.phase_files[p.label]
         doc["tasks"].append({
@@ -834,13 +879,10 @@ def codabench_yaml(settings: Settings, plans: list[PhasePlan], layout: BundleLay
             "index": index,
             "name": p.label,
             "description": p.description,
-            "start": _date_only(p.start_date),
+            "start": start,
         }
-        if index + 1 < len(included):
-            # Codabench refuses a phase ending when or after the next one starts.
-            phase["end"] = _date_only(included[index + 1].settings.start_date) - dt.timedelta(days=1)
-        elif settings.end_date is not None:
-            phase["end"] = _date_only(settings.end_date)
+        if end is not None:
+            phase["end"] = end
         phase.update({
             "max_submissions": p.max_submissions,
             "max_submissions_per_day": p.max_submissions_per_day,
@@ -855,6 +897,7 @@ def codabench_yaml(settings: Settings, plans: list[PhasePlan], layout: BundleLay
         "index": 0,
         "title": settings.leaderboard_title,
         "key": "RESULTS",
+        "submission_rule": settings.submission_rule,
         "columns": [
             {"title": column.label, "key": column.key, "index": index, "sorting": column.sort,
              "precision": column.precision}
@@ -900,6 +943,7 @@ def build_bundles(
     root: str | Path = ".",
     out_dir: str | Path = "dist",
     log: Callable[[str], None] = print,
+    today: dt.date | None = None,
 ) -> BuildResult:
     """Write ``competition_bundle.zip`` and ``codabench_bundle.zip`` into ``out_dir``.
 
@@ -912,8 +956,10 @@ def build_bundles(
     plans = plan_phases(settings, root)
     for plan in plans:
         if plan.included:
+            source = ("" if plan.settings.execution_time_limit is None
+                      else f", set in the settings; the formula gives {plan.computed_time_limit} s")
             log(f"{plan.settings.label}: included (N={plan.num_models}, {plan.time_budget_seconds:.1f} s per run, "
-                f"execution_time_limit {plan.execution_time_limit} s)")
+                f"execution_time_limit {plan.execution_time_limit} s{source})")
         else:
             log(f"{plan.settings.label}: left out: {plan.explanation()}")
     included = [plan for plan in plans if plan.included]
@@ -921,6 +967,9 @@ def build_bundles(
         raise BundleError("no phase can be included (see the reasons above); the Check phase needs "
                           "input_data/ and reference_data/ from `make reference`")
     warnings = []
+    closed = closed_phases_warning(phase_windows(settings, included), today or dt.date.today())
+    if closed:
+        warnings.append(closed)
     if settings.codabench_queue is None:
         warnings.append("codabench_queue is not set: on Codabench, submissions go to the default queue "
                         "(no GPU, 600 s per step); set the vhost of your GPU queue in the settings")

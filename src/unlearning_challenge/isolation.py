@@ -40,6 +40,22 @@ class WorkerIdentity:
         return self.uid is not None
 
 
+# Capability bits (linux/capability.h) a drop to another user needs.
+CAP_SETGID = 6
+CAP_SETUID = 7
+
+
+def missing_capabilities(status_file: Path = Path("/proc/self/status")) -> list[str]:
+    """Names of CAP_SETUID / CAP_SETGID absent from this process's effective set ([] if unknown)."""
+    try:
+        line = next(l for l in status_file.read_text().splitlines() if l.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return []
+    effective = int(line.split()[1], 16)
+    return [name for name, bit in (("CAP_SETUID", CAP_SETUID), ("CAP_SETGID", CAP_SETGID))
+            if not effective >> bit & 1]
+
+
 def worker_identity(env: dict[str, str], user: str = DEFAULT_WORKER_USER) -> tuple[WorkerIdentity, str]:
     """The identity workers run as, and a warning ("" if none).
 
@@ -49,6 +65,11 @@ def worker_identity(env: dict[str, str], user: str = DEFAULT_WORKER_USER) -> tup
     current = WorkerIdentity(name=pwd.getpwuid(os.geteuid()).pw_name)
     if os.geteuid() != 0:
         return current, ""
+    missing = missing_capabilities()
+    if missing:
+        return current, (f"running as root without {' and '.join(missing)} (a container started with its "
+                         "capabilities dropped, as Codabench's workers do): workers keep the ingestion's user, "
+                         "confined by Landlock and the process cap only")
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
