@@ -331,6 +331,8 @@ def test_pages_are_rendered_with_the_phase_table(repo):
     assert "{{" not in overview + evaluation
     assert "<td>Check</td>" in overview and "<td>Feedback</td>" not in overview
     assert f"<td>{N_MODELS}</td>" in evaluation
+    # The fixture's config keeps the recipe's defaults: 20% of 30 epochs.
+    assert f"<td>{BUDGET:.1f} s (about 6 retain epochs)</td>" in evaluation
 
 
 def test_unknown_page_placeholder_is_an_error(repo):

@@ -436,6 +436,7 @@ class PhasePlan:
     time_budget_seconds: float | None = None
     execution_time_limit: int | None = None
     computed_time_limit: int | None = None  # the formula's value, whether or not the phase overrides it
+    budget_retain_epochs: float | None = None  # the budget as passes over the retain set (time_fraction x epochs)
 
     @property
     def included(self) -> bool:
@@ -527,6 +528,7 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
         return plan
     plan.num_models = num_models
     plan.time_budget_seconds = float(budget)
+    plan.budget_retain_epochs = config.ingestion.time_fraction * config.training.epochs
     scaled = getattr(config.ingestion, "budget_scaling", "none") == "machine"
     plan.computed_time_limit = execution_time_limit(num_models, float(budget), limits, scaled_budget=scaled)
     plan.execution_time_limit = phase.execution_time_limit or plan.computed_time_limit
@@ -718,7 +720,8 @@ def _phases_table(plans: list[PhasePlan], settings: Settings) -> str:
         rows.append(
             "<tr>"
             f"<td>{_html_escape(p.label)}</td><td>{_date_only(p.start_date).isoformat()}</td>"
-            f"<td>{plan.num_models}</td><td>{plan.time_budget_seconds:.1f} s</td>"
+            f"<td>{plan.num_models}</td><td>{plan.time_budget_seconds:.1f} s "
+            f"(about {plan.budget_retain_epochs:g} retain epochs)</td>"
             f"<td>{plan.execution_time_limit} s</td>"
             f"<td>{p.max_submissions} ({p.max_submissions_per_day} per day)</td>"
             "</tr>"

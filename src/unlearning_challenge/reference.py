@@ -289,6 +289,7 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         "format": INPUT_FORMAT,
         "time_fraction": config.ingestion.time_fraction,
         "time_budget_seconds": config.ingestion.time_fraction * mean_seconds,
+        "time_budget_retain_epochs": config.ingestion.time_fraction * config.training.epochs,
         "original": {k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")},
     })
 
