@@ -95,6 +95,7 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
     runs = outcome.ingestion["runs"]
     assert len(runs) == NUM_MODELS
     assert [run["confinement"] for run in runs] == ["landlock"] * NUM_MODELS, [run["confinement"] for run in runs]
+    assert all(run["process_cap"].startswith("seccomp supervisor") for run in runs), [r["process_cap"] for r in runs]
     assert all(step.seconds < step.limit for step in outcome.steps)
     scores = _scores_txt(outcome.scores_txt)
     assert scores["num_models"] == NUM_MODELS
@@ -103,3 +104,20 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
     differing = {key: (outcome.scores.get(key), value) for key, value in bare_metal_scores.items()
                  if key not in TIMED and not _same(outcome.scores.get(key), value)}
     assert not differing, f"(in the image, bare metal) differ: {differing}"
+
+
+@pytest.mark.parametrize("platform", ["codabench", "codalab"])
+def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path, capsys):
+    """Root in a Codabench container without capabilities, uid 1000 or root on CodaLab: the cap holds."""
+    from unlearning_challenge.docker_rehearse import rehearse
+    from unlearning_challenge.proccap import MAX_RUN_PROCESSES
+
+    outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, settings=SETTINGS,
+                       num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
+    printed = capsys.readouterr().out
+    (run,) = outcome.ingestion["runs"]
+    assert run["status"] == "ok", (run, printed)
+    assert run["process_cap"].startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
+    held = int(run["output_tail"].split("held ")[1].split()[0])
+    assert held <= 2 * MAX_RUN_PROCESSES, run["output_tail"]
+    assert "process cap: 1 of 1 runs: seccomp supervisor" in printed

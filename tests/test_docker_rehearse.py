@@ -131,8 +131,10 @@ def test_manylinux_platforms_cover_every_older_glibc():
 
 def _ingestion_json(folder: Path, status: str, confinements: list[str]) -> None:
     folder.mkdir(parents=True)
-    runs = [{"index": i, "status": "ok", "confinement": c} for i, c in enumerate(confinements)]
-    (folder / "ingestion.json").write_text(json.dumps({"status": status, "message": "m", "runs": runs}))
+    cap = "seccomp supervisor: at most 512 live processes"
+    runs = [{"index": i, "status": "ok", "confinement": c, "process_cap": cap} for i, c in enumerate(confinements)]
+    (folder / "ingestion.json").write_text(json.dumps({"status": status, "message": "m", "runs": runs,
+                                                       "worker_user": "root", "isolation_warning": "no CAP_SETUID"}))
 
 
 def test_judge_accepts_a_clean_rehearsal_and_reports_it(tmp_path):
@@ -147,6 +149,8 @@ def test_judge_accepts_a_clean_rehearsal_and_reports_it(tmp_path):
     text = report("codabench", "img:1", outcome, tmp_path, gpu=False)
     assert "ingestion    30.0 s of 600 s limit (5%), exit 0" in text
     assert "confinement: 2 of 2 runs: landlock" in text
+    assert "process cap: 2 of 2 runs: seccomp supervisor: at most 512 live processes" in text
+    assert "worker user: root (no CAP_SETUID)" in text
     assert text.endswith("score: 0.5\nnum_models: 2")
 
 

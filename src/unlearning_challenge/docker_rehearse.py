@@ -317,12 +317,12 @@ def judge(steps: list[StepResult], ingestion_output: Path, scoring_output: Path)
     return Outcome(steps, ingestion, scores_txt, problems, scores)
 
 
-def confinement_summary(ingestion: dict | None) -> str:
-    """e.g. "32 of 32 runs: landlock" from ingestion.json's per-run records."""
+def confinement_summary(ingestion: dict | None, field: str = "confinement") -> str:
+    """e.g. "32 of 32 runs: landlock" from one field of ingestion.json's per-run records."""
     runs = (ingestion or {}).get("runs") or []
     counts: dict[str, int] = {}
     for run in runs:
-        key = run.get("confinement") or "not recorded"
+        key = run.get(field) or "not recorded"
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{n} of {len(runs)} runs: {kind}" for kind, n in sorted(counts.items())) or "no runs recorded"
 
@@ -331,6 +331,10 @@ def report(platform: str, image: str, outcome: Outcome, folder: Path, gpu: bool)
     lines = [f"{platform} rehearsal in {image} ({'GPU requested' if gpu else 'no GPU on this host'}); folders in {folder}"]
     lines += [f"  {step.line()}" for step in outcome.steps]
     lines.append(f"  confinement: {confinement_summary(outcome.ingestion)}")
+    lines.append(f"  process cap: {confinement_summary(outcome.ingestion, 'process_cap')}")
+    if outcome.ingestion and outcome.ingestion.get("worker_user"):
+        warning = outcome.ingestion.get("isolation_warning")
+        lines.append(f"  worker user: {outcome.ingestion['worker_user']}" + (f" ({warning})" if warning else ""))
     if outcome.scores_txt:
         lines.append(outcome.scores_txt.rstrip("\n"))
     lines += [f"{platform} rehearsal failed: {problem}" for problem in outcome.problems]
