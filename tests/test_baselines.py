@@ -174,3 +174,15 @@ def test_table_has_the_membership_inference_column():
     rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
     assert rows["finetune"].endswith("| 0.612 |")
     assert rows["scrub"].endswith("| n/a |") and rows["retrain"].endswith("| n/a |")
+
+
+def test_skipped_baselines_are_named_under_the_table(tmp_path, capsys):
+    from unlearning_challenge.baselines import main, markdown_table
+
+    scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
+              "mean_run_seconds": 3.0, "mia_accuracy": 0.6}
+    table = markdown_table({"finetune": scores}, num_models=32, machine="a CPU", skipped=("retrain",))
+    assert "Not run for this table: `retrain`." in table
+    with pytest.raises(SystemExit):
+        main(["--baselines", str(tmp_path), "--skip", "retrian"])
+    assert "--skip: no baseline named retrian in" in capsys.readouterr().err

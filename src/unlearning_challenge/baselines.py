@@ -68,7 +68,7 @@ def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Pa
     return json.loads(scores_file.read_text())
 
 
-def markdown_table(results: dict[str, dict], num_models: int, machine: str) -> str:
+def markdown_table(results: dict[str, dict], num_models: int, machine: str, skipped: tuple[str, ...] = ()) -> str:
     header = "| baseline | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(COLUMNS)
     rows = []
@@ -83,6 +83,8 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str) -> s
             f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page). "
             "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
             "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score).\n")
+    if skipped:
+        note += f"Not run for this table: {', '.join(f'`{name}`' for name in skipped)}.\n"
     return "\n".join([header, rule, *rows]) + "\n" + note
 
 
@@ -104,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
     parser.add_argument("--output", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
+    parser.add_argument("--skip", action="append", default=[], metavar="NAME",
+                        help="leave this baseline out (repeatable), e.g. retrain: N full retrains")
     args = parser.parse_args(argv)
     folders = sorted(p for p in args.baselines.iterdir() if (p / "unlearning.py").is_file())
+    unknown = sorted(set(args.skip) - {p.name for p in folders})
+    if unknown:
+        parser.error(f"--skip: no baseline named {', '.join(unknown)} in {args.baselines}")
+    folders = [p for p in folders if p.name not in args.skip]
     if (args.sample / "unlearning.py").is_file():
         folders.append(args.sample)
     results = {}
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
     num_models = json.loads((args.reference_data / "manifest.json").read_text())["num_models"]
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
-    table = markdown_table(results, num_models, machine)
+    table = markdown_table(results, num_models, machine, tuple(args.skip))
     replace_table(args.readme, table)
     print(table)
     return 0

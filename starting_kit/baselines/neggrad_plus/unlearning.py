@@ -11,7 +11,7 @@ once its loss is high enough, and gradient clipping keeps steps small.
 
 Cost: ~70% of the retain set, each step also seeing a forget batch (the small
 forget set is cycled): about 1.4 passes' worth of examples, within the default
-phase's budget of 20% of one retrain (8 epochs).
+phase's budget of 20% of one retrain (30 epochs: about 6 passes).
 """
 
 import itertools

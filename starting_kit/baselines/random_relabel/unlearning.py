@@ -8,7 +8,8 @@ alone. The wrong labels erase what the model memorised about the forget
 examples; the retain batches keep its accuracy.
 
 Cost: 90% of one pass over the retain set plus one pass over the (small)
-forget set, within the default phase's budget of 20% of one retrain (8 epochs).
+forget set, within the default phase's budget of 20% of one retrain (30 epochs:
+about 6 passes).
 """
 
 import itertools

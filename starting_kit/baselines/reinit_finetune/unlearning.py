@@ -15,8 +15,8 @@ is replaced by training that never sees them.
 Optional: NOISE_SCALE > 0 also adds Gaussian noise to every convolution,
 scaled to each layer's weight spread (forgets more, costs retain accuracy).
 
-Cost: one pass over the retain set, within the default phase's budget of 20%
-of one retrain (8 epochs).
+Cost: one pass over the retain set, a sixth of the default phase's budget of
+20% of one retrain (30 epochs: about 6 passes).
 """
 
 import math

@@ -14,7 +14,7 @@ ROUNDS rounds, each of MAX_PASSES_PER_ROUND passes of max-steps over the
 (small) forget set followed by a share of the min-steps; the min-steps cover
 75% of the retain set in total (each also runs the teacher forward): about
 one retain epoch's worth of work, within the default phase's budget of 20% of
-one retrain (8 epochs).
+one retrain (30 epochs: about 6 passes).
 """
 
 import copy
