@@ -117,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     if (args.sample / "unlearning.py").is_file():
         folders.append(args.sample)
     results = {}
-    for folder in folders:
-        print(f"== {folder.name}", file=sys.stderr)
+    for number, folder in enumerate(folders, start=1):
+        print(f"== {folder.name} ({number} of {len(folders)})", file=sys.stderr)
+        started = time.monotonic()
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
+        print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     num_models = json.loads((args.reference_data / "manifest.json").read_text())["num_models"]
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     table = markdown_table(results, num_models, machine, tuple(args.skip))
