@@ -46,6 +46,9 @@ def test_quick_check_enforces_the_budget_by_default(tiny_phase, tmp_path):
     budget = float(lines["time_budget_seconds"])
     assert budget > 0 and lines["within_budget"] in ("yes", "no")
     assert (done.returncode == 0) == (lines["within_budget"] == "yes")
+    # On a CPU the verdict compares the run's CPU seconds with the budget, as the ingestion does.
+    assert lines["budget_clock"] == "cpu (the budget counts CPU seconds)"
+    assert (float(lines["run_cpu_seconds"]) <= budget) == (lines["within_budget"] == "yes")
 
 
 def test_quick_check_of_a_broken_submission_says_what_is_wrong(tiny_phase, tmp_path):

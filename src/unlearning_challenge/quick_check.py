@@ -49,6 +49,10 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     if runs:
         seconds = float(runs[-1].get("seconds") or 0.0)
         lines.append(f"run_seconds: {seconds:.3f}")
+        if (manifest.get("timing") or {}).get("clock") == "cpu" and runs[-1].get("cpu_seconds") is not None:
+            # On a CPU the budget counts the run's CPU seconds (all its threads and processes).
+            seconds = float(runs[-1]["cpu_seconds"])
+            lines += [f"run_cpu_seconds: {seconds:.3f}", "budget_clock: cpu (the budget counts CPU seconds)"]
         if budget is None:
             reference = (manifest.get("timing") or {}).get("reference_budget_seconds")
             lines.append("time_budget_seconds: none (no time limit)" if reference is None else
