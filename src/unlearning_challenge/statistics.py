@@ -50,6 +50,7 @@ __all__ = [
     "bootstrap_scores",
     "default_num_resamples",
     "extra_statistics",
+    "forget_confidences",
     "perfect_unlearner_quality",
 ]
 
@@ -303,7 +304,9 @@ def bootstrap_score_interval(
     return _interval(samples, confidence, method, point_estimate)
 
 
-def _confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+def forget_confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Forget-set confidences (unlearned, retrained), float64 ``[N, E]`` each: from
+    ``scores["_details"]`` when scoring kept them, else recomputed from ``inputs``' logits."""
     details = scores.get("_details") or {}
     if "conf_unlearned" in details and "conf_retrained" in details:
         return np.asarray(details["conf_unlearned"], float), np.asarray(details["conf_retrained"], float)
@@ -351,7 +354,7 @@ def extra_statistics(
     """
     confidence = _check_confidence(confidence)
     _check_method(method)
-    conf_u, conf_r = _confidences(scores, inputs)
+    conf_u, conf_r = forget_confidences(scores, inputs)
     u, r = inputs.unlearned, inputs.retrained
     out: dict[str, Any] = {}
 
