@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unlearning_challenge.config import DatasetConfig, SplitConfig
+from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, SplitConfig
 from unlearning_challenge.data.dataset import NUM_AGE_GROUPS, DataError, FaceDataset, Splits
 from unlearning_challenge.data.splits import check_splits, make_splits
 from unlearning_challenge.data.synthetic import age_to_group, generate_synthetic
@@ -410,22 +410,39 @@ def _root(cfg: DatasetConfig) -> Path:
     return Path(cfg.root)
 
 
+def _build_kaggle(cfg: DatasetConfig) -> FaceDataset:
+    return load_kaggle(_root(cfg), image_size=cfg.image_size)[0]
+
+
+def _build_casia(cfg: DatasetConfig) -> FaceDataset:
+    return load_casia(_root(cfg), image_size=cfg.image_size)
+
+
+def _build_csv(cfg: DatasetConfig) -> FaceDataset:
+    if not cfg.manifest:
+        raise DataError("dataset kind 'csv' needs dataset.manifest (the csv file)")
+    manifest = Path(cfg.manifest)
+    if cfg.root and not manifest.is_absolute():
+        manifest = Path(cfg.root) / manifest
+    return load_csv_manifest(manifest, root=cfg.root, image_size=cfg.image_size)
+
+
+# One builder per kind of config.DATASET_KINDS (a test checks that they match).
+DATASET_BUILDERS = {
+    "synthetic": generate_synthetic,
+    "kaggle": _build_kaggle,
+    "casia": _build_casia,
+    "csv": _build_csv,
+}
+
+
 def build_dataset(cfg: DatasetConfig) -> FaceDataset:
-    """The dataset of ``cfg`` (kind ``synthetic``, ``kaggle``, ``casia`` or ``csv``)."""
-    if cfg.kind == "synthetic":
-        return generate_synthetic(cfg)
-    if cfg.kind == "kaggle":
-        return load_kaggle(_root(cfg), image_size=cfg.image_size)[0]
-    if cfg.kind == "casia":
-        return load_casia(_root(cfg), image_size=cfg.image_size)
-    if cfg.kind == "csv":
-        if not cfg.manifest:
-            raise DataError("dataset kind 'csv' needs dataset.manifest (the csv file)")
-        manifest = Path(cfg.manifest)
-        if cfg.root and not manifest.is_absolute():
-            manifest = Path(cfg.root) / manifest
-        return load_csv_manifest(manifest, root=cfg.root, image_size=cfg.image_size)
-    raise DataError(f"unknown dataset kind {cfg.kind!r}; expected synthetic, kaggle, casia or csv")
+    """The dataset of ``cfg``, built by the builder of its kind (see ``DATASET_BUILDERS``)."""
+    builder = DATASET_BUILDERS.get(cfg.kind)
+    if builder is None:
+        expected = f"{', '.join(DATASET_KINDS[:-1])} or {DATASET_KINDS[-1]}"
+        raise DataError(f"unknown dataset kind {cfg.kind!r}; expected {expected}")
+    return builder(cfg)
 
 
 def build_dataset_and_splits(dataset_cfg: DatasetConfig, split_cfg: SplitConfig) -> tuple[FaceDataset, Splits]:
