@@ -50,6 +50,10 @@ DATASET_FILE = "dataset.npz"
 ORIGINAL_WEIGHTS = "original.safetensors"
 PHASE_FILE = "phase.yaml"
 
+# A submission is a folder (or a zip) with this file at its root, defining this function.
+SUBMISSION_FILE = "unlearning.py"
+SUBMISSION_FUNCTION = "unlearning"
+
 
 class ArtifactError(ValueError):
     """An artifact is missing, corrupt, tampered with or inconsistent."""

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from unlearning_challenge.artifacts import SUBMISSION_FILE
 from unlearning_challenge.atomic import write_text
 from unlearning_challenge.timing import cpu_name
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
     args = parser.parse_args(argv)
-    folders = sorted(p for p in args.baselines.iterdir() if (p / "unlearning.py").is_file())
-    if (args.sample / "unlearning.py").is_file():
+    folders = sorted(p for p in args.baselines.iterdir() if (p / SUBMISSION_FILE).is_file())
+    if (args.sample / SUBMISSION_FILE).is_file():
         folders.append(args.sample)
     results = {}
     for folder in folders:

@@ -44,6 +44,7 @@ from unlearning_challenge.artifacts import (
     INPUT_FORMAT,
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
+    SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
     ArtifactError,
     ModelFamily,
@@ -84,8 +85,6 @@ from unlearning_challenge.runner import (
     own_children,
     reaped_children_cpu_seconds,
 )
-
-SUBMISSION_FILE = "unlearning.py"
 
 
 class IngestionError(RuntimeError):
@@ -130,7 +129,7 @@ def check_submission(submission: Path) -> None:
         found = sorted(p.name for p in submission.iterdir())[:10]
         raise IngestionError(
             f"the submission has no {SUBMISSION_FILE} at its root (found: {found}); "
-            "put unlearning.py at the top of the folder (or of the zip)"
+            f"put {SUBMISSION_FILE} at the top of the folder (or of the zip)"
         )
 
 

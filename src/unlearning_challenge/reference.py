@@ -48,7 +48,7 @@ from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_spl
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
 from unlearning_challenge.reference_ray import RaySettings, ray_cluster
-from unlearning_challenge.timing import calibration_step_seconds
+from unlearning_challenge.timing import calibration_step_seconds, device_name
 from unlearning_challenge.training import train_model
 
 
@@ -225,7 +225,7 @@ def _provenance(device: torch.device) -> dict[str, str]:
         "package_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
     }
 
 
