@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -293,6 +294,24 @@ def bootstrap_score_interval(
     point_estimate : float, optional
         The observed score, for ``"centered"``; computed from the inputs when not given.
     """
+    bootstrap = _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
+                           num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
+                           point_estimate=point_estimate, max_seconds=max_seconds, bounds=bounds, alpha=alpha)
+    return bootstrap.low, bootstrap.high
+
+
+@dataclass(frozen=True)
+class _Bootstrap:
+    """scores: float64 ``[R]``, the final score of each resample run; low, high: the interval."""
+
+    scores: np.ndarray
+    low: float
+    high: float
+
+
+def _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r, *, num_resamples, confidence, seed,
+               method, point_estimate, max_seconds, bounds, alpha) -> _Bootstrap:
+    """:func:`bootstrap_score_interval`, keeping the resampled scores."""
     confidence = _check_confidence(confidence)
     _check_method(method)
     samples = bootstrap_scores(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
@@ -301,7 +320,8 @@ def bootstrap_score_interval(
     if method == "centered" and point_estimate is None:
         quality = forget_quality(conf_unlearned, conf_retrained, bounds=bounds, alpha=alpha)
         point_estimate = float(final_score(quality, ra_u, ra_r, ta_u, ta_r))
-    return _interval(samples, confidence, method, point_estimate)
+    low, high = _interval(samples, confidence, method, point_estimate)
+    return _Bootstrap(samples, low, high)
 
 
 def forget_confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -374,19 +394,15 @@ def extra_statistics(
         bootstrap["skipped"] = "resampling needs at least 2 models on each side"
     else:
         start = time.perf_counter()
-        samples = bootstrap_scores(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy,
-                                   u.test_accuracy, r.test_accuracy,
-                                   num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
-                                   bounds=bounds, alpha=alpha)
         point = scores.get("score")
-        if point is None:
-            point = final_score(forget_quality(conf_u, conf_r, bounds=bounds, alpha=alpha),
-                                u.retain_accuracy, r.retain_accuracy,
-                                u.test_accuracy, r.test_accuracy)
-        low, high = _interval(samples, confidence, method, float(point))
-        bootstrap.update(scores=samples, low=low, high=high, num_resamples=int(samples.size),
+        result = _bootstrap(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy,
+                            num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
+                            point_estimate=None if point is None else float(point), max_seconds=max_seconds,
+                            bounds=bounds, alpha=alpha)
+        num_run = int(result.scores.size)
+        bootstrap.update(scores=result.scores, low=result.low, high=result.high, num_resamples=num_run,
                          seconds=time.perf_counter() - start)
-        out.update(score_ci_low=low, score_ci_high=high, score_ci_confidence=confidence,
-                   score_ci_resamples=int(samples.size))
+        out.update(score_ci_low=result.low, score_ci_high=result.high, score_ci_confidence=confidence,
+                   score_ci_resamples=num_run)
     out["_statistics"] = {"perfect": perfect, "bootstrap": bootstrap}
     return out
