@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,7 +41,7 @@ from unlearning_challenge.artifacts import (
     write_family,
     write_manifest,
 )
-from unlearning_challenge.atomic import write_json, write_npz, write_text
+from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
@@ -280,10 +279,8 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / PHASE_FILE, dump_config(config))
 
-    shutil.copyfile(work.dataset, input_dir / (DATASET_FILE + ".tmp"))
-    (input_dir / (DATASET_FILE + ".tmp")).replace(input_dir / DATASET_FILE)
-    shutil.copyfile(work.original, input_dir / (ORIGINAL_WEIGHTS + ".tmp"))
-    (input_dir / (ORIGINAL_WEIGHTS + ".tmp")).replace(input_dir / ORIGINAL_WEIGHTS)
+    copy_file(work.dataset, input_dir / DATASET_FILE)
+    copy_file(work.original, input_dir / ORIGINAL_WEIGHTS)
     write_manifest(input_dir, {
         **common,
         "format": INPUT_FORMAT,

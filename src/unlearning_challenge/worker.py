@@ -86,10 +86,11 @@ def _setup(job: dict):
 def _save(torch, model, path: Path) -> None:
     from safetensors.torch import save_file
 
+    from unlearning_challenge.atomic import atomic_path
+
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:  # read at once by the trusted side, then deleted
+        save_file(state, str(tmp))
 
 
 def main(argv: list[str]) -> int:
