@@ -19,7 +19,7 @@ from unlearning_challenge.bundle import load_settings
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
-IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn"}  # distribution name -> module name, where they differ
+IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL"}  # distribution name -> module name, where they differ
 
 
 def _instructions() -> list[tuple[str, str]]:
