@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
         config = scoring_config(ref)
         scores = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
-        scores.update(extra_statistics(scores, inputs))
+        scores.update(extra_statistics(scores, inputs, progress=True))
         write_scores(args.output, scores, inputs)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from unlearning_challenge.metric import ALPHA, final_score, forget_quality, logit_scaled_confidence
 
@@ -188,6 +189,7 @@ def bootstrap_scores(
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
     bounds: str = "empirical",
     alpha: float = ALPHA,
+    progress: bool = False,
 ) -> np.ndarray:
     """Final scores of bootstrap resamples of the models.
 
@@ -211,6 +213,8 @@ def bootstrap_scores(
         ``MIN_RESAMPLES`` resamples (or ``num_resamples`` if smaller); None: no limit.
     bounds, alpha
         The attacks' rate estimate (see :func:`unlearning_challenge.metric.forget_quality`).
+    progress : bool
+        Show a progress bar on stderr.
     """
     conf_u = _as_confidences("conf_unlearned", conf_unlearned)
     conf_r = _as_confidences("conf_retrained", conf_retrained)
@@ -229,14 +233,16 @@ def bootstrap_scores(
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     scores = []
-    for _ in range(int(num_resamples)):
-        iu = rng.integers(0, n_u, size=n_u)
-        ir = rng.integers(0, n_r, size=n_r)
-        quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
-        scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
-        if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
-                and time.perf_counter() - start > max_seconds):
-            break
+    with tqdm(total=int(num_resamples), desc="bootstrap", unit="resample", disable=not progress) as bar:
+        for _ in range(int(num_resamples)):
+            iu = rng.integers(0, n_u, size=n_u)
+            ir = rng.integers(0, n_r, size=n_r)
+            quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
+            scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
+            bar.update(1)
+            if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
+                    and time.perf_counter() - start > max_seconds):
+                break
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -310,13 +316,13 @@ class _Bootstrap:
 
 
 def _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r, *, num_resamples, confidence, seed,
-               method, point_estimate, max_seconds, bounds, alpha) -> _Bootstrap:
+               method, point_estimate, max_seconds, bounds, alpha, progress=False) -> _Bootstrap:
     """:func:`bootstrap_score_interval`, keeping the resampled scores."""
     confidence = _check_confidence(confidence)
     _check_method(method)
     samples = bootstrap_scores(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
                                num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
-                               bounds=bounds, alpha=alpha)
+                               bounds=bounds, alpha=alpha, progress=progress)
     if method == "centered" and point_estimate is None:
         quality = forget_quality(conf_unlearned, conf_retrained, bounds=bounds, alpha=alpha)
         point_estimate = float(final_score(quality, ra_u, ra_r, ta_u, ta_r))
@@ -344,6 +350,7 @@ def extra_statistics(
     confidence: float = DEFAULT_CONFIDENCE,
     method: str = "centered",
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The perfect-unlearner ceiling and the score's bootstrap interval, for ``scores.json``.
 
@@ -356,6 +363,10 @@ def extra_statistics(
         Both model families (accuracies per model; logits if ``scores`` lacks
         the confidences). Its ``bounds`` and ``clopper_pearson_alpha``, when
         present, set the attacks' rate estimate (default: the published rule).
+    seed, num_resamples, confidence, method, max_seconds
+        As for :func:`bootstrap_score_interval`.
+    progress : bool
+        Show the bootstrap's progress bar on stderr (the scoring program does).
 
     Returns
     -------
@@ -398,7 +409,7 @@ def extra_statistics(
         result = _bootstrap(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy,
                             num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
                             point_estimate=None if point is None else float(point), max_seconds=max_seconds,
-                            bounds=bounds, alpha=alpha)
+                            bounds=bounds, alpha=alpha, progress=progress)
         num_run = int(result.scores.size)
         bootstrap.update(scores=result.scores, low=result.low, high=result.high, num_resamples=num_run,
                          seconds=time.perf_counter() - start)
