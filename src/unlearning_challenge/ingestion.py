@@ -586,17 +586,10 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
 def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: FaceDataset,
               splits: Splits) -> ModelFamily:
     """The unlearned models' family: one row per run."""
-    return ModelFamily(
-        forget_logits=np.stack([o.forget_logits for o in outputs]),
-        forget_labels=dataset.age_group[splits.forget],
-        forget_image_ids=dataset.image_id[splits.forget],
-        retain_accuracy=np.array([o.retain_accuracy for o in outputs]),
-        test_accuracy=np.array([o.test_accuracy for o in outputs]),
-        forget_accuracy=np.array([o.forget_accuracy for o in outputs]),
-        seconds=np.array([r.seconds for r in records]),
-        seeds=np.array([r.seed for r in records]),
-        forget_losses=np.stack([o.forget_losses for o in outputs]),
-        test_losses=np.stack([o.test_losses for o in outputs]),
+    return ModelFamily.stack(
+        [vars(output) for output in outputs],
+        forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
+        seconds=[r.seconds for r in records], seeds=[r.seed for r in records],
     )
 
 

@@ -207,16 +207,11 @@ def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, datas
             if str(f["split_fingerprint"]) != fingerprint:
                 raise ArtifactError(f"{work.retrained(seed)} was made from another split; delete it and rerun")
             records.append({k: f[k] for k in f.files})
-    return ModelFamily(
-        forget_logits=np.stack([r["forget_logits"] for r in records]).astype(np.float32),
-        forget_labels=dataset.age_group[splits.forget].astype(np.int64),
-        forget_image_ids=dataset.image_id[splits.forget].astype(np.int64),
-        retain_accuracy=np.array([r["retain_accuracy"] for r in records], dtype=np.float64),
-        test_accuracy=np.array([r["test_accuracy"] for r in records], dtype=np.float64),
-        forget_accuracy=np.array([r["forget_accuracy"] for r in records], dtype=np.float64),
-        seconds=np.array([r["seconds"] for r in records], dtype=np.float64),
-        seeds=np.array(seeds, dtype=np.int64),
-    ), float(np.mean([r["calibration_step_seconds"] for r in records]))
+    family = ModelFamily.stack(
+        records, forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
+        seconds=[r["seconds"] for r in records], seeds=seeds,
+    )
+    return family, float(np.mean([r["calibration_step_seconds"] for r in records]))
 
 
 def _provenance(device: torch.device) -> dict[str, str]:
