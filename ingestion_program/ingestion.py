@@ -21,25 +21,17 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _import_main():
-    sys.path.insert(0, HERE)
-    try:
-        from unlearning_challenge.ingestion import main
-    except ImportError as first_error:
-        src = os.path.join(os.path.dirname(HERE), "src")
-        if not os.path.isdir(os.path.join(src, "unlearning_challenge")):
-            sys.stderr.write(
-                "ingestion: cannot import unlearning_challenge.ingestion "
-                f"({first_error}); the program zip must hold the package "
-                "(build it with `make bundle`) or the package must be installed\n"
-            )
-            raise SystemExit(2)
-        sys.path.insert(1, src)
-        from unlearning_challenge.ingestion import main
-    return main
-
+# First match wins: the package beside this file, the installed one, ../src of a checkout.
+sys.path.insert(0, HERE)
+sys.path.append(os.path.join(os.path.dirname(HERE), "src"))
 
 if __name__ == "__main__":
-    sys.exit(_import_main()(sys.argv[1:]))
+    try:
+        from unlearning_challenge.ingestion import main
+    except ImportError as error:
+        sys.stderr.write(
+            f"ingestion: cannot import unlearning_challenge.ingestion ({error}); the program zip must hold "
+            "the package (build it with `make bundle`) or the package must be installed\n"
+        )
+        sys.exit(2)
+    sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchvision
 
+from unlearning_challenge.artifacts import FORMAT_VERSION, REFERENCE_FORMAT, write_manifest
 from unlearning_challenge.data import FaceDataset, make_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,7 @@ BASELINES = ROOT / "starting_kit" / "baselines"
 OURS = ["do_nothing", "finetune", "neggrad_plus", "scrub", "random_relabel", "reinit_finetune"]
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval"}
 FORBIDDEN_MODULES = {"requests", "urllib", "socket", "subprocess", "http", "shutil"}
+REFERENCE_MANIFEST = {"format": REFERENCE_FORMAT, "format_version": FORMAT_VERSION}
 
 
 def _load(name: str):
@@ -142,12 +144,12 @@ def test_cached_scores_are_reused_only_for_the_same_code_and_reference(tmp_path)
     folder, reference = tmp_path / "b", tmp_path / "ref"
     folder.mkdir(), reference.mkdir()
     (folder / "unlearning.py").write_text("def unlearning(net, *loaders):\n    return net\n")
-    (reference / "manifest.json").write_text('{"arrays_sha256": "aa"}')
+    write_manifest(reference, {**REFERENCE_MANIFEST, "arrays_sha256": "aa"})
     key = cache_key(folder, reference)
     assert cache_key(folder, reference) == key
     (folder / "unlearning.py").write_text("def unlearning(net, *loaders):\n    return None\n")
     assert cache_key(folder, reference)["submission_sha256"] != key["submission_sha256"]
-    (reference / "manifest.json").write_text('{"arrays_sha256": "bb"}')
+    write_manifest(reference, {**REFERENCE_MANIFEST, "arrays_sha256": "bb"})
     assert cache_key(folder, reference)["reference_sha256"] == "bb"
 
 

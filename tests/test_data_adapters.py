@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unlearning_challenge.config import DatasetConfig, SplitConfig
+from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, SplitConfig
 from unlearning_challenge.data import (
     DataError,
     build_dataset,
@@ -22,6 +22,7 @@ from unlearning_challenge.data import (
     load_kaggle,
     make_splits,
 )
+from unlearning_challenge.data.adapters import DATASET_BUILDERS
 
 
 def _png(path: Path, colour: tuple[int, int, int], size: int = 40, mode: str = "RGB") -> None:
@@ -284,8 +285,12 @@ def test_build_dataset_synthetic_and_splits():
 
 
 def test_unknown_kind():
-    with pytest.raises(DataError, match="unknown dataset kind 'imagenet'"):
+    with pytest.raises(DataError, match="unknown dataset kind 'imagenet'; expected synthetic, kaggle, casia or csv"):
         build_dataset(dataclasses.replace(DatasetConfig(), kind="imagenet"))
+
+
+def test_every_config_kind_has_a_builder():
+    assert sorted(DATASET_BUILDERS) == sorted(DATASET_KINDS)
 
 
 def test_no_warning_for_clean_kaggle(tmp_path):

@@ -16,10 +16,15 @@ from packaging.version import Version
 
 from unlearning_challenge.bundle import load_settings
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as the tomli package (declared in the `test` extra)
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
-IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn"}  # distribution name -> module name, where they differ
+IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL"}  # distribution name -> module name, where they differ
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -45,7 +50,6 @@ def _args() -> dict[str, str]:
 
 
 def _dependencies() -> dict[str, Requirement]:
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return {Requirement(d).name.lower(): Requirement(d) for d in project["dependencies"]}
 

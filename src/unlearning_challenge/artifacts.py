@@ -31,7 +31,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +49,14 @@ UNLEARNED_ARRAYS = "unlearned.npz"
 DATASET_FILE = "dataset.npz"
 ORIGINAL_WEIGHTS = "original.safetensors"
 PHASE_FILE = "phase.yaml"
+
+# What the input data and reference data folders hold.
+INPUT_FILES = (PHASE_FILE, DATASET_FILE, ORIGINAL_WEIGHTS, MANIFEST)
+REFERENCE_FILES = (PHASE_FILE, REFERENCE_ARRAYS, MANIFEST)
+
+# A submission is a folder (or a zip) with this file at its root, defining this function.
+SUBMISSION_FILE = "unlearning.py"
+SUBMISSION_FUNCTION = "unlearning"
 
 
 class ArtifactError(ValueError):
@@ -83,6 +91,39 @@ class ModelFamily:
     seeds: np.ndarray
     forget_losses: np.ndarray | None = None
     test_losses: np.ndarray | None = None
+
+    @classmethod
+    def stack(cls, records: Sequence[Mapping[str, Any]], *, forget_labels: np.ndarray,
+              forget_image_ids: np.ndarray, seconds: Sequence[float], seeds: Sequence[int]) -> "ModelFamily":
+        """The family of N models from one record per model, in order.
+
+        Each record maps ``forget_logits`` ``[E, C]``, ``retain_accuracy``,
+        ``test_accuracy`` and ``forget_accuracy`` (scalars), and, in every record
+        or in none, ``forget_losses`` ``[E]`` and ``test_losses`` ``[T]``.
+        forget_labels, forget_image_ids: ``[E]``; seconds, seeds: ``[N]``.
+        Arrays are cast to the dtypes of the family's file.
+        """
+        dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
+
+        def column(key: str) -> np.ndarray:
+            return np.array([record[key] for record in records], dtype=dtypes[key])
+
+        def stacked(key: str) -> np.ndarray:
+            return np.stack([record[key] for record in records]).astype(dtypes[key])
+
+        with_losses = all(key in record for record in records for key in _OPTIONAL_DTYPES)
+        return cls(
+            forget_logits=stacked("forget_logits"),
+            forget_labels=np.asarray(forget_labels).astype(np.int64),
+            forget_image_ids=np.asarray(forget_image_ids).astype(np.int64),
+            retain_accuracy=column("retain_accuracy"),
+            test_accuracy=column("test_accuracy"),
+            forget_accuracy=column("forget_accuracy"),
+            seconds=np.array(seconds, dtype=np.float64),
+            seeds=np.array(seeds, dtype=np.int64),
+            forget_losses=stacked("forget_losses") if with_losses else None,
+            test_losses=stacked("test_losses") if with_losses else None,
+        )
 
     @property
     def num_models(self) -> int:

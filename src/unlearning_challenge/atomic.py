@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,8 +21,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path; on success it is renamed to ``path``."""
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path; on success it is renamed to ``path``.
+
+    ``durable``: flush the file to disk before the rename; False for a file read
+    right away and deleted after (a run's output), where the flush only costs time.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,8 +35,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -41,6 +47,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def copy_file(source: str | Path, path: str | Path) -> None:
+    """Copy the bytes of ``source`` to ``path``."""
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from unlearning_challenge.artifacts import REFERENCE_FORMAT, SUBMISSION_FILE, read_manifest
 from unlearning_challenge.atomic import write_text
 from unlearning_challenge.timing import cpu_name
 
@@ -44,8 +45,12 @@ def cache_key(folder: Path, reference_data: Path) -> dict:
     code = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         code.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    reference = json.loads((reference_data / "manifest.json").read_text())
+    reference = _reference_manifest(reference_data)
     return {"submission_sha256": code.hexdigest(), "reference_sha256": reference["arrays_sha256"]}
+
+
+def _reference_manifest(reference_data: Path) -> dict:
+    return read_manifest(reference_data, expected_format=REFERENCE_FORMAT, what="reference data")
 
 
 def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:
@@ -109,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave this baseline out (repeatable), e.g. retrain: N full retrains")
     args = parser.parse_args(argv)
-    folders = sorted(p for p in args.baselines.iterdir() if (p / "unlearning.py").is_file())
+    folders = sorted(p for p in args.baselines.iterdir() if (p / SUBMISSION_FILE).is_file())
     unknown = sorted(set(args.skip) - {p.name for p in folders})
     if unknown:
         parser.error(f"--skip: no baseline named {', '.join(unknown)} in {args.baselines}")
     folders = [p for p in folders if p.name not in args.skip]
-    if (args.sample / "unlearning.py").is_file():
+    if (args.sample / SUBMISSION_FILE).is_file():
         folders.append(args.sample)
     results = {}
     for number, folder in enumerate(folders, start=1):
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
         print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
-    num_models = json.loads((args.reference_data / "manifest.json").read_text())["num_models"]
+    num_models = _reference_manifest(args.reference_data)["num_models"]
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     table = markdown_table(results, num_models, machine, tuple(args.skip))
     replace_table(args.readme, table)

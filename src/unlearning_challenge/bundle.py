@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import math
 import re
 import sys
@@ -36,6 +35,15 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from unlearning_challenge.artifacts import (
+    INPUT_FILES,
+    INPUT_FORMAT,
+    MANIFEST,
+    REFERENCE_FILES,
+    REFERENCE_FORMAT,
+    ArtifactError,
+    read_manifest,
+)
 from unlearning_challenge.atomic import write_bytes
 from unlearning_challenge.config import ConfigError, load_config
 
@@ -134,12 +142,6 @@ _PHASE_KEYS = {
 _TIME_LIMIT_KEYS = {"safety_factor", "per_run_overhead_seconds", "startup_seconds", "worker_speed_ratio"}
 _COLUMN_KEYS = {"key", "label", "sort", "precision"}
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-
-# Files make reference writes (see unlearning_challenge.artifacts).
-_INPUT_FILES = ("phase.yaml", "dataset.npz", "original.safetensors", "manifest.json")
-_REFERENCE_FILES = ("phase.yaml", "reference.npz", "manifest.json")
-_INPUT_FORMAT = "unlearning-challenge/input"
-_REFERENCE_FORMAT = "unlearning-challenge/reference"
 
 
 class BundleError(ValueError):
@@ -449,14 +451,16 @@ class PhasePlan:
 
 
 def _read_manifest(folder: Path, expected_format: str, what: str) -> dict:
-    path = folder / "manifest.json"
+    """The folder's manifest, read and checked by :func:`artifacts.read_manifest`; its errors
+    become BundleErrors that name the file's path."""
+    path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{what}: cannot read {path}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
-        raise BundleError(f"{what}: {path} is not a {expected_format} manifest")
-    return manifest
+        return read_manifest(folder, expected_format=expected_format, what=what)
+    except ArtifactError as exc:
+        if exc.__cause__ is not None:  # not readable as JSON
+            raise BundleError(f"{what}: cannot read {path}: {exc.__cause__}") from None
+        reason = str(exc).removeprefix(f"{what}: {MANIFEST} ")  # e.g. "is not a ... manifest"
+        raise BundleError(f"{what}: {path} {reason}") from None
 
 
 def make_hint(phase: PhaseSettings) -> str:
@@ -482,8 +486,8 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
             config = load_config(config_path)
         except ConfigError as exc:
             plan.reasons.append(f"phase config {phase.config} is invalid: {exc}")
-    folders = ((phase.input_data, _INPUT_FILES, _INPUT_FORMAT, "input data"),
-               (phase.reference_data, _REFERENCE_FILES, _REFERENCE_FORMAT, "reference data"))
+    folders = ((phase.input_data, INPUT_FILES, INPUT_FORMAT, "input data"),
+               (phase.reference_data, REFERENCE_FILES, REFERENCE_FORMAT, "reference data"))
     manifests: dict[str, dict] = {}
     for folder, files, fmt, what in folders:
         path = root / folder

@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A phase config is missing a key, has an unknown key or a bad value."""
 
 
+# The closed choice of dataset.kind; data/adapters.py has one builder for each.
+DATASET_KINDS = ("synthetic", "kaggle", "casia", "csv")
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Where the images come from.
@@ -201,9 +205,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> PhaseConfig
 def _check_values(config: PhaseConfig, source: str) -> None:
     if config.reference.num_models < 2:
         raise ConfigError(f"{source}: 'reference.num_models' must be at least 2, got {config.reference.num_models}")
-    if config.dataset.kind not in ("synthetic", "kaggle", "casia", "csv"):
+    if config.dataset.kind not in DATASET_KINDS:
         raise ConfigError(
-            f"{source}: 'dataset.kind' must be one of synthetic, kaggle, casia, csv; got {config.dataset.kind!r}"
+            f"{source}: 'dataset.kind' must be one of {', '.join(DATASET_KINDS)}; got {config.dataset.kind!r}"
         )
     if config.model.arch != "resnet18":
         raise ConfigError(f"{source}: 'model.arch' must be resnet18, got {config.model.arch!r}")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from unlearning_challenge.data import FaceDataset, Splits
-from unlearning_challenge.training import predict_logits
+from unlearning_challenge.training import logits_accuracy, predict_logits
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,6 @@ class ModelOutputs:
     test_losses: np.ndarray
 
 
-def _accuracy(logits: torch.Tensor, labels: np.ndarray) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    return float((logits.argmax(1).numpy() == labels).mean())
-
-
 def _losses(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
     target = torch.as_tensor(labels, dtype=torch.long)
     return torch.nn.functional.cross_entropy(logits.float(), target, reduction="none").numpy().astype(np.float32)
@@ -46,9 +40,9 @@ def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits,
     test_logits = predict_logits(model, dataset.images[splits.test], device)
     return ModelOutputs(
         forget_logits=forget_logits.numpy().astype(np.float32),
-        retain_accuracy=_accuracy(retain_logits, labels[splits.retain]),
-        test_accuracy=_accuracy(test_logits, labels[splits.test]),
-        forget_accuracy=_accuracy(forget_logits, labels[splits.forget]),
+        retain_accuracy=logits_accuracy(retain_logits, labels[splits.retain]),
+        test_accuracy=logits_accuracy(test_logits, labels[splits.test]),
+        forget_accuracy=logits_accuracy(forget_logits, labels[splits.forget]),
         forget_losses=_losses(forget_logits, labels[splits.forget]),
         test_losses=_losses(test_logits, labels[splits.test]),
     )

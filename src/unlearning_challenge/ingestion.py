@@ -44,6 +44,7 @@ from unlearning_challenge.artifacts import (
     INPUT_FORMAT,
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
+    SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
     ArtifactError,
     ModelFamily,
@@ -84,8 +85,6 @@ from unlearning_challenge.runner import (
     own_children,
     reaped_children_cpu_seconds,
 )
-
-SUBMISSION_FILE = "unlearning.py"
 
 
 class IngestionError(RuntimeError):
@@ -130,7 +129,7 @@ def check_submission(submission: Path) -> None:
         found = sorted(p.name for p in submission.iterdir())[:10]
         raise IngestionError(
             f"the submission has no {SUBMISSION_FILE} at its root (found: {found}); "
-            "put unlearning.py at the top of the folder (or of the zip)"
+            f"put {SUBMISSION_FILE} at the top of the folder (or of the zip)"
         )
 
 
@@ -587,17 +586,10 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
 def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: FaceDataset,
               splits: Splits) -> ModelFamily:
     """The unlearned models' family: one row per run."""
-    return ModelFamily(
-        forget_logits=np.stack([o.forget_logits for o in outputs]),
-        forget_labels=dataset.age_group[splits.forget],
-        forget_image_ids=dataset.image_id[splits.forget],
-        retain_accuracy=np.array([o.retain_accuracy for o in outputs]),
-        test_accuracy=np.array([o.test_accuracy for o in outputs]),
-        forget_accuracy=np.array([o.forget_accuracy for o in outputs]),
-        seconds=np.array([r.seconds for r in records]),
-        seeds=np.array([r.seed for r in records]),
-        forget_losses=np.stack([o.forget_losses for o in outputs]),
-        test_losses=np.stack([o.test_losses for o in outputs]),
+    return ModelFamily.stack(
+        [vars(output) for output in outputs],
+        forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
+        seconds=[r.seconds for r in records], seeds=[r.seed for r in records],
     )
 
 

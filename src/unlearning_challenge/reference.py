@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,13 +41,13 @@ from unlearning_challenge.artifacts import (
     write_family,
     write_manifest,
 )
-from unlearning_challenge.atomic import write_json, write_npz, write_text
+from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
 from unlearning_challenge.reference_ray import RaySettings, ray_cluster
-from unlearning_challenge.timing import calibration_step_seconds
+from unlearning_challenge.timing import calibration_step_seconds, device_name
 from unlearning_challenge.training import train_model
 
 
@@ -208,16 +207,11 @@ def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, datas
             if str(f["split_fingerprint"]) != fingerprint:
                 raise ArtifactError(f"{work.retrained(seed)} was made from another split; delete it and rerun")
             records.append({k: f[k] for k in f.files})
-    return ModelFamily(
-        forget_logits=np.stack([r["forget_logits"] for r in records]).astype(np.float32),
-        forget_labels=dataset.age_group[splits.forget].astype(np.int64),
-        forget_image_ids=dataset.image_id[splits.forget].astype(np.int64),
-        retain_accuracy=np.array([r["retain_accuracy"] for r in records], dtype=np.float64),
-        test_accuracy=np.array([r["test_accuracy"] for r in records], dtype=np.float64),
-        forget_accuracy=np.array([r["forget_accuracy"] for r in records], dtype=np.float64),
-        seconds=np.array([r["seconds"] for r in records], dtype=np.float64),
-        seeds=np.array(seeds, dtype=np.int64),
-    ), float(np.mean([r["calibration_step_seconds"] for r in records]))
+    family = ModelFamily.stack(
+        records, forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
+        seconds=[r["seconds"] for r in records], seeds=seeds,
+    )
+    return family, float(np.mean([r["calibration_step_seconds"] for r in records]))
 
 
 def _provenance(device: torch.device) -> dict[str, str]:
@@ -225,7 +219,7 @@ def _provenance(device: torch.device) -> dict[str, str]:
         "package_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
     }
 
 
@@ -280,10 +274,8 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / PHASE_FILE, dump_config(config))
 
-    shutil.copyfile(work.dataset, input_dir / (DATASET_FILE + ".tmp"))
-    (input_dir / (DATASET_FILE + ".tmp")).replace(input_dir / DATASET_FILE)
-    shutil.copyfile(work.original, input_dir / (ORIGINAL_WEIGHTS + ".tmp"))
-    (input_dir / (ORIGINAL_WEIGHTS + ".tmp")).replace(input_dir / ORIGINAL_WEIGHTS)
+    copy_file(work.dataset, input_dir / DATASET_FILE)
+    copy_file(work.original, input_dir / ORIGINAL_WEIGHTS)
     write_manifest(input_dir, {
         **common,
         "format": INPUT_FORMAT,

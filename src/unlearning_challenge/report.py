@@ -26,12 +26,11 @@ from unlearning_challenge.metric import (
     EPSILON_CAP,
     bucket_points,
     example_points,
-    logit_scaled_confidence,
     forget_quality,
     per_example_epsilons,
 )
 from unlearning_challenge.mia import membership_inference
-from unlearning_challenge.statistics import extra_statistics
+from unlearning_challenge.statistics import extra_statistics, forget_confidences
 
 __all__ = ["detailed_results_html"]
 
@@ -133,13 +132,7 @@ def _note(text: str) -> str:
 def _details(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-example epsilons and both families' confidences, from ``scores`` or recomputed."""
     details = scores.get("_details") or {}
-    if "conf_unlearned" in details and "conf_retrained" in details:
-        conf_u = np.asarray(details["conf_unlearned"], dtype=np.float64)
-        conf_r = np.asarray(details["conf_retrained"], dtype=np.float64)
-    else:
-        u, r = inputs.unlearned, inputs.retrained
-        conf_u = logit_scaled_confidence(u.forget_logits, u.forget_labels)
-        conf_r = logit_scaled_confidence(r.forget_logits, r.forget_labels)
+    conf_u, conf_r = forget_confidences(scores, inputs)
     if "epsilons" in details:
         eps = np.asarray(details["epsilons"], dtype=np.float64)
     else:

@@ -92,8 +92,8 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> Scori
                 "than this reference was made from"
             )
     n_u, n_r = unlearned.num_models, retrained.num_models
-    if n_r != reference["num_models"]:
-        raise ScoringError(f"reference data: manifest says {reference['num_models']} models, arrays hold {n_r}")
+    if n_r != reference.get("num_models"):
+        raise ScoringError(f"reference data: manifest says {reference.get('num_models')} models, arrays hold {n_r}")
     if n_u != ingestion.get("num_models"):
         raise ScoringError(f"ingestion output: manifest says {ingestion.get('num_models')} models, arrays hold {n_u}")
     quick = num_models is not None
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
         config = scoring_config(ref)
         scores = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
-        scores.update(extra_statistics(scores, inputs))
+        scores.update(extra_statistics(scores, inputs, progress=True))
         write_scores(args.output, scores, inputs)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from unlearning_challenge.metric import ALPHA, final_score, forget_quality, logit_scaled_confidence
 
@@ -50,6 +52,7 @@ __all__ = [
     "bootstrap_scores",
     "default_num_resamples",
     "extra_statistics",
+    "forget_confidences",
     "perfect_unlearner_quality",
 ]
 
@@ -186,6 +189,7 @@ def bootstrap_scores(
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
     bounds: str = "empirical",
     alpha: float = ALPHA,
+    progress: bool = False,
 ) -> np.ndarray:
     """Final scores of bootstrap resamples of the models.
 
@@ -209,6 +213,8 @@ def bootstrap_scores(
         ``MIN_RESAMPLES`` resamples (or ``num_resamples`` if smaller); None: no limit.
     bounds, alpha
         The attacks' rate estimate (see :func:`unlearning_challenge.metric.forget_quality`).
+    progress : bool
+        Show a progress bar on stderr.
     """
     conf_u = _as_confidences("conf_unlearned", conf_unlearned)
     conf_r = _as_confidences("conf_retrained", conf_retrained)
@@ -227,14 +233,16 @@ def bootstrap_scores(
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     scores = []
-    for _ in range(int(num_resamples)):
-        iu = rng.integers(0, n_u, size=n_u)
-        ir = rng.integers(0, n_r, size=n_r)
-        quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
-        scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
-        if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
-                and time.perf_counter() - start > max_seconds):
-            break
+    with tqdm(total=int(num_resamples), desc="bootstrap", unit="resample", disable=not progress) as bar:
+        for _ in range(int(num_resamples)):
+            iu = rng.integers(0, n_u, size=n_u)
+            ir = rng.integers(0, n_r, size=n_r)
+            quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
+            scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
+            bar.update(1)
+            if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
+                    and time.perf_counter() - start > max_seconds):
+                break
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -292,18 +300,39 @@ def bootstrap_score_interval(
     point_estimate : float, optional
         The observed score, for ``"centered"``; computed from the inputs when not given.
     """
+    bootstrap = _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
+                           num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
+                           point_estimate=point_estimate, max_seconds=max_seconds, bounds=bounds, alpha=alpha)
+    return bootstrap.low, bootstrap.high
+
+
+@dataclass(frozen=True)
+class _Bootstrap:
+    """scores: float64 ``[R]``, the final score of each resample run; low, high: the interval."""
+
+    scores: np.ndarray
+    low: float
+    high: float
+
+
+def _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r, *, num_resamples, confidence, seed,
+               method, point_estimate, max_seconds, bounds, alpha, progress=False) -> _Bootstrap:
+    """:func:`bootstrap_score_interval`, keeping the resampled scores."""
     confidence = _check_confidence(confidence)
     _check_method(method)
     samples = bootstrap_scores(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
                                num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
-                               bounds=bounds, alpha=alpha)
+                               bounds=bounds, alpha=alpha, progress=progress)
     if method == "centered" and point_estimate is None:
         quality = forget_quality(conf_unlearned, conf_retrained, bounds=bounds, alpha=alpha)
         point_estimate = float(final_score(quality, ra_u, ra_r, ta_u, ta_r))
-    return _interval(samples, confidence, method, point_estimate)
+    low, high = _interval(samples, confidence, method, point_estimate)
+    return _Bootstrap(samples, low, high)
 
 
-def _confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+def forget_confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Forget-set confidences (unlearned, retrained), float64 ``[N, E]`` each: from
+    ``scores["_details"]`` when scoring kept them, else recomputed from ``inputs``' logits."""
     details = scores.get("_details") or {}
     if "conf_unlearned" in details and "conf_retrained" in details:
         return np.asarray(details["conf_unlearned"], float), np.asarray(details["conf_retrained"], float)
@@ -321,6 +350,7 @@ def extra_statistics(
     confidence: float = DEFAULT_CONFIDENCE,
     method: str = "centered",
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The perfect-unlearner ceiling and the score's bootstrap interval, for ``scores.json``.
 
@@ -333,6 +363,10 @@ def extra_statistics(
         Both model families (accuracies per model; logits if ``scores`` lacks
         the confidences). Its ``bounds`` and ``clopper_pearson_alpha``, when
         present, set the attacks' rate estimate (default: the published rule).
+    seed, num_resamples, confidence, method, max_seconds
+        As for :func:`bootstrap_score_interval`.
+    progress : bool
+        Show the bootstrap's progress bar on stderr (the scoring program does).
 
     Returns
     -------
@@ -351,7 +385,7 @@ def extra_statistics(
     """
     confidence = _check_confidence(confidence)
     _check_method(method)
-    conf_u, conf_r = _confidences(scores, inputs)
+    conf_u, conf_r = forget_confidences(scores, inputs)
     u, r = inputs.unlearned, inputs.retrained
     out: dict[str, Any] = {}
 
@@ -371,19 +405,15 @@ def extra_statistics(
         bootstrap["skipped"] = "resampling needs at least 2 models on each side"
     else:
         start = time.perf_counter()
-        samples = bootstrap_scores(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy,
-                                   u.test_accuracy, r.test_accuracy,
-                                   num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
-                                   bounds=bounds, alpha=alpha)
         point = scores.get("score")
-        if point is None:
-            point = final_score(forget_quality(conf_u, conf_r, bounds=bounds, alpha=alpha),
-                                u.retain_accuracy, r.retain_accuracy,
-                                u.test_accuracy, r.test_accuracy)
-        low, high = _interval(samples, confidence, method, float(point))
-        bootstrap.update(scores=samples, low=low, high=high, num_resamples=int(samples.size),
+        result = _bootstrap(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy,
+                            num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
+                            point_estimate=None if point is None else float(point), max_seconds=max_seconds,
+                            bounds=bounds, alpha=alpha, progress=progress)
+        num_run = int(result.scores.size)
+        bootstrap.update(scores=result.scores, low=result.low, high=result.high, num_resamples=num_run,
                          seconds=time.perf_counter() - start)
-        out.update(score_ci_low=low, score_ci_high=high, score_ci_confidence=confidence,
-                   score_ci_resamples=int(samples.size))
+        out.update(score_ci_low=result.low, score_ci_high=result.high, score_ci_confidence=confidence,
+                   score_ci_resamples=num_run)
     out["_statistics"] = {"perfect": perfect, "bootstrap": bootstrap}
     return out

@@ -27,18 +27,17 @@ from pathlib import Path
 
 import yaml
 
+from unlearning_challenge.artifacts import SUBMISSION_FILE, SUBMISSION_FUNCTION
 from unlearning_challenge.atomic import write_bytes
 from unlearning_challenge.bundle import deterministic_zip
 
 __all__ = ["SubmissionError", "PackedSubmission", "check_submission", "pack_submission", "main"]
 
-ENTRY_FILE = "unlearning.py"
-ENTRY_FUNCTION = "unlearning"
 ENTRY_ARGS = ("net", "retain_loader", "forget_loader", "val_loader")
 METADATA_FILE = "metadata"
 DEFAULT_METADATA = (
     "description: Code submission for the machine unlearning challenge; the ingestion program "
-    "imports unlearning.py and calls unlearning(net, retain_loader, forget_loader, val_loader).\n"
+    f"imports {SUBMISSION_FILE} and calls {SUBMISSION_FUNCTION}({', '.join(ENTRY_ARGS)}).\n"
 )
 SKIPPED_NAMES = frozenset({"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache", ".DS_Store", ".venv"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
@@ -79,18 +78,18 @@ def _check_entry(path: Path) -> list[str]:
                 for target in node.targets if isinstance(target, ast.Name)}
     imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
                 for alias in node.names}
-    if ENTRY_FUNCTION not in functions:
-        if ENTRY_FUNCTION in assigned or ENTRY_FUNCTION in imported:
+    if SUBMISSION_FUNCTION not in functions:
+        if SUBMISSION_FUNCTION in assigned or SUBMISSION_FUNCTION in imported:
             return []  # defined some other way; ingestion checks it when it imports the file
         raise SubmissionError(
-            f"{path} does not define a top-level function `{ENTRY_FUNCTION}({', '.join(ENTRY_ARGS)})`"
+            f"{path} does not define a top-level function `{SUBMISSION_FUNCTION}({', '.join(ENTRY_ARGS)})`"
         )
-    args = functions[ENTRY_FUNCTION].args
+    args = functions[SUBMISSION_FUNCTION].args
     positional = [a.arg for a in args.posonlyargs + args.args]
     if len(positional) < len(ENTRY_ARGS) and args.vararg is None:
         raise SubmissionError(
-            f"{path}: `{ENTRY_FUNCTION}` takes {len(positional)} positional argument(s) {positional}; "
-            f"it is called as {ENTRY_FUNCTION}({', '.join(ENTRY_ARGS)})"
+            f"{path}: `{SUBMISSION_FUNCTION}` takes {len(positional)} positional argument(s) {positional}; "
+            f"it is called as {SUBMISSION_FUNCTION}({', '.join(ENTRY_ARGS)})"
         )
     return []
 
@@ -129,14 +128,14 @@ def check_submission(folder: str | Path) -> tuple[list[tuple[str, Path]], bool, 
     if not folder.exists():
         raise SubmissionError(f"submission folder {folder} does not exist")
     if not folder.is_dir():
-        raise SubmissionError(f"{folder} is not a folder; give the folder that holds {ENTRY_FILE}")
-    entry = folder / ENTRY_FILE
+        raise SubmissionError(f"{folder} is not a folder; give the folder that holds {SUBMISSION_FILE}")
+    entry = folder / SUBMISSION_FILE
     if not entry.is_file():
-        found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob(ENTRY_FILE) if not _skipped(p.relative_to(folder)))
+        found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob(SUBMISSION_FILE) if not _skipped(p.relative_to(folder)))
         where = f" (found {', '.join(found)}: give that folder instead)" if found else ""
         raise SubmissionError(
-            f"{folder} has no {ENTRY_FILE} at its top level{where}; the ingestion program imports "
-            f"{ENTRY_FILE} from the zip's root and calls {ENTRY_FUNCTION}({', '.join(ENTRY_ARGS)})"
+            f"{folder} has no {SUBMISSION_FILE} at its top level{where}; the ingestion program imports "
+            f"{SUBMISSION_FILE} from the zip's root and calls {SUBMISSION_FUNCTION}({', '.join(ENTRY_ARGS)})"
         )
     warnings = _check_entry(entry)
     metadata = folder / METADATA_FILE

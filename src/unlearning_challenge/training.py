@@ -74,11 +74,18 @@ def predict_logits(
     return torch.cat(out)
 
 
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
+def logits_accuracy(logits: torch.Tensor, labels: np.ndarray) -> float:
+    """Fraction of rows of ``logits`` ``[n, C]`` whose argmax is ``labels`` ``[n]``; NaN when n is 0."""
     if len(labels) == 0:
         return float("nan")
-    logits = predict_logits(model, images, device)
     return float((logits.argmax(1).numpy() == labels).mean())
+
+
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
+    """Accuracy of ``model`` on ``images`` ``[n, 3, H, W]``; NaN when n is 0."""
+    if len(labels) == 0:
+        return float("nan")
+    return logits_accuracy(predict_logits(model, images, device), labels)
 
 
 def train_model(

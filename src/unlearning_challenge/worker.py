@@ -36,17 +36,20 @@ def _send(fd: int, event: str, *, pass_fd: int | None = None, **fields) -> None:
 
 
 def _import_submission(submission_dir: Path):
-    path = submission_dir / "unlearning.py"
+    from unlearning_challenge.artifacts import SUBMISSION_FILE, SUBMISSION_FUNCTION
+
+    path = submission_dir / SUBMISSION_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"the submission has no unlearning.py (looked in {submission_dir})")
+        raise FileNotFoundError(f"the submission has no {SUBMISSION_FILE} (looked in {submission_dir})")
     sys.path.insert(0, str(submission_dir))
-    spec = importlib.util.spec_from_file_location("unlearning", path)
+    module_name = path.stem
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["unlearning"] = module
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    function = getattr(module, "unlearning", None)
+    function = getattr(module, SUBMISSION_FUNCTION, None)
     if not callable(function):
-        raise AttributeError("unlearning.py defines no function named 'unlearning'")
+        raise AttributeError(f"{SUBMISSION_FILE} defines no function named {SUBMISSION_FUNCTION!r}")
     return function
 
 
@@ -83,10 +86,11 @@ def _setup(job: dict):
 def _save(torch, model, path: Path) -> None:
     from safetensors.torch import save_file
 
+    from unlearning_challenge.atomic import atomic_path
+
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:  # read at once by the trusted side, then deleted
+        save_file(state, str(tmp))
 
 
 def main(argv: list[str]) -> int:

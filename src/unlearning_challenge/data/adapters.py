@@ -67,8 +67,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from unlearning_challenge.config import DatasetConfig, SplitConfig
+from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, SplitConfig
 from unlearning_challenge.data.dataset import NUM_AGE_GROUPS, DataError, FaceDataset, Splits
 from unlearning_challenge.data.splits import check_splits, make_splits
 from unlearning_challenge.data.synthetic import age_to_group, generate_synthetic
@@ -76,6 +77,8 @@ from unlearning_challenge.data.synthetic import age_to_group, generate_synthetic
 KAGGLE_COLUMNS = ("image_id", "age_group", "age", "person_id")
 KAGGLE_FILES = {"retain": "retain.csv", "forget": "forget.csv", "val": "validation.csv", "test": "test.csv"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# Label of the progress bar (on stderr) while the image files are read.
+READING_IMAGES = "reading images"
 
 
 # ----------------------------------------------------------------------------
@@ -231,7 +234,7 @@ def load_kaggle(
 
     records.sort(key=lambda r: _natural_key(r[1]))
     images = []
-    for split, key, _, _, _, where in records:
+    for split, key, _, _, _, where in tqdm(records, desc=READING_IMAGES, unit="image"):
         folder, stem = key.split("-")
         images.append(read_image(root / "images" / folder / f"{stem}.png", image_size, where))
     dataset = _dataset(
@@ -357,12 +360,12 @@ def load_casia(root: str | Path, *, image_size: int = 32, age_bins: str = "range
     else:
         edges_of = dict(zip(sorted(ages), age_to_group(listed_ages)))
     images, group, age, pid = [], [], [], []
-    for s in subjects:
-        for path in found[s]:
-            images.append(read_image(path, image_size, f"subject {s} of {labels_path}"))
-            group.append(edges_of[s])
-            age.append(ages[s])
-            pid.append(ids[s])
+    subject_images = [(s, path) for s in subjects for path in found[s]]
+    for s, path in tqdm(subject_images, desc=READING_IMAGES, unit="image"):
+        images.append(read_image(path, image_size, f"subject {s} of {labels_path}"))
+        group.append(edges_of[s])
+        age.append(ages[s])
+        pid.append(ids[s])
     return _dataset(images, group, age, pid, np.arange(len(images)), image_size)
 
 
@@ -379,7 +382,7 @@ def load_csv_manifest(path: str | Path, *, root: str | Path | None = None, image
     base = Path(root) if root is not None else path.parent
     ids = subject_ids([row["subject"] for _, row in rows])
     images, group, age, pid = [], [], [], []
-    for line, row in rows:
+    for line, row in tqdm(rows, desc=READING_IMAGES, unit="image"):
         where = f"{path} line {line}"
         if not row["subject"]:
             raise DataError(f"{where}: empty subject")
@@ -410,22 +413,39 @@ def _root(cfg: DatasetConfig) -> Path:
     return Path(cfg.root)
 
 
+def _build_kaggle(cfg: DatasetConfig) -> FaceDataset:
+    return load_kaggle(_root(cfg), image_size=cfg.image_size)[0]
+
+
+def _build_casia(cfg: DatasetConfig) -> FaceDataset:
+    return load_casia(_root(cfg), image_size=cfg.image_size)
+
+
+def _build_csv(cfg: DatasetConfig) -> FaceDataset:
+    if not cfg.manifest:
+        raise DataError("dataset kind 'csv' needs dataset.manifest (the csv file)")
+    manifest = Path(cfg.manifest)
+    if cfg.root and not manifest.is_absolute():
+        manifest = Path(cfg.root) / manifest
+    return load_csv_manifest(manifest, root=cfg.root, image_size=cfg.image_size)
+
+
+# One builder per kind of config.DATASET_KINDS (a test checks that they match).
+DATASET_BUILDERS = {
+    "synthetic": generate_synthetic,
+    "kaggle": _build_kaggle,
+    "casia": _build_casia,
+    "csv": _build_csv,
+}
+
+
 def build_dataset(cfg: DatasetConfig) -> FaceDataset:
-    """The dataset of ``cfg`` (kind ``synthetic``, ``kaggle``, ``casia`` or ``csv``)."""
-    if cfg.kind == "synthetic":
-        return generate_synthetic(cfg)
-    if cfg.kind == "kaggle":
-        return load_kaggle(_root(cfg), image_size=cfg.image_size)[0]
-    if cfg.kind == "casia":
-        return load_casia(_root(cfg), image_size=cfg.image_size)
-    if cfg.kind == "csv":
-        if not cfg.manifest:
-            raise DataError("dataset kind 'csv' needs dataset.manifest (the csv file)")
-        manifest = Path(cfg.manifest)
-        if cfg.root and not manifest.is_absolute():
-            manifest = Path(cfg.root) / manifest
-        return load_csv_manifest(manifest, root=cfg.root, image_size=cfg.image_size)
-    raise DataError(f"unknown dataset kind {cfg.kind!r}; expected synthetic, kaggle, casia or csv")
+    """The dataset of ``cfg``, built by the builder of its kind (see ``DATASET_BUILDERS``)."""
+    builder = DATASET_BUILDERS.get(cfg.kind)
+    if builder is None:
+        expected = f"{', '.join(DATASET_KINDS[:-1])} or {DATASET_KINDS[-1]}"
+        raise DataError(f"unknown dataset kind {cfg.kind!r}; expected {expected}")
+    return builder(cfg)
 
 
 def build_dataset_and_splits(dataset_cfg: DatasetConfig, split_cfg: SplitConfig) -> tuple[FaceDataset, Splits]:
