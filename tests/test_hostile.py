@@ -52,8 +52,12 @@ def test_endless_loop_is_killed_at_the_hard_limit(tiny_phase, tmp_path):
     run = manifest["runs"][0]
     assert done.returncode == 1
     assert run["status"] == "timeout"
-    assert "past the hard limit of 1.5 CPU seconds per run" in run["message"]
-    assert 1.5 <= run["cpu_seconds"] < 3
+    if "CPU seconds" in run["message"]:
+        assert "past the hard limit of 1.5 CPU seconds per run" in run["message"]
+        assert 1.5 <= run["cpu_seconds"] < 3
+    else:  # a machine so busy that the loop got under a third of a core: the wall backstop, 3x the CPU limit
+        assert "past the hard limit of 4.5 s per run" in run["message"]
+        assert 4.5 <= run["seconds"] < 9
 
 
 def test_thread_sleeping_forever_does_not_hang_the_worker(tiny_phase, tmp_path):
