@@ -171,7 +171,9 @@ def _running_tasks(processes: list[psutil.Process]) -> list[str]:
 
 
 def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(dump_config(CONFIG))
+    # Enough models that some are still unfinished when the signal lands, however fast the machine.
+    config = replace(CONFIG, reference=replace(CONFIG.reference, num_models=8))
+    (tmp_path / "tiny.yaml").write_text(dump_config(config))
     # Its own temporary folder, so that it starts its own cluster instead of joining this module's.
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
@@ -179,7 +181,9 @@ def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "unlearning_challenge", "reference", "--config", str(tmp_path / "tiny.yaml"),
-             "--work", str(tmp_path / "work"), "--backend", "ray"],
+             "--work", str(tmp_path / "work"), "--backend", "ray",
+             # never the repository's committed folders, even if the run were to finish
+             "--input-data", str(tmp_path / "input_data"), "--reference-data", str(tmp_path / "reference_data")],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 180
@@ -192,7 +196,7 @@ def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
         if process.poll() is None:
             process.kill()
     text = log.read_text()
-    assert re.search(r"interrupted: cancelling [1-3] unfinished model\(s\); the finished ones stay in the work folder",
+    assert re.search(r"interrupted: cancelling [1-9] unfinished model\(s\); the finished ones stay in the work folder",
                      text), text
     assert "reference: interrupted; the finished models stay in" in text
     _, alive = psutil.wait_procs(spawned, timeout=30)  # the cluster and its workers, tasks included
