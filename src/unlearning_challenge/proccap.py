@@ -110,26 +110,20 @@ def install_fork_filter() -> tuple[int | None, str]:
 
 
 def descendants_count(root: int, exclude: set[int]) -> int:
-    """Live processes below ``root`` (zombies included), not counting the subtrees of ``exclude``."""
-    parent = {pid: parent_of(fields) for pid, fields in processes()}
-    below: dict[int, bool] = {root: True}
-    for pid in exclude:
-        below[pid] = False
+    """Live processes below ``root`` (zombies included), not counting the subtrees of ``exclude``.
 
-    def is_below(pid: int) -> bool:
-        chain = []
-        while pid not in below:
-            chain.append(pid)
-            pid = parent.get(pid, 0)
-            if pid <= 1:
-                below[pid] = False
-                break
-        answer = below[pid]
-        for seen in chain:
-            below[seen] = answer
-        return answer
-
-    return sum(1 for pid in parent if pid != root and is_below(pid))
+    ``root`` may be pid 1, as the ingestion is when a container runs it without an init.
+    """
+    children: dict[int, list[int]] = {}
+    for pid, fields in processes():
+        children.setdefault(parent_of(fields), []).append(pid)
+    count, pending = 0, [root]
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            if child not in exclude and child != root:
+                count += 1
+                pending.append(child)
+    return count
 
 
 class ForkSupervisor:
