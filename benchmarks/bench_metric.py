@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from unlearning_challenge.metric import forget_quality, per_example_epsilons
-from unlearning_challenge.timing import cpu_name
+from unlearning_challenge.reference.calibration import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "metric_reference_public.npz"

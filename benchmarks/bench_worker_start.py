@@ -21,9 +21,9 @@ import torch
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
 from unlearning_challenge.ingestion import RunPlan, load_input, start_fork_server
-from unlearning_challenge.isolation import WorkerIdentity
-from unlearning_challenge.runner import become_subreaper, kill_leftovers, own_children
-from unlearning_challenge.timing import cpu_name
+from unlearning_challenge.runner.isolation import WorkerIdentity
+from unlearning_challenge.runner.session import become_subreaper, kill_leftovers, own_children
+from unlearning_challenge.reference.calibration import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSION = ROOT / "starting_kit" / "baselines" / "do_nothing"

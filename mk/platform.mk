@@ -6,7 +6,7 @@ DIST ?= dist
 # `make submission SUBMISSION=folder [SUBMISSION_ZIP=path.zip]`; default: dist/<folder name>.zip
 SUBMISSION_ZIP ?=
 # `make docker [DOCKER_IMAGE=name:tag] [LOCAL_BASE=1] [DOCKER_BUILD_ARGS='--build-arg TORCH_VERSION=...']`
-DOCKER_IMAGE ?= $(shell $(PY) -m unlearning_challenge.bundle --settings $(SETTINGS) --get docker_image 2>/dev/null)
+DOCKER_IMAGE ?= $(shell $(PY) -m unlearning_challenge.platforms.bundle --settings $(SETTINGS) --get docker_image 2>/dev/null)
 DOCKER_BUILD_ARGS ?=
 # LOCAL_BASE=1: base image from debootstrap and Python packages from wheels downloaded on this host (no Docker Hub).
 LOCAL_BASE ?=
@@ -19,11 +19,11 @@ DOCKER_SDK := $(VENV)/.docker-sdk
 # Writes dist/competition_bundle.zip (CodaLab v1.5) and dist/codabench_bundle.zip (Codabench v2),
 # printing which phases went in and why the others were left out.
 bundle: install
-	$(PY) -m unlearning_challenge.bundle --settings $(SETTINGS) --out-dir $(DIST)
+	$(PY) -m unlearning_challenge.platforms.bundle --settings $(SETTINGS) --out-dir $(DIST)
 
 # Zips a submission folder (files at the zip's root) for upload.
 submission: install
-	$(PY) -m unlearning_challenge.submission_zip $(SUBMISSION) $(if $(SUBMISSION_ZIP),--output $(SUBMISSION_ZIP),--out-dir $(DIST))
+	$(PY) -m unlearning_challenge.platforms.submission_zip $(SUBMISSION) $(if $(SUBMISSION_ZIP),--output $(SUBMISSION_ZIP),--out-dir $(DIST))
 
 # The docker SDK (the `docker` extra), for the targets below.
 $(DOCKER_SDK): $(VENV)/.installed

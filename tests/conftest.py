@@ -33,8 +33,8 @@ def tiny_config(num_models: int = 3):
 @pytest.fixture(scope="session")
 def tiny_phase(tmp_path_factory):
     """(input_dir, reference_dir, config) of a tiny phase generated once."""
-    from unlearning_challenge.models import pick_device
-    from unlearning_challenge.reference import generate_reference
+    from unlearning_challenge.reference.models import pick_device
+    from unlearning_challenge.reference.generate import generate_reference
 
     root = tmp_path_factory.mktemp("tiny_phase")
     config = tiny_config()

@@ -126,7 +126,7 @@ def test_baseline_with_an_empty_forget_loader_still_runs(tiny_data):
 
 
 def test_table_orders_by_score_and_marks_the_oracle_and_failures():
-    from unlearning_challenge.baselines import markdown_table
+    from unlearning_challenge.platforms.baselines import markdown_table
 
     scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
               "mean_run_seconds": 3.0}
@@ -139,7 +139,7 @@ def test_table_orders_by_score_and_marks_the_oracle_and_failures():
 
 
 def test_cached_scores_are_reused_only_for_the_same_code_and_reference(tmp_path):
-    from unlearning_challenge.baselines import cache_key
+    from unlearning_challenge.platforms.baselines import cache_key
 
     folder, reference = tmp_path / "b", tmp_path / "ref"
     folder.mkdir(), reference.mkdir()
@@ -154,7 +154,7 @@ def test_cached_scores_are_reused_only_for_the_same_code_and_reference(tmp_path)
 
 
 def test_table_needs_its_markers(tmp_path):
-    from unlearning_challenge.baselines import replace_table
+    from unlearning_challenge.platforms.baselines import replace_table
 
     readme = tmp_path / "README.md"
     readme.write_text("no markers here\n")
@@ -166,7 +166,7 @@ def test_table_needs_its_markers(tmp_path):
 
 
 def test_table_has_the_membership_inference_column():
-    from unlearning_challenge.baselines import markdown_table
+    from unlearning_challenge.platforms.baselines import markdown_table
 
     scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
               "mean_run_seconds": 3.0}
@@ -179,7 +179,7 @@ def test_table_has_the_membership_inference_column():
 
 
 def test_skipped_baselines_are_named_under_the_table(tmp_path, capsys):
-    from unlearning_challenge.baselines import main, markdown_table
+    from unlearning_challenge.platforms.baselines import main, markdown_table
 
     scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
               "mean_run_seconds": 3.0, "mia_accuracy": 0.6}

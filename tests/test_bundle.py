@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning_challenge import bundle
-from unlearning_challenge.bundle import (
+from unlearning_challenge.platforms import bundle
+from unlearning_challenge.platforms.bundle import (
     CODALAB_COLUMN_KEYS,
     CODALAB_LEADERBOARD_KEYS,
     CODALAB_PHASE_KEYS,
@@ -312,7 +312,7 @@ def test_nested_zips_have_their_files_at_the_root(repo):
         assert len(tops) > 1 or "/" not in names[0], f"{name} wraps its files in a folder: {tops}"
     for program, script in (("ingestion_program.zip", "ingestion.py"), ("scoring_program.zip", "score.py")):
         names = set(nested[program].namelist())
-        assert {"metadata", script, "unlearning_challenge/__init__.py", "unlearning_challenge/bundle.py"} <= names
+        assert {"metadata", script, "unlearning_challenge/__init__.py", "unlearning_challenge/platforms/bundle.py"} <= names
         metadata = yaml.safe_load(nested[program].read("metadata"))
         assert set(metadata) <= METADATA_KEYS
     assert set(nested["check_input_data.zip"].namelist()) == {

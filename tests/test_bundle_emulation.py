@@ -47,8 +47,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning_challenge.bundle import BuildResult, build_bundles, load_settings
-from unlearning_challenge.submission_zip import pack_submission
+from unlearning_challenge.platforms.bundle import BuildResult, build_bundles, load_settings
+from unlearning_challenge.platforms.submission_zip import pack_submission
 
 from test_bundle import _codabench, _codalab_v1
 

@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from unlearning_challenge.bundle import load_settings
+from unlearning_challenge.platforms.bundle import load_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -149,7 +149,7 @@ def test_make_docker_rehearse_passes_its_options():
 
 def test_bundles_name_the_same_image(tmp_path):
     """Both yaml flavours carry settings.docker_image (checked in depth in test_bundle.py)."""
-    from unlearning_challenge.bundle import codabench_yaml, codalab_yaml, BundleLayout, PhasePlan
+    from unlearning_challenge.platforms.bundle import codabench_yaml, codalab_yaml, BundleLayout, PhasePlan
 
     settings = load_settings(ROOT / "competition" / "settings.yaml")
     layout = BundleLayout("logo.png", {k: f"{k}.html" for k in settings.pages}, "i.zip", "s.zip", "k.zip", {})

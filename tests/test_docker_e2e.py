@@ -85,7 +85,7 @@ def _scores_txt(text: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("platform", ["codabench", "codalab"])
 def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_path, capsys):
-    from unlearning_challenge.docker_rehearse import rehearse
+    from unlearning_challenge.platforms.docker_rehearse import rehearse
 
     outcome = rehearse(platform, SAMPLE, root=ROOT, settings=SETTINGS, num_models=NUM_MODELS,
                        local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
@@ -109,8 +109,8 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
 @pytest.mark.parametrize("platform", ["codabench", "codalab"])
 def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path, capsys):
     """Root in a Codabench container without capabilities, uid 1000 or root on CodaLab: the cap holds."""
-    from unlearning_challenge.docker_rehearse import rehearse
-    from unlearning_challenge.proccap import MAX_RUN_PROCESSES
+    from unlearning_challenge.platforms.docker_rehearse import rehearse
+    from unlearning_challenge.runner.proccap import MAX_RUN_PROCESSES
 
     outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, settings=SETTINGS,
                        num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearning_challenge.docker_image import (
+from unlearning_challenge.platforms.docker_image import (
     DockerImageError,
     ImageBuild,
     docker_client,
@@ -23,7 +23,7 @@ from unlearning_challenge.docker_image import (
     fingerprint,
     stage_context,
 )
-from unlearning_challenge.docker_rehearse import (
+from unlearning_challenge.platforms.docker_rehearse import (
     RehearsalError,
     StepResult,
     codabench_argv,
@@ -88,7 +88,7 @@ def test_staged_context_holds_only_what_the_dockerfile_copies(tmp_path):
         assert top == ["README.md", "docker", "pyproject.toml", "src"]
         assert [n for n in names if n.startswith("docker/")] == ["docker/Dockerfile", *wheels]
         assert not [n for n in names if "__pycache__" in n]
-        assert "src/unlearning_challenge/docker_rehearse.py" in names
+        assert "src/unlearning_challenge/platforms/docker_rehearse.py" in names
 
 
 def test_fingerprint_follows_sources_wheels_and_build_args(tmp_path):

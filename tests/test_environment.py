@@ -9,7 +9,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from unlearning_challenge.environment import (
+from unlearning_challenge.platforms.environment import (
     import_name,
     markdown_table,
     parse_table,

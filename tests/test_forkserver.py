@@ -9,8 +9,8 @@ import torch
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
 from unlearning_challenge.ingestion import RunPlan, load_input, start_fork_server
-from unlearning_challenge.isolation import WorkerIdentity
-from unlearning_challenge.runner import become_subreaper, kill_leftovers, own_children
+from unlearning_challenge.runner.isolation import WorkerIdentity
+from unlearning_challenge.runner.session import become_subreaper, kill_leftovers, own_children
 
 from conftest import ROOT
 
@@ -63,7 +63,7 @@ def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, fork_ser
 
 
 def test_missing_capabilities_reads_the_effective_set(tmp_path):
-    from unlearning_challenge.isolation import missing_capabilities
+    from unlearning_challenge.runner.isolation import missing_capabilities
 
     status = tmp_path / "status"
     status.write_text("Name:\tpython\nCapEff:\t00000000a80425fb\n")  # docker's default set: both present
@@ -74,7 +74,7 @@ def test_missing_capabilities_reads_the_effective_set(tmp_path):
 
 
 def test_root_without_setuid_keeps_its_user_and_says_why(monkeypatch):
-    from unlearning_challenge import isolation
+    from unlearning_challenge.runner import isolation
 
     monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
     monkeypatch.setattr(isolation, "missing_capabilities", lambda: ["CAP_SETUID", "CAP_SETGID"])

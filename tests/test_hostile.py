@@ -183,7 +183,7 @@ def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
 
 
 def assert_fork_bomb_held(done, manifest):
-    from unlearning_challenge.proccap import MAX_RUN_PROCESSES
+    from unlearning_challenge.runner.proccap import MAX_RUN_PROCESSES
 
     run = manifest["runs"][0]
     assert done.returncode == 0, done.stderr

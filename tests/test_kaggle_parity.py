@@ -15,7 +15,7 @@ import pytest
 from conftest import SUBMISSIONS, run_module
 from unlearning_challenge.cli import quick_check_problem
 from unlearning_challenge.data import BATCH_KEYS
-from unlearning_challenge.hints import run_hint
+from unlearning_challenge.runner.hints import run_hint
 
 
 def ingest(input_dir, out, name, *extra):

@@ -10,7 +10,7 @@ from sklearn import linear_model, model_selection
 
 from unlearning_challenge.artifacts import ArtifactError, ModelFamily, read_family, write_family, write_manifest
 from unlearning_challenge.config import ConfigError, config_from_dict
-from unlearning_challenge.mia import (
+from unlearning_challenge.scoring.mia import (
     MiaUnavailable,
     balanced_samples,
     family_mia,
@@ -19,9 +19,9 @@ from unlearning_challenge.mia import (
     simple_mia,
 )
 from unlearning_challenge.quick_check import summary_lines
-from unlearning_challenge.report import detailed_results_html
-from unlearning_challenge.scoring import ScoringInputs, compute_scores, scores_txt
-from unlearning_challenge.statistics import extra_statistics
+from unlearning_challenge.scoring.report import detailed_results_html
+from unlearning_challenge.scoring.program import ScoringInputs, compute_scores, scores_txt
+from unlearning_challenge.scoring.statistics import extra_statistics
 
 
 def test_simple_mia_runs_the_kits_cross_validation():

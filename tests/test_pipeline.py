@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SUBMISSIONS, run_module
 from unlearning_challenge.artifacts import read_family, read_manifest, INPUT_FORMAT, REFERENCE_FORMAT
-from unlearning_challenge.reference import generate_reference
+from unlearning_challenge.reference.generate import generate_reference
 
 
 def ingest(input_dir, out, submission, *extra):

@@ -11,7 +11,7 @@ import pytest
 from conftest import SUBMISSIONS, run_module
 from unlearning_challenge.artifacts import read_family
 from unlearning_challenge.config import dump_config, load_config
-from unlearning_challenge.mia import family_mia
+from unlearning_challenge.scoring.mia import family_mia
 
 
 def quick_check(input_dir, out, submission, *extra):

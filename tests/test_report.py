@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from unlearning_challenge import report, statistics
+from unlearning_challenge.scoring import report, statistics
 from unlearning_challenge.artifacts import ModelFamily
-from unlearning_challenge.report import detailed_results_html
-from unlearning_challenge.scoring import ScoringInputs, compute_scores
-from unlearning_challenge.statistics import extra_statistics
+from unlearning_challenge.scoring.report import detailed_results_html
+from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
+from unlearning_challenge.scoring.statistics import extra_statistics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>"

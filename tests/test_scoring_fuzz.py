@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SUBMISSIONS, run_module
 from unlearning_challenge.artifacts import ArtifactError
-from unlearning_challenge.scoring import ScoringError, compute_scores, read_inputs
+from unlearning_challenge.scoring.program import ScoringError, compute_scores, read_inputs
 
 FILES = ["res/unlearned.npz", "res/ingestion.json", "ref/reference.npz", "ref/manifest.json"]
 

@@ -10,8 +10,8 @@ import pytest
 
 from unlearning_challenge.artifacts import ModelFamily
 from unlearning_challenge.metric import final_score, forget_quality
-from unlearning_challenge.scoring import ScoringInputs, compute_scores
-from unlearning_challenge.statistics import (
+from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
+from unlearning_challenge.scoring.statistics import (
     MAX_RESAMPLES,
     MIN_RESAMPLES,
     bootstrap_score_interval,

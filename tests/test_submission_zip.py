@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning_challenge.submission_zip import (
+from unlearning_challenge.platforms.submission_zip import (
     DEFAULT_METADATA,
     SubmissionError,
     check_submission,

@@ -13,9 +13,9 @@ from unlearning_challenge import __version__
 
 def _reference(args: argparse.Namespace) -> int:
     from unlearning_challenge.config import load_config
-    from unlearning_challenge.models import pick_device
-    from unlearning_challenge.reference import assemble, generate_reference, parse_shard, WorkFolder
-    from unlearning_challenge.reference_ray import RaySettings
+    from unlearning_challenge.reference.models import pick_device
+    from unlearning_challenge.reference.generate import assemble, generate_reference, parse_shard, WorkFolder
+    from unlearning_challenge.reference.ray_tasks import RaySettings
 
     config = load_config(args.config)
     work = args.work or Path("work") / config.name
@@ -114,8 +114,8 @@ def _quick_check(args: argparse.Namespace) -> int:
 
 
 def _docker_build(args: argparse.Namespace) -> int:
-    from unlearning_challenge.bundle import load_settings
-    from unlearning_challenge.docker_image import ImageBuild, build_image, docker_client
+    from unlearning_challenge.platforms.bundle import load_settings
+    from unlearning_challenge.platforms.docker_image import ImageBuild, build_image, docker_client
 
     build_args = dict(arg.split("=", 1) for arg in args.build_arg)
     tag = args.tag or load_settings(args.settings).docker_image
@@ -124,7 +124,7 @@ def _docker_build(args: argparse.Namespace) -> int:
 
 
 def _docker_rehearse(args: argparse.Namespace) -> int:
-    from unlearning_challenge.docker_rehearse import rehearse
+    from unlearning_challenge.platforms.docker_rehearse import rehearse
 
     outcome = rehearse(args.platform, args.submission, root=Path.cwd(), settings=args.settings, phase=args.phase,
                        num_models=args.num_models, no_time_limit=args.no_time_limit, local_base=args.local_base,

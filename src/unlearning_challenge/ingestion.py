@@ -1,7 +1,7 @@
 """The ingestion program: runs the submission N times and records what scoring needs.
 
 For each run the trusted side starts a fresh worker (see
-:mod:`unlearning_challenge.runner`) on a fresh copy of the original model with
+:mod:`unlearning_challenge.runner.session`) on a fresh copy of the original model with
 a per-run seed, measures its wall time, then evaluates the returned weights
 itself. Output, written only by this process into ``--output``:
 
@@ -54,10 +54,10 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.config import PhaseConfig, load_config
 from unlearning_challenge.data import FaceDataset, Splits, load_dataset, save_dataset, split_fingerprint
-from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
-from unlearning_challenge.forkserver import ForkServer, ForkServerError
-from unlearning_challenge.hints import run_hint
-from unlearning_challenge.models import (
+from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
+from unlearning_challenge.runner.hints import run_hint
+from unlearning_challenge.reference.models import (
     CheckpointError,
     architecture_problems,
     build_model,
@@ -65,9 +65,9 @@ from unlearning_challenge.models import (
     nonfinite_parameters,
     pick_device,
 )
-from unlearning_challenge.sandbox import SHARED_MEMORY
-from unlearning_challenge.timing import OMP_WAIT_POLICY, Clock, calibration_step_seconds
-from unlearning_challenge.isolation import (
+from unlearning_challenge.runner.landlock import SHARED_MEMORY
+from unlearning_challenge.reference.calibration import OMP_WAIT_POLICY, Clock, calibration_step_seconds
+from unlearning_challenge.runner.isolation import (
     MAX_WORKER_PROCESSES,
     WorkerIdentity,
     copy_submission,
@@ -75,7 +75,7 @@ from unlearning_challenge.isolation import (
     locked,
     worker_identity,
 )
-from unlearning_challenge.runner import (
+from unlearning_challenge.runner.session import (
     RunRecord,
     RunStatus,
     Worker,

@@ -22,7 +22,7 @@ from unlearning_challenge.artifacts import (
     read_family,
     read_manifest,
 )
-from unlearning_challenge.mia import membership_inference
+from unlearning_challenge.scoring.mia import membership_inference
 
 
 def summary_lines(res: Path) -> tuple[list[str], bool]:

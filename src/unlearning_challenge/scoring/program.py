@@ -6,7 +6,7 @@ lines), ``scores.json`` and ``detailed_results.html`` into ``--output``. The
 reference folder's ``phase.yaml`` (section ``scoring``) chooses the rate
 estimate of the attacks; F is also reported under the other one. Besides the
 score, it reports the 2023 kit's membership-inference accuracy
-(``mia_accuracy``, see :mod:`unlearning_challenge.mia`) when the ingestion
+(``mia_accuracy``, see :mod:`unlearning_challenge.scoring.mia`) when the ingestion
 output holds the per-example losses. Exits
 non-zero when ingestion failed or its output is missing, corrupt or does not
 match the reference: on Codabench only this program's exit code fails a
@@ -36,8 +36,8 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ScoringConfig, load_config
-from unlearning_challenge.mia import membership_inference
-from unlearning_challenge.statistics import extra_statistics
+from unlearning_challenge.scoring.mia import membership_inference
+from unlearning_challenge.scoring.statistics import extra_statistics
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 
 SCORES_TXT = "scores.txt"
@@ -192,7 +192,7 @@ def scores_txt(scores: dict) -> str:
 
 
 def write_scores(output: Path, scores: dict, inputs: ScoringInputs) -> None:
-    from unlearning_challenge.report import detailed_results_html
+    from unlearning_challenge.scoring.report import detailed_results_html
 
     output.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in scores.items() if not k.startswith("_")}

@@ -1,9 +1,9 @@
 """The worker process: runs the participant's ``unlearning`` once.
 
-Started by :mod:`unlearning_challenge.runner` as
-``python -m unlearning_challenge.worker JOB.json CTRL_FD GO_FD``. It loads the
+Started by :mod:`unlearning_challenge.runner.session` as
+``python -m unlearning_challenge.runner.worker JOB.json CTRL_FD GO_FD``. It loads the
 data and the original model (trusted setup), reports ``ready`` on the control
-socket (passing the listener of its process cap, see :mod:`unlearning_challenge.proccap`), waits for ``go`` (the trusted side starts its clock there), imports the
+socket (passing the listener of its process cap, see :mod:`unlearning_challenge.runner.proccap`), waits for ``go`` (the trusted side starts its clock there), imports the
 submission, calls ``unlearning(net, retain_loader, forget_loader, val_loader)``,
 saves the returned model's weights as safetensors and reports ``done``.
 Messages on the control socket are single JSON lines; nothing is pickled.
@@ -55,7 +55,7 @@ def _import_submission(submission_dir: Path):
 
 def _confine(job: dict) -> str:
     """Confine this process to its run folder before any participant code exists in it."""
-    from unlearning_challenge.sandbox import confine, device_paths, python_read_paths
+    from unlearning_challenge.runner.landlock import confine, device_paths, python_read_paths
 
     run_dir = str(Path(job["run_dir"]).resolve())
     read_only = [p for p in python_read_paths() if not Path(p).resolve().is_relative_to(run_dir)]
@@ -67,8 +67,8 @@ def _setup(job: dict):
 
     from unlearning_challenge.config import ModelConfig
     from unlearning_challenge.data import load_dataset, make_loader
-    from unlearning_challenge.models import load_model, pick_device
-    from unlearning_challenge.training import seed_everything
+    from unlearning_challenge.reference.models import load_model, pick_device
+    from unlearning_challenge.reference.training import seed_everything
 
     device = pick_device(job.get("device"))
     dataset, splits = load_dataset(job["dataset"])
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
     stage = "setup"
     try:
         confinement = _confine(job) if job.get("sandbox", True) else "disabled by the phase config"
-        from unlearning_challenge.proccap import install_fork_filter
+        from unlearning_challenge.runner.proccap import install_fork_filter
 
         torch, net, loaders = _setup(job)
         listener, process_cap = install_fork_filter()  # after the setup: nothing answers it yet

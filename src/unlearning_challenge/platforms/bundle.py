@@ -17,7 +17,7 @@ on the competition image from the zip alone. A phase goes in only when its
 phase config and its input and reference data exist and agree; the others are
 left out with the reason. Zips are deterministic (sorted entries, fixed
 timestamps and permissions): rebuilding from the same files gives the same
-bytes. Run ``python -m unlearning_challenge.bundle --help``.
+bytes. Run ``python -m unlearning_challenge.platforms.bundle --help``.
 """
 
 from __future__ import annotations
@@ -1048,7 +1048,7 @@ def build_bundles(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m unlearning_challenge.bundle",
+        prog="python -m unlearning_challenge.platforms.bundle",
         description="Build dist/competition_bundle.zip (CodaLab v1.5) and dist/codabench_bundle.zip (Codabench v2).",
     )
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help="competition settings file, relative to --root (default: %(default)s)")

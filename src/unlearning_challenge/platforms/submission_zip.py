@@ -1,7 +1,7 @@
 """Package a submission folder as the zip participants upload.
 
 ``make submission SUBMISSION=folder`` (or ``python -m
-unlearning_challenge.submission_zip folder``) checks the folder and writes a
+unlearning_challenge.platforms.submission_zip folder``) checks the folder and writes a
 zip with the folder's files at the zip's root:
 
 - the folder must hold ``unlearning.py`` defining ``unlearning(net,
@@ -29,7 +29,7 @@ import yaml
 
 from unlearning_challenge.artifacts import SUBMISSION_FILE, SUBMISSION_FUNCTION
 from unlearning_challenge.atomic import write_bytes
-from unlearning_challenge.bundle import deterministic_zip
+from unlearning_challenge.platforms.bundle import deterministic_zip
 
 __all__ = ["SubmissionError", "PackedSubmission", "check_submission", "pack_submission", "main"]
 
@@ -187,7 +187,7 @@ def pack_submission(folder: str | Path, output: str | Path | None = None, *, out
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m unlearning_challenge.submission_zip",
+        prog="python -m unlearning_challenge.platforms.submission_zip",
         description="Zip a submission folder (the folder holding unlearning.py) for upload.",
     )
     parser.add_argument("folder", help="the folder holding unlearning.py")

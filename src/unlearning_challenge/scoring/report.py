@@ -1,7 +1,7 @@
 """The detailed results page of a scored submission.
 
 :func:`detailed_results_html` turns the scores (see
-:func:`unlearning_challenge.scoring.compute_scores`) and the scoring inputs into
+:func:`unlearning_challenge.scoring.program.compute_scores`) and the scoring inputs into
 one self-contained HTML page: inline CSS, plots embedded as base64 PNG (drawn
 with matplotlib's Agg canvas, no pyplot state), no external assets, readable
 without the project. Every piece of text that comes from the submission or the
@@ -29,8 +29,8 @@ from unlearning_challenge.metric import (
     forget_quality,
     per_example_epsilons,
 )
-from unlearning_challenge.mia import membership_inference
-from unlearning_challenge.statistics import extra_statistics, forget_confidences
+from unlearning_challenge.scoring.mia import membership_inference
+from unlearning_challenge.scoring.statistics import extra_statistics, forget_confidences
 
 __all__ = ["detailed_results_html"]
 
@@ -632,9 +632,9 @@ def detailed_results_html(scores: dict, inputs: Any) -> str:
     Parameters
     ----------
     scores : dict
-        What :func:`unlearning_challenge.scoring.compute_scores` returned, with
+        What :func:`unlearning_challenge.scoring.program.compute_scores` returned, with
         ``_details`` (epsilons ``[E]``, confidences ``[N, E]``); the keys of
-        :func:`unlearning_challenge.statistics.extra_statistics` are used when
+        :func:`unlearning_challenge.scoring.statistics.extra_statistics` are used when
         merged in, and computed otherwise.
     inputs : ScoringInputs
         Both model families and both manifests.

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from unlearning_challenge.procfs import parent_of, processes
+from unlearning_challenge.runner.procfs import parent_of, processes
 
 MAX_RUN_PROCESSES = 512
 

@@ -367,9 +367,9 @@ def rehearse(platform: str, submission: Path, *, root: Path, settings: Path, pha
              num_models: int | None = None, no_time_limit: bool = False, local_base: bool = False,
              output: Path | None = None, log=lambda line: print(line, file=sys.stderr)) -> Outcome:
     """Bundle, image (each rebuilt when stale), then both steps of ``phase`` as ``platform``'s worker runs them."""
-    from unlearning_challenge.bundle import build_bundles, load_settings
-    from unlearning_challenge.docker_image import ImageBuild, docker_client, ensure_image
-    from unlearning_challenge.submission_zip import pack_submission
+    from unlearning_challenge.platforms.bundle import build_bundles, load_settings
+    from unlearning_challenge.platforms.docker_image import ImageBuild, docker_client, ensure_image
+    from unlearning_challenge.platforms.submission_zip import pack_submission
 
     if platform not in RUNNERS:
         raise RehearsalError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")

@@ -1,7 +1,7 @@
 """The packages a submission can import: the core dependencies and the ``participant`` extra.
 
 Both ``make install`` (``.venv``) and the docker image install them.
-``make packages`` (``python -m unlearning_challenge.environment``) writes their
+``make packages`` (``python -m unlearning_challenge.platforms.environment``) writes their
 table, with the versions installed here, into ``starting_kit/README.md``
 between ``<!-- packages-table:start -->`` and ``<!-- packages-table:end -->``.
 """

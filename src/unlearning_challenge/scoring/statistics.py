@@ -357,7 +357,7 @@ def extra_statistics(
     Parameters
     ----------
     scores : dict
-        What :func:`unlearning_challenge.scoring.compute_scores` returned; its
+        What :func:`unlearning_challenge.scoring.program.compute_scores` returned; its
         ``_details`` confidences are reused when present.
     inputs : ScoringInputs
         Both model families (accuracies per model; logits if ``scores`` lacks

@@ -6,7 +6,7 @@ a trusted process, started once per ingestion, that imports what a worker
 needs and then, on request, forks a worker from that clean state. It never
 runs participant code and never initializes CUDA, so every worker still starts
 fresh: its own process, session, limits, identity and Landlock domain (applied
-by :mod:`unlearning_challenge.worker` itself, as before).
+by :mod:`unlearning_challenge.runner.worker` itself, as before).
 
 Each worker is forked twice (server -> short-lived middle process -> worker),
 so that it is reparented to the ingestion process, which must be a child
@@ -37,7 +37,7 @@ import time
 import traceback
 import warnings
 
-from unlearning_challenge.isolation import WorkerIdentity, worker_limits
+from unlearning_challenge.runner.isolation import WorkerIdentity, worker_limits
 
 READY_TIMEOUT_SECONDS = 300.0
 _PR_SET_NAME = 15
@@ -46,10 +46,10 @@ PRELOAD = (
     "torchvision",
     "safetensors.torch",
     "unlearning_challenge.data",
-    "unlearning_challenge.models",
-    "unlearning_challenge.training",
-    "unlearning_challenge.sandbox",
-    "unlearning_challenge.worker",
+    "unlearning_challenge.reference.models",
+    "unlearning_challenge.reference.training",
+    "unlearning_challenge.runner.landlock",
+    "unlearning_challenge.runner.worker",
 )
 # What submissions commonly import at the top (the ``participant`` extra), imported
 # once here rather than in every run's timed import (several seconds on a CPU;
@@ -105,7 +105,7 @@ class ForkServer:
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.matplotlib_dir = tempfile.mkdtemp(prefix="forkserver-matplotlib-")  # its font cache, built once
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "unlearning_challenge.forkserver", str(theirs.fileno())],
+            [sys.executable, "-m", "unlearning_challenge.runner.forkserver", str(theirs.fileno())],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             cwd=cwd,
@@ -163,7 +163,7 @@ class ForkServer:
 
 
 def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None:
-    """In the forked worker: the state a fresh ``python -m unlearning_challenge.worker`` would have. Never returns."""
+    """In the forked worker: the state a fresh ``python -m unlearning_challenge.runner.worker`` would have. Never returns."""
     code = 1
     try:
         _close_fds_except({0, 1, 2, ctrl_fd, go_fd, out_fd})
@@ -188,7 +188,7 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
             os.setgroups([])
             os.setgid(identity.gid)
             os.setuid(identity.uid)
-        from unlearning_challenge import worker
+        from unlearning_challenge.runner import worker
 
         code = worker.main([request["job"], str(ctrl_fd), str(go_fd)])
     except BaseException:  # noqa: BLE001 - report anything to the run's output, then exit

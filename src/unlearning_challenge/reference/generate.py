@@ -44,11 +44,11 @@ from unlearning_challenge.artifacts import (
 from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
-from unlearning_challenge.evaluation import ModelOutputs, evaluate_model
-from unlearning_challenge.models import build_model, load_model, pick_device, save_weights
-from unlearning_challenge.reference_ray import RaySettings, ray_cluster
-from unlearning_challenge.timing import calibration_step_seconds, device_name
-from unlearning_challenge.training import train_model
+from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.reference.models import build_model, load_model, pick_device, save_weights
+from unlearning_challenge.reference.ray_tasks import RaySettings, ray_cluster
+from unlearning_challenge.reference.calibration import calibration_step_seconds, device_name
+from unlearning_challenge.reference.training import train_model
 
 
 @dataclass(frozen=True)

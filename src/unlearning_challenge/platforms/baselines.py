@@ -24,7 +24,7 @@ from pathlib import Path
 
 from unlearning_challenge.artifacts import REFERENCE_FORMAT, SUBMISSION_FILE, read_manifest
 from unlearning_challenge.atomic import write_text
-from unlearning_challenge.timing import cpu_name
+from unlearning_challenge.reference.calibration import cpu_name
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}

@@ -1,7 +1,7 @@
 """Runs untrusted participant code in a worker process, measured and bounded by the trusted side.
 
 One worker process per run, in its own session (process group), started as a
-new Python or forked from the fork server (:mod:`unlearning_challenge.forkserver`). The trusted
+new Python or forked from the fork server (:mod:`unlearning_challenge.runner.forkserver`). The trusted
 side starts the clock when it tells a ready worker to go and stops it when the
 worker reports done (or dies, or runs past the hard limit); then it kills the
 worker's whole process group and any process the worker left behind
@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from unlearning_challenge.forkserver import ForkServer
-from unlearning_challenge.isolation import WorkerIdentity, worker_limits
-from unlearning_challenge.proccap import ForkSupervisor, descendants_count
-from unlearning_challenge.procfs import cpu_seconds_of, parent_of, processes, session_of, stat_fields
+from unlearning_challenge.runner.forkserver import ForkServer
+from unlearning_challenge.runner.isolation import WorkerIdentity, worker_limits
+from unlearning_challenge.runner.proccap import ForkSupervisor, descendants_count
+from unlearning_challenge.runner.procfs import cpu_seconds_of, parent_of, processes, session_of, stat_fields
 
 OUTPUT_TAIL_BYTES = 32 * 1024
 READY_TIMEOUT_SECONDS = 600.0
@@ -218,7 +218,7 @@ def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subp
     if spec.identity.dropped:
         kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
     return subprocess.Popen(
-        [sys.executable, "-m", "unlearning_challenge.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
+        [sys.executable, "-m", "unlearning_challenge.runner.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
         stdin=subprocess.DEVNULL,
         stdout=out_w,
         stderr=out_w,
@@ -235,7 +235,7 @@ class Worker:
     """A started worker process waiting for ``go``.
 
     Started by ``fork_server`` when one is given (fast: torch is already
-    imported there), else as a new ``python -m unlearning_challenge.worker``.
+    imported there), else as a new ``python -m unlearning_challenge.runner.worker``.
     """
 
     def __init__(self, spec: WorkerSpec, fork_server: ForkServer | None = None):

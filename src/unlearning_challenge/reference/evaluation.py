@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from unlearning_challenge.data import FaceDataset, Splits
-from unlearning_challenge.training import logits_accuracy, predict_logits
+from unlearning_challenge.reference.training import logits_accuracy, predict_logits
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from unlearning_challenge.config import ModelConfig, TrainingConfig
-from unlearning_challenge.models import build_model
+from unlearning_challenge.reference.models import build_model
 
 
 # Idle OpenMP threads sleep: CPU time then counts work, not waiting (see the module docstring).

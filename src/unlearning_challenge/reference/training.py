@@ -17,7 +17,7 @@ from torch import nn
 
 from unlearning_challenge.config import ModelConfig, TrainingConfig
 from unlearning_challenge.data import NUM_AGE_GROUPS, FaceDataset
-from unlearning_challenge.models import build_model
+from unlearning_challenge.reference.models import build_model
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,1 @@
+"""Organizer-side tools: the competition bundles, the submission zip, the image, the rehearsal, the baselines."""

@@ -1,0 +1,5 @@
+import sys
+
+from unlearning_challenge.scoring.program import main
+
+sys.exit(main())
