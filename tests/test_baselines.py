@@ -19,7 +19,8 @@ BASELINES = ROOT / "starting_kit" / "baselines"
 OURS = ["do_nothing", "finetune", "neggrad_plus", "scrub", "random_relabel", "reinit_finetune"]
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval"}
 FORBIDDEN_MODULES = {"requests", "urllib", "socket", "subprocess", "http", "shutil"}
-REFERENCE_MANIFEST = {"format": REFERENCE_FORMAT, "format_version": FORMAT_VERSION}
+REFERENCE_MANIFEST = {"format": REFERENCE_FORMAT, "format_version": FORMAT_VERSION, "phase": "check",
+                      "config_fingerprint": "0" * 64, "split_fingerprint": "0" * 64, "num_models": 2}
 
 
 def _load(name: str):

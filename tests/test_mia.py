@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from sklearn import linear_model, model_selection
 
-from unlearning_challenge.artifacts import ArtifactError, ModelFamily, read_family, write_family, write_manifest
+from unlearning_challenge.artifacts import (
+    ArtifactError,
+    IngestionManifest,
+    ModelFamily,
+    ReferenceManifest,
+    read_family,
+    write_family,
+    write_manifest,
+)
 from unlearning_challenge.config import ConfigError, config_from_dict
 from unlearning_challenge.scoring.mia import (
     MiaUnavailable,
@@ -139,7 +147,8 @@ def _inputs(*, losses: bool) -> ScoringInputs:
     labels = rng.integers(0, 5, 12)
     unlearned = _family(rng, n=6, losses=losses, shift=0.3, labels=labels)
     retrained = _family(rng, n=6, losses=False, labels=labels)
-    return ScoringInputs(unlearned, retrained, {"time_budget_seconds": 3.0, "runs": []}, {"num_models": 6}, False)
+    reference = ReferenceManifest(phase="check", config_fingerprint="0" * 64, split_fingerprint="0" * 64, num_models=6)
+    return ScoringInputs(unlearned, retrained, IngestionManifest(status="ok", time_budget_seconds=3.0), reference, False)
 
 
 def _scores(inputs: ScoringInputs, **kwargs) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from unlearning_challenge.scoring import report, statistics
-from unlearning_challenge.artifacts import ModelFamily
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
 from unlearning_challenge.scoring.statistics import extra_statistics
@@ -36,9 +36,10 @@ def make_inputs(n: int = 8, e: int = 12, *, budget: float | None = 1.2, quick: b
     retrained = _family(rng, n, e, labels, 0.0, 6.0)
     runs = [{"index": i, "seed": i, "status": "ok", "seconds": float(unlearned.seconds[i]),
              "message": run_message if i == 0 else ""} for i in range(n)]
-    ingestion = {"status": "ok", "message": message, "phase": "check", "device": "cpu",
-                 "time_budget_seconds": budget, "time_limit_enforced": budget is not None, "runs": runs}
-    reference = {"num_models": 2 * n if quick else n, "mean_retrain_seconds": 6.0}
+    ingestion = IngestionManifest(status="ok", message=message, phase="check", device="cpu", time_budget_seconds=budget,
+                                  time_limit_enforced=budget is not None, runs=tuple(runs))
+    reference = ReferenceManifest(phase="check", config_fingerprint="0" * 64, split_fingerprint="0" * 64,
+                                  num_models=2 * n if quick else n, mean_retrain_seconds=6.0)
     return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from unlearning_challenge.artifacts import ModelFamily
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.metric import final_score, forget_quality
 from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
 from unlearning_challenge.scoring.statistics import (
@@ -181,7 +181,9 @@ def _inputs(n: int, e: int, seed: int = 0) -> ScoringInputs:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 5, e)
     return ScoringInputs(_family(rng, n, e, labels, 0.3), _family(rng, n, e, labels, 0.0),
-                         {"time_budget_seconds": 3.0, "runs": []}, {"num_models": n}, False)
+                         IngestionManifest(status="ok", time_budget_seconds=3.0),
+                         ReferenceManifest(phase="check", config_fingerprint="0" * 64, split_fingerprint="0" * 64,
+                                           num_models=n), False)
 
 
 def test_extra_statistics_gives_flat_json_numbers_and_details():

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -238,7 +239,10 @@ def _check_family_shapes(family: ModelFamily, where: str) -> None:
 
 
 def read_manifest(folder: str | Path, *, name: str = MANIFEST, expected_format: str, what: str) -> dict[str, Any]:
-    """Read a folder's manifest and check its format and version."""
+    """Read a folder's manifest as raw JSON and check its format and version.
+
+    The typed readers below (:func:`read_input_manifest`, ...) build on it.
+    """
     path = Path(folder) / name
     if not path.is_file():
         raise ArtifactError(f"{what}: {name} is missing from {Path(folder)}")
@@ -255,5 +259,198 @@ def read_manifest(folder: str | Path, *, name: str = MANIFEST, expected_format: 
     return manifest
 
 
-def write_manifest(folder: str | Path, manifest: dict[str, Any], *, name: str = MANIFEST) -> None:
-    write_json(Path(folder) / name, manifest)
+def write_manifest(folder: str | Path, manifest: "Manifest | dict[str, Any]", *, name: str | None = None) -> None:
+    """Write a typed manifest (to its own file name) or a raw JSON dict (to ``name``, default manifest.json)."""
+    if isinstance(manifest, _Record):
+        name = name or manifest.FILE_NAME
+        manifest = manifest.to_json()
+    write_json(Path(folder) / (name or MANIFEST), manifest)
+
+
+# --- Typed manifests -------------------------------------------------------------------------------
+# Each manifest is a frozen dataclass whose fields are the JSON keys (written with sorted keys, so the
+# file is the same bytes for the same values). A field's metadata says its JSON kind, whether it may be
+# absent (None: not recorded, e.g. a manifest written before the key existed or made by hand) and, for
+# those, whether None is written as null or left out.
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list"}
+
+
+def _key(kind: type, *, optional: bool = False, none_as_null: bool = False, default: Any = None) -> Any:
+    """A manifest field of JSON kind ``kind`` (a number for ``float``; a nested record for a _Record)."""
+    metadata = {"kind": kind, "optional": optional, "none_as_null": none_as_null}
+    return field(default=default, metadata=metadata) if optional else field(metadata=metadata)
+
+
+def _checked(data: Mapping[str, Any], key: str, kind: type, where: str, *, optional: bool) -> Any:
+    """``data[key]`` checked against ``kind``; None when optional and absent or null."""
+    if key not in data or (optional and data[key] is None):
+        if optional:
+            return None
+        raise ArtifactError(f"{where} lacks the key '{key}'")
+    value = data[key]
+    json_kind = dict if issubclass(kind, _Record) else kind
+    accepted = (int, float) if json_kind is float else json_kind
+    if (isinstance(value, bool) and json_kind is not bool) or not isinstance(value, accepted):
+        raise ArtifactError(f"{where} has '{key}' = {value!r}, expected {_KIND_NAMES[json_kind]}")
+    if json_kind is float and not math.isfinite(value):
+        raise ArtifactError(f"{where} has '{key}' = {value!r}, expected a finite number")
+    return kind.from_json(value, where=f"{where}, '{key}'") if json_kind is not kind else value
+
+
+class _Record:
+    """JSON (de)serialisation of a frozen dataclass whose fields are declared with :func:`_key`."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, where: str):
+        """The record from a JSON object; ``where`` starts the error messages (e.g. "input data: manifest.json")."""
+        values = {f.name: _checked(data, f.name, f.metadata["kind"], where, optional=f.metadata["optional"])
+                  for f in fields(cls)}
+        for f in fields(cls):
+            if values[f.name] is None and f.default is not None and f.default is not MISSING:
+                values[f.name] = f.default
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object: absent optional fields left out, unless written as null."""
+        data = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and not f.metadata["none_as_null"]:
+                continue
+            data[f.name] = value.to_json() if isinstance(value, _Record) else _plain(value)
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (frozen lists) back to JSON lists; mappings to dicts."""
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSummary(_Record):
+    """Mean accuracies of one model or of a family (fractions in [0, 1])."""
+
+    retain_accuracy: float = _key(float)  # on the retain set
+    test_accuracy: float = _key(float)  # on the test set
+    forget_accuracy: float = _key(float)  # on the forget set
+    seconds: float | None = _key(float, optional=True)  # training wall seconds (the original model only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseDataManifest(_Record):
+    """What the input data and reference data manifests share: the phase, its split, N and timing."""
+
+    FORMAT: ClassVar[str]
+    FILE_NAME: ClassVar[str] = MANIFEST
+    WHAT: ClassVar[str]
+
+    phase: str = _key(str)  # the phase config's name
+    config_fingerprint: str = _key(str)  # sha256 of the phase config (PhaseConfig.fingerprint())
+    split_fingerprint: str = _key(str)  # sha256 of the dataset and its split (data.split_fingerprint)
+    num_models: int = _key(int)  # N: retrained models in the reference, runs of a submission
+    num_forget: int | None = _key(int, optional=True)  # E: forget-set examples
+    num_classes: int | None = _key(int, optional=True)  # C: classes of the model
+    mean_retrain_seconds: float | None = _key(float, optional=True)  # wall seconds of one retrain where timed
+    calibration_step_seconds: float | None = _key(float, optional=True)  # wall seconds of one training step there
+    timing_source: str | None = _key(str, optional=True)  # how mean_retrain_seconds was measured
+    provenance: Mapping[str, str] | None = _key(dict, optional=True)  # package, torch, Python versions; device
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "format": self.FORMAT, "format_version": FORMAT_VERSION}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputManifest(PhaseDataManifest):
+    """``input_data/manifest.json``: what the ingestion needs besides the phase config, dataset and weights."""
+
+    FORMAT: ClassVar[str] = INPUT_FORMAT
+    WHAT: ClassVar[str] = "input data"
+
+    time_budget_seconds: float = _key(float)  # per-run budget: time_fraction x mean_retrain_seconds (wall)
+    time_fraction: float | None = _key(float, optional=True)  # the budget as a fraction of one retrain
+    time_budget_retain_epochs: float | None = _key(float, optional=True)  # the budget as passes over the retain set
+    original: ModelSummary | None = _key(ModelSummary, optional=True)  # the original model's accuracies and seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceManifest(PhaseDataManifest):
+    """``reference_data/manifest.json``: what scoring compares against, beside ``reference.npz``."""
+
+    FORMAT: ClassVar[str] = REFERENCE_FORMAT
+    WHAT: ClassVar[str] = "reference data"
+
+    arrays_sha256: str | None = _key(str, optional=True)  # sha256 of reference.npz (None: not checked)
+    retrained: ModelSummary | None = _key(ModelSummary, optional=True)  # mean accuracies of the N retrained models
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestionManifest(_Record):
+    """``ingestion.json``: the ingestion's status, its runs and what they ran against.
+
+    Written in one of two forms: the short one (``phase`` None: the ingestion failed before
+    it read its input) holds only status, message and runs; the full one holds every key,
+    None written as null (``worker_start`` left out when unknown).
+    """
+
+    FORMAT: ClassVar[str] = INGESTION_FORMAT
+    FILE_NAME: ClassVar[str] = INGESTION_MANIFEST
+    WHAT: ClassVar[str] = "ingestion output"
+
+    status: str = _key(str)  # "ok" (every run ok, arrays written) or "failed"
+    message: str | None = _key(str, optional=True)  # one line for people: what happened
+    runs: tuple[Mapping[str, Any], ...] = _key(list, optional=True, default=())  # one record per run started
+    phase: str | None = _key(str, optional=True, none_as_null=True)  # the phase config's name
+    config_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
+    split_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
+    num_models: int | None = _key(int, optional=True, none_as_null=True)  # runs asked for (k <= N)
+    num_models_reference: int | None = _key(int, optional=True, none_as_null=True)  # N of the input data
+    time_budget_seconds: float | None = _key(float, optional=True, none_as_null=True)  # per run (None: no limit)
+    budget_clock: str | None = _key(str, optional=True, none_as_null=True)  # what the budget counts: "wall" or "cpu"
+    time_limit_enforced: bool | None = _key(bool, optional=True, none_as_null=True)  # a budget was enforced
+    device: str | None = _key(str, optional=True, none_as_null=True)  # torch device of the runs
+    package_version: str | None = _key(str, optional=True, none_as_null=True)  # this package's version
+    arrays_sha256: str | None = _key(str, optional=True, none_as_null=True)  # sha256 of unlearned.npz (ok only)
+    timing: Mapping[str, Any] | None = _key(dict, optional=True, none_as_null=True)  # how the budget was derived
+    worker_user: str | None = _key(str, optional=True, none_as_null=True)  # the user the runs ran as
+    isolation_warning: str | None = _key(str, optional=True, none_as_null=True)  # why isolation is weaker, if so
+    worker_start: str | None = _key(str, optional=True)  # how workers were started (None: unknown)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, where: str) -> "IngestionManifest":
+        manifest = super().from_json(data, where=where)
+        return replace(manifest, runs=tuple(manifest.runs))
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.phase is None:
+            data = {key: data[key] for key in ("status", "message", "runs") if key in data}
+        return {**data, "format": self.FORMAT, "format_version": FORMAT_VERSION}
+
+
+Manifest = InputManifest | ReferenceManifest | IngestionManifest
+
+
+def _read_typed(cls, folder: str | Path):
+    raw = read_manifest(folder, name=cls.FILE_NAME, expected_format=cls.FORMAT, what=cls.WHAT)
+    return cls.from_json(raw, where=f"{cls.WHAT}: {cls.FILE_NAME}")
+
+
+def read_input_manifest(folder: str | Path) -> InputManifest:
+    """``<folder>/manifest.json`` of an input data folder, checked (format, version, keys and their kinds)."""
+    return _read_typed(InputManifest, folder)
+
+
+def read_reference_manifest(folder: str | Path) -> ReferenceManifest:
+    """``<folder>/manifest.json`` of a reference data folder, checked."""
+    return _read_typed(ReferenceManifest, folder)
+
+
+def read_ingestion_manifest(folder: str | Path) -> IngestionManifest:
+    """``<folder>/ingestion.json`` of an ingestion output, checked."""
+    return _read_typed(IngestionManifest, folder)

@@ -38,17 +38,15 @@ import unlearning_challenge
 from unlearning_challenge import __version__
 from unlearning_challenge.artifacts import (
     DATASET_FILE,
-    FORMAT_VERSION,
-    INGESTION_FORMAT,
-    INGESTION_MANIFEST,
-    INPUT_FORMAT,
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
     SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
     ArtifactError,
+    IngestionManifest,
+    InputManifest,
     ModelFamily,
-    read_manifest,
+    read_input_manifest,
     write_family,
     write_manifest,
 )
@@ -108,14 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_input(input_dir: Path) -> tuple[PhaseConfig, dict, FaceDataset, Splits]:
+def load_input(input_dir: Path) -> tuple[PhaseConfig, InputManifest, FaceDataset, Splits]:
     """Read and cross-check the input data folder."""
-    manifest = read_manifest(input_dir, expected_format=INPUT_FORMAT, what="input data")
+    manifest = read_input_manifest(input_dir)
     config = load_config(input_dir / PHASE_FILE)
-    if config.fingerprint() != manifest["config_fingerprint"]:
+    if config.fingerprint() != manifest.config_fingerprint:
         raise ArtifactError(f"input data: {PHASE_FILE} does not match manifest.json (config fingerprint differs)")
     dataset, splits = load_dataset(input_dir / DATASET_FILE)
-    if split_fingerprint(dataset, splits) != manifest["split_fingerprint"]:
+    if split_fingerprint(dataset, splits) != manifest.split_fingerprint:
         raise ArtifactError(f"input data: {DATASET_FILE} does not match manifest.json (split fingerprint differs)")
     if not (input_dir / ORIGINAL_WEIGHTS).is_file():
         raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
@@ -332,9 +330,9 @@ class RunLimits:
     cpu_limit: float | None
 
     @classmethod
-    def derive(cls, clock: Clock, budget: float | None, config: PhaseConfig, manifest: dict) -> "RunLimits":
+    def derive(cls, clock: Clock, budget: float | None, config: PhaseConfig, manifest: InputManifest) -> "RunLimits":
         if budget is None:
-            return cls(clock, None, max(10 * manifest["mean_retrain_seconds"], 600.0), None)
+            return cls(clock, None, max(10 * manifest.mean_retrain_seconds, 600.0), None)
         hard = budget * config.ingestion.hard_timeout_factor
         if clock is Clock.CPU:
             return cls(clock, budget, hard * CPU_CLOCK_WALL_FACTOR, hard)
@@ -345,7 +343,7 @@ class RunLimits:
         return record.cpu_seconds if self.clock is Clock.CPU else record.seconds
 
 
-def time_budget(config: PhaseConfig, manifest: dict, dataset: FaceDataset, splits: Splits, device: torch.device,
+def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDataset, splits: Splits, device: torch.device,
                 *, no_time_limit: bool = False, budget_seconds: float | None = None) -> tuple[float | None, dict]:
     """The per-run budget in seconds of ``Clock.for_device(device)`` (None: no limit) and how it was derived.
 
@@ -354,22 +352,22 @@ def time_budget(config: PhaseConfig, manifest: dict, dataset: FaceDataset, split
     """
     clock = Clock.for_device(device)
     unit = "CPU seconds" if clock is Clock.CPU else "s"
-    reference_budget = manifest["time_budget_seconds"]
+    reference_budget = manifest.time_budget_seconds
     timing = {"reference_budget_seconds": reference_budget, "speed_ratio": None, "clock": clock.value,
               "unit": unit, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     if no_time_limit:
         return None, {**timing, "explanation": "no time limit"}
     if budget_seconds is not None:
         return budget_seconds, {**timing, "explanation": "budget given on the command line"}
-    fraction, retrain = manifest["time_fraction"], manifest["mean_retrain_seconds"]
+    fraction, retrain = manifest.time_fraction, manifest.mean_retrain_seconds
     explanation = f"{fraction:.0%} of one retrain's {retrain:.1f} s"
-    if config.ingestion.budget_scaling == "none" or not manifest.get("calibration_step_seconds"):
+    if config.ingestion.budget_scaling == "none" or not manifest.calibration_step_seconds:
         return reference_budget, {**timing, "explanation": explanation}
     here = calibration_step_seconds(
         dataset.images[splits.retain], dataset.age_group[splits.retain],
         model_cfg=config.model, train_cfg=config.training, device=device, clock=clock,
     )
-    ratio = here / manifest["calibration_step_seconds"]
+    ratio = here / manifest.calibration_step_seconds
     if clock is Clock.CPU:
         explanation += f", scaled by {ratio:.2f} to this machine's CPU seconds"
     else:
@@ -391,26 +389,27 @@ def start_fork_server(config: PhaseConfig, subreaper: bool, log=print) -> ForkSe
     return ForkServer(worker_env(Path("/")))
 
 
-def ingestion_manifest(config: PhaseConfig, manifest: dict, records: list[RunRecord], *, status: str, message: str,
-                       num_models: int, budget: float | None, device: torch.device, arrays_sha256: str | None) -> dict:
-    return {
-        "format": INGESTION_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "status": status,
-        "message": message,
-        "phase": config.name,
-        "config_fingerprint": manifest["config_fingerprint"],
-        "split_fingerprint": manifest["split_fingerprint"],
-        "num_models": num_models,
-        "num_models_reference": manifest["num_models"],
-        "time_budget_seconds": budget,
-        "budget_clock": Clock.for_device(device).value,
-        "time_limit_enforced": budget is not None,
-        "device": str(device),
-        "package_version": __version__,
-        "arrays_sha256": arrays_sha256,
-        "runs": [r.to_json() for r in records],
-    }
+def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: list[RunRecord], *, status: str,
+                       message: str, num_models: int, budget: float | None, device: torch.device,
+                       arrays_sha256: str | None, **details) -> IngestionManifest:
+    """The output's manifest; ``details``: timing, worker_user, isolation_warning, worker_start."""
+    return IngestionManifest(
+        status=status,
+        message=message,
+        phase=config.name,
+        config_fingerprint=manifest.config_fingerprint,
+        split_fingerprint=manifest.split_fingerprint,
+        num_models=num_models,
+        num_models_reference=manifest.num_models,
+        time_budget_seconds=budget,
+        budget_clock=Clock.for_device(device).value,
+        time_limit_enforced=budget is not None,
+        device=str(device),
+        package_version=__version__,
+        arrays_sha256=arrays_sha256,
+        runs=tuple(r.to_json() for r in records),
+        **details,
+    )
 
 
 def shared_memory_entries() -> set[str]:
@@ -516,9 +515,9 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     check_output_writable(output)
     config, manifest, dataset, splits = load_input(args.input)
     check_submission(args.submission)
-    num_models = manifest["num_models"] if args.num_models is None else args.num_models
-    if not 1 <= num_models <= manifest["num_models"]:
-        raise IngestionError(f"--num-models must be between 1 and {manifest['num_models']}, got {num_models}")
+    num_models = manifest.num_models if args.num_models is None else args.num_models
+    if not 1 <= num_models <= manifest.num_models:
+        raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
     device = pick_device(args.device)
     budget, timing = time_budget(config, manifest, dataset, splits, device,
                                  no_time_limit=args.no_time_limit, budget_seconds=args.time_budget)
@@ -542,9 +541,9 @@ def run_ingestion(args: argparse.Namespace, log=print) -> int:
     extra = {"timing": timing, "worker_user": identity.name, "isolation_warning": warning}
 
     def write(status: str, message: str, sha: str | None) -> None:
-        write_manifest(output, {**ingestion_manifest(
+        write_manifest(output, ingestion_manifest(
             config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=device, arrays_sha256=sha), **extra}, name=INGESTION_MANIFEST)
+            budget=budget, device=device, arrays_sha256=sha, **extra))
 
     try:
         with locked([args.input.resolve(), output.resolve()], identity) as lock_warnings:
@@ -612,11 +611,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def record_failure(output: Path, message: str) -> None:
     """Write a failed ingestion manifest, if the output folder can be written at all."""
-    failure = {"format": INGESTION_FORMAT, "format_version": FORMAT_VERSION, "status": "failed",
-               "message": message, "runs": []}
     try:
         output.mkdir(parents=True, exist_ok=True)
-        write_manifest(output, failure, name=INGESTION_MANIFEST)
+        write_manifest(output, IngestionManifest(status="failed", message=message))
     except OSError as exc:
         print(f"ingestion: could not record the failure in {output}: {exc}", file=sys.stderr)
 

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 from unlearning_challenge.artifacts import (
-    INGESTION_FORMAT,
     INGESTION_MANIFEST,
     UNLEARNED_ARRAYS,
     ArtifactError,
     read_family,
-    read_manifest,
+    read_ingestion_manifest,
 )
 from unlearning_challenge.scoring.mia import membership_inference
 
@@ -28,14 +27,15 @@ from unlearning_challenge.scoring.mia import membership_inference
 def summary_lines(res: Path) -> tuple[list[str], bool]:
     """``key: value`` lines describing the ingestion output in ``res``, and whether the run succeeded."""
     try:
-        manifest = read_manifest(res, name=INGESTION_MANIFEST, expected_format=INGESTION_FORMAT, what="ingestion output")
+        manifest = read_ingestion_manifest(res)
     except ArtifactError as exc:
         return ["status: failed", f"message: no ingestion output to read ({exc}); see the ingestion log above"], False
-    runs = manifest.get("runs") or []
-    budget = manifest.get("time_budget_seconds")
-    lines = [f"status: {manifest.get('status')}"]
-    if manifest.get("status") == "ok":
-        family = read_family(res / UNLEARNED_ARRAYS, expected_sha256=manifest.get("arrays_sha256"), what="ingestion output")
+    runs = manifest.runs
+    budget = manifest.time_budget_seconds
+    timing = manifest.timing or {}
+    lines = [f"status: {manifest.status}"]
+    if manifest.status == "ok":
+        family = read_family(res / UNLEARNED_ARRAYS, expected_sha256=manifest.arrays_sha256, what="ingestion output")
         mia = membership_inference(family)
         mia_text = f"{mia['mean']:.6f}" if "mean" in mia else f"n/a ({mia['unavailable']})"
         lines += [
@@ -45,16 +45,16 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
             f"mia_accuracy: {mia_text}",
         ]
     else:
-        lines.append(f"message: {' '.join(str(manifest.get('message', '')).split())}")
+        lines.append(f"message: {' '.join((manifest.message or '').split())}")
     if runs:
         seconds = float(runs[-1].get("seconds") or 0.0)
         lines.append(f"run_seconds: {seconds:.3f}")
-        if (manifest.get("timing") or {}).get("clock") == "cpu" and runs[-1].get("cpu_seconds") is not None:
+        if timing.get("clock") == "cpu" and runs[-1].get("cpu_seconds") is not None:
             # On a CPU the budget counts the run's CPU seconds (all its threads and processes).
             seconds = float(runs[-1]["cpu_seconds"])
             lines += [f"run_cpu_seconds: {seconds:.3f}", "budget_clock: cpu (the budget counts CPU seconds)"]
         if budget is None:
-            reference = (manifest.get("timing") or {}).get("reference_budget_seconds")
+            reference = timing.get("reference_budget_seconds")
             lines.append("time_budget_seconds: none (no time limit)" if reference is None else
                          f"time_budget_seconds: none (no time limit; the phase's budget on its reference machine "
                          f"is {float(reference):.3f})")
@@ -62,7 +62,7 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
             lines.append(f"time_budget_seconds: {float(budget):.3f}")
             if runs[-1].get("status") in ("ok", "timeout"):  # a run that crashed has no time to judge
                 lines.append(f"within_budget: {'yes' if seconds <= float(budget) else 'no'}")
-    return lines, manifest.get("status") == "ok"
+    return lines, manifest.status == "ok"
 
 
 def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, no_time_limit: bool = False) -> int:

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from unlearning_challenge.artifacts import REFERENCE_FORMAT, SUBMISSION_FILE, read_manifest
+from unlearning_challenge.artifacts import SUBMISSION_FILE, read_reference_manifest
 from unlearning_challenge.atomic import write_text
 from unlearning_challenge.reference.calibration import cpu_name
 
@@ -45,12 +45,8 @@ def cache_key(folder: Path, reference_data: Path) -> dict:
     code = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         code.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    reference = _reference_manifest(reference_data)
-    return {"submission_sha256": code.hexdigest(), "reference_sha256": reference["arrays_sha256"]}
-
-
-def _reference_manifest(reference_data: Path) -> dict:
-    return read_manifest(reference_data, expected_format=REFERENCE_FORMAT, what="reference data")
+    reference = read_reference_manifest(reference_data)
+    return {"submission_sha256": code.hexdigest(), "reference_sha256": reference.arrays_sha256}
 
 
 def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Path) -> dict:
@@ -127,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
         print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
-    num_models = _reference_manifest(args.reference_data)["num_models"]
+    num_models = read_reference_manifest(args.reference_data).num_models
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     table = markdown_table(results, num_models, machine, tuple(args.skip))
     replace_table(args.readme, table)

@@ -37,12 +37,13 @@ import yaml
 
 from unlearning_challenge.artifacts import (
     INPUT_FILES,
-    INPUT_FORMAT,
     MANIFEST,
     REFERENCE_FILES,
-    REFERENCE_FORMAT,
     ArtifactError,
-    read_manifest,
+    InputManifest,
+    ReferenceManifest,
+    read_input_manifest,
+    read_reference_manifest,
 )
 from unlearning_challenge.atomic import write_bytes
 from unlearning_challenge.config import ConfigError, load_config
@@ -450,12 +451,12 @@ class PhasePlan:
         return f"{text}; create the data with `{self.hint}`" if self.hint else text
 
 
-def _read_manifest(folder: Path, expected_format: str, what: str) -> dict:
-    """The folder's manifest, read and checked by :func:`artifacts.read_manifest`; its errors
-    become BundleErrors that name the file's path."""
+def _read_manifest(folder: Path, read, what: str) -> InputManifest | ReferenceManifest:
+    """The folder's manifest, read and checked by ``read`` (:func:`artifacts.read_input_manifest`
+    or :func:`artifacts.read_reference_manifest`); its errors become BundleErrors that name the file's path."""
     path = folder / MANIFEST
     try:
-        return read_manifest(folder, expected_format=expected_format, what=what)
+        return read(folder)
     except ArtifactError as exc:
         if exc.__cause__ is not None:  # not readable as JSON
             raise BundleError(f"{what}: cannot read {path}: {exc.__cause__}") from None
@@ -486,10 +487,10 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
             config = load_config(config_path)
         except ConfigError as exc:
             plan.reasons.append(f"phase config {phase.config} is invalid: {exc}")
-    folders = ((phase.input_data, INPUT_FILES, INPUT_FORMAT, "input data"),
-               (phase.reference_data, REFERENCE_FILES, REFERENCE_FORMAT, "reference data"))
-    manifests: dict[str, dict] = {}
-    for folder, files, fmt, what in folders:
+    folders = ((phase.input_data, INPUT_FILES, read_input_manifest, "input data"),
+               (phase.reference_data, REFERENCE_FILES, read_reference_manifest, "reference data"))
+    manifests: dict[str, InputManifest | ReferenceManifest] = {}
+    for folder, files, read, what in folders:
         path = root / folder
         if not path.is_dir():
             plan.reasons.append(f"{what} folder {folder} does not exist")
@@ -501,7 +502,7 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
             plan.hint = hint
             continue
         try:
-            manifests[what] = _read_manifest(path, fmt, what)
+            manifests[what] = _read_manifest(path, read, what)
         except BundleError as exc:
             plan.reasons.append(str(exc))
     if plan.reasons:
@@ -509,17 +510,17 @@ def plan_phase(phase: PhaseSettings, root: Path, limits: TimeLimitSettings) -> P
     inputs, reference = manifests["input data"], manifests["reference data"]
     fingerprint = config.fingerprint()
     for what, manifest in manifests.items():
-        if manifest.get("config_fingerprint") != fingerprint:
+        if manifest.config_fingerprint != fingerprint:
             plan.reasons.append(f"{what} in {phase.input_data if what == 'input data' else phase.reference_data} "
                                 f"was made from another phase config than {phase.config}")
             plan.hint = hint
-    if inputs.get("split_fingerprint") != reference.get("split_fingerprint"):
+    if inputs.split_fingerprint != reference.split_fingerprint:
         plan.reasons.append("input data and reference data come from different splits")
         plan.hint = hint
-    num_models = inputs.get("num_models")
-    budget = inputs.get("time_budget_seconds")
-    if num_models != reference.get("num_models"):
-        plan.reasons.append(f"input data says N={num_models}, reference data N={reference.get('num_models')}")
+    num_models = inputs.num_models
+    budget = inputs.time_budget_seconds
+    if num_models != reference.num_models:
+        plan.reasons.append(f"input data says N={num_models}, reference data N={reference.num_models}")
     elif num_models != config.reference.num_models:
         plan.reasons.append(f"{phase.config} asks for N={config.reference.num_models} but the data hold "
                             f"N={num_models} retrained models")

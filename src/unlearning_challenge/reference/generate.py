@@ -30,14 +30,14 @@ from tqdm.auto import tqdm
 from unlearning_challenge import __version__
 from unlearning_challenge.artifacts import (
     DATASET_FILE,
-    INPUT_FORMAT,
-    FORMAT_VERSION,
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
     REFERENCE_ARRAYS,
-    REFERENCE_FORMAT,
     ArtifactError,
+    InputManifest,
     ModelFamily,
+    ModelSummary,
+    ReferenceManifest,
     write_family,
     write_manifest,
 )
@@ -257,41 +257,40 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
     if retime_models:
         mean_seconds, calibration = retime(config, dataset, splits, device, retime_models)
         timing_source = f"{retime_models} model(s) retrained again to time them on {_provenance(device)['device']}"
-    common = {
-        "format_version": FORMAT_VERSION,
-        "phase": config.name,
-        "config_fingerprint": config.fingerprint(),
-        "split_fingerprint": fingerprint,
-        "num_models": family.num_models,
-        "num_forget": int(len(splits.forget)),
-        "num_classes": config.model.num_classes,
-        "mean_retrain_seconds": mean_seconds,
-        "calibration_step_seconds": calibration,
-        "timing_source": timing_source,
-        "provenance": _provenance(device),
-    }
+    common = dict(
+        phase=config.name,
+        config_fingerprint=config.fingerprint(),
+        split_fingerprint=fingerprint,
+        num_models=family.num_models,
+        num_forget=int(len(splits.forget)),
+        num_classes=config.model.num_classes,
+        mean_retrain_seconds=mean_seconds,
+        calibration_step_seconds=calibration,
+        timing_source=timing_source,
+        provenance=_provenance(device),
+    )
     for folder in (input_dir, reference_dir):
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / PHASE_FILE, dump_config(config))
 
     copy_file(work.dataset, input_dir / DATASET_FILE)
     copy_file(work.original, input_dir / ORIGINAL_WEIGHTS)
-    write_manifest(input_dir, {
+    write_manifest(input_dir, InputManifest(
         **common,
-        "format": INPUT_FORMAT,
-        "time_fraction": config.ingestion.time_fraction,
-        "time_budget_seconds": config.ingestion.time_fraction * mean_seconds,
-        "time_budget_retain_epochs": config.ingestion.time_fraction * config.training.epochs,
-        "original": {k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")},
-    })
+        time_fraction=config.ingestion.time_fraction,
+        time_budget_seconds=config.ingestion.time_fraction * mean_seconds,
+        time_budget_retain_epochs=config.ingestion.time_fraction * config.training.epochs,
+        original=ModelSummary(**{k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")}),
+    ))
 
     sha = write_family(reference_dir / REFERENCE_ARRAYS, family)
-    summary = {
-        "retain_accuracy": float(family.retain_accuracy.mean()),
-        "test_accuracy": float(family.test_accuracy.mean()),
-        "forget_accuracy": float(family.forget_accuracy.mean()),
-    }
-    write_manifest(reference_dir, {**common, "format": REFERENCE_FORMAT, "arrays_sha256": sha, "retrained": summary})
+    retrained = ModelSummary(
+        retain_accuracy=float(family.retain_accuracy.mean()),
+        test_accuracy=float(family.test_accuracy.mean()),
+        forget_accuracy=float(family.forget_accuracy.mean()),
+    )
+    write_manifest(reference_dir, ReferenceManifest(**common, arrays_sha256=sha, retrained=retrained))
+    summary = retrained.to_json()
     return {"original": original, "retrained": summary, "mean_retrain_seconds": mean_seconds}
 
 

@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from unlearning_challenge.artifacts import (
-    INGESTION_FORMAT,
     INGESTION_MANIFEST,
     PHASE_FILE,
     REFERENCE_ARRAYS,
-    REFERENCE_FORMAT,
     UNLEARNED_ARRAYS,
     ArtifactError,
+    IngestionManifest,
     ModelFamily,
+    ReferenceManifest,
     read_family,
-    read_manifest,
+    read_ingestion_manifest,
+    read_reference_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ScoringConfig, load_config
@@ -53,16 +54,16 @@ class ScoringError(RuntimeError):
 class ScoringInputs:
     """Both families, checked against each other, and both manifests."""
 
-    unlearned: ModelFamily
-    retrained: ModelFamily
-    ingestion: dict
-    reference: dict
-    quick_check: bool
+    unlearned: ModelFamily  # the submission's N runs (or the first k: quick check)
+    retrained: ModelFamily  # the reference's N retrained models (or the first k)
+    ingestion: IngestionManifest
+    reference: ReferenceManifest
+    quick_check: bool  # True: only the first k models of each side are scored
 
 
-def _failed_runs_text(ingestion: dict) -> str:
+def _failed_runs_text(ingestion: IngestionManifest) -> str:
     lines = []
-    for run in ingestion.get("runs", []):
+    for run in ingestion.runs:
         if run.get("status") != "ok":
             lines.append(f"  run {run.get('index')}: {run.get('status')}: {run.get('message')}")
             if run.get("traceback_tail"):
@@ -77,25 +78,25 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> Scori
             f"the ingestion output is missing ({INGESTION_MANIFEST} not found in {res}): "
             "the ingestion program did not run or crashed before writing; see its log"
         )
-    ingestion = read_manifest(res, name=INGESTION_MANIFEST, expected_format=INGESTION_FORMAT, what="ingestion output")
-    if ingestion.get("status") != "ok":
+    ingestion = read_ingestion_manifest(res)
+    if ingestion.status != "ok":
         details = _failed_runs_text(ingestion)
-        raise ScoringError(f"the submission failed during ingestion: {ingestion.get('message')}" + (f"\n{details}" if details else ""))
-    reference = read_manifest(ref, expected_format=REFERENCE_FORMAT, what="reference data")
-    unlearned = read_family(res / UNLEARNED_ARRAYS, expected_sha256=ingestion.get("arrays_sha256"), what="ingestion output")
-    retrained = read_family(ref / REFERENCE_ARRAYS, expected_sha256=reference.get("arrays_sha256"), what="reference data")
+        raise ScoringError(f"the submission failed during ingestion: {ingestion.message}" + (f"\n{details}" if details else ""))
+    reference = read_reference_manifest(ref)
+    unlearned = read_family(res / UNLEARNED_ARRAYS, expected_sha256=ingestion.arrays_sha256, what="ingestion output")
+    retrained = read_family(ref / REFERENCE_ARRAYS, expected_sha256=reference.arrays_sha256, what="reference data")
     for key in ("split_fingerprint", "config_fingerprint"):
-        if ingestion.get(key) != reference.get(key):
+        if getattr(ingestion, key) != getattr(reference, key):
             raise ScoringError(
-                f"{key.replace('_', ' ')} differs: ingestion output has {str(ingestion.get(key))[:16]}..., "
-                f"reference data has {str(reference.get(key))[:16]}...; the submission was run on other data "
+                f"{key.replace('_', ' ')} differs: ingestion output has {str(getattr(ingestion, key))[:16]}..., "
+                f"reference data has {str(getattr(reference, key))[:16]}...; the submission was run on other data "
                 "than this reference was made from"
             )
     n_u, n_r = unlearned.num_models, retrained.num_models
-    if n_r != reference.get("num_models"):
-        raise ScoringError(f"reference data: manifest says {reference.get('num_models')} models, arrays hold {n_r}")
-    if n_u != ingestion.get("num_models"):
-        raise ScoringError(f"ingestion output: manifest says {ingestion.get('num_models')} models, arrays hold {n_u}")
+    if n_r != reference.num_models:
+        raise ScoringError(f"reference data: manifest says {reference.num_models} models, arrays hold {n_r}")
+    if n_u != ingestion.num_models:
+        raise ScoringError(f"ingestion output: manifest says {ingestion.num_models} models, arrays hold {n_u}")
     quick = num_models is not None
     if quick:
         if not 2 <= num_models <= min(n_u, n_r):
@@ -169,7 +170,8 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
         "test_accuracy_retrained": float(r.test_accuracy.mean()),
         "forget_accuracy_unlearned": float(u.forget_accuracy.mean()),
         "forget_accuracy_retrained": float(r.forget_accuracy.mean()),
-        "mean_retrain_seconds": float(inputs.reference.get("mean_retrain_seconds", r.seconds.mean())),
+        "mean_retrain_seconds": float(r.seconds.mean() if inputs.reference.mean_retrain_seconds is None
+                                     else inputs.reference.mean_retrain_seconds),
         "num_models": int(u.num_models),
         "num_forget_examples": int(u.forget_logits.shape[1]),
         "bounds": bounds,
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = read_inputs(res, ref, num_models=args.num_models)
         if inputs.quick_check:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
-                  f"not the phase's {inputs.reference['num_models']}", file=sys.stderr)
+                  f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
         config = scoring_config(ref)
         scores = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
         scores.update(extra_statistics(scores, inputs, progress=True))

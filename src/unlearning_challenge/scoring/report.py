@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from unlearning_challenge.artifacts import IngestionManifest
 from unlearning_challenge.metric import (
     ALPHA,
     EPSILON_CAP,
@@ -371,26 +372,26 @@ def _plot_bootstrap(samples: np.ndarray, score: float, low: float, high: float, 
 # ----------------------------------------------------------------------------- sections
 
 def _header(scores: dict, inputs: Any) -> str:
-    ingestion, reference = inputs.ingestion or {}, inputs.reference or {}
+    ingestion, reference = inputs.ingestion, inputs.reference
     n, e = int(scores.get("num_models", inputs.unlearned.num_models)), int(
         scores.get("num_forget_examples", inputs.unlearned.forget_logits.shape[1]))
-    phase = ingestion.get("phase") or reference.get("phase")
+    phase = ingestion.phase or reference.phase
     parts = [f"N = {n} models per family", f"E = {e} forget examples"]
     if phase:
         parts.insert(0, f"phase {_esc(phase)}")
-    if ingestion.get("device"):
-        parts.append(f"unlearning ran on {_esc(ingestion['device'])}")
+    if ingestion.device:
+        parts.append(f"unlearning ran on {_esc(ingestion.device)}")
     out = ["<h1>Machine unlearning: detailed results</h1>", f'<p class="sub">{" &middot; ".join(parts)}</p>']
     if inputs.quick_check:
-        full = reference.get("num_models")
+        full = reference.num_models
         out.append(
             '<div class="banner"><b>Quick check.</b> Only the first '
             f"{n} models of each family were scored" + (f", not the phase's {_esc(full)}" if full else "") +
             ". With fewer models the attacks have fewer samples and there are fewer buckets: this score is a "
             "rehearsal, not comparable with the leaderboard.</div>"
         )
-    if ingestion.get("message"):
-        out.append(f'<p class="muted">Ingestion: {_esc(ingestion["message"])}</p>')
+    if ingestion.message:
+        out.append(f'<p class="muted">Ingestion: {_esc(ingestion.message)}</p>')
     return "\n".join(out)
 
 
@@ -404,8 +405,7 @@ def _summary(scores: dict, stats: dict, inputs: Any, qualities: dict, mia: dict)
     alpha = float(scores.get("clopper_pearson_alpha", ALPHA))
     bounds_name = "Clopper-Pearson" if scores.get("bounds") == "clopper-pearson" else "empirical"
     score = float(scores["score"])
-    ingestion = inputs.ingestion or {}
-    budget = ingestion.get("time_budget_seconds")
+    budget = inputs.ingestion.time_budget_seconds
     perfect = stats.get("forget_quality_perfect")
     perfect_text = "n/a (too few models to split)"
     if perfect is not None:
@@ -514,14 +514,14 @@ def _accuracy_section(inputs: Any) -> str:
 
 
 def _time_section(scores: dict, inputs: Any) -> str:
-    ingestion, reference = inputs.ingestion or {}, inputs.reference or {}
-    budget = ingestion.get("time_budget_seconds")
+    ingestion, reference = inputs.ingestion, inputs.reference
+    budget = ingestion.time_budget_seconds
     budget = None if budget is None else float(budget)
     seconds = np.asarray(inputs.unlearned.seconds, dtype=np.float64)
-    retrain = scores.get("mean_retrain_seconds", reference.get("mean_retrain_seconds"))
+    retrain = scores.get("mean_retrain_seconds", reference.mean_retrain_seconds)
     retrain = None if retrain is None else float(retrain)
-    cpu = [run.get("cpu_seconds") for run in ingestion.get("runs") or [] if isinstance(run, dict)]
-    cpu_clock = ingestion.get("budget_clock") == "cpu" and len(cpu) == seconds.size and None not in cpu
+    cpu = [run.get("cpu_seconds") for run in ingestion.runs if isinstance(run, dict)]
+    cpu_clock = ingestion.budget_clock == "cpu" and len(cpu) == seconds.size and None not in cpu
     used = np.asarray(cpu, dtype=np.float64) if cpu_clock else seconds
     unit = " CPU" if cpu_clock else ""
     if budget is None:
@@ -570,8 +570,8 @@ def _mia_section(mia: dict, inputs: Any) -> str:
     ])
 
 
-def _runs_table(ingestion: dict) -> str:
-    runs = [run for run in ingestion.get("runs") or [] if isinstance(run, dict)]
+def _runs_table(ingestion: IngestionManifest) -> str:
+    runs = [run for run in ingestion.runs if isinstance(run, dict)]
     noted = [run for run in runs if run.get("status") != "ok" or run.get("message")]
     if not noted:
         return ""
