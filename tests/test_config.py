@@ -54,3 +54,29 @@ def test_bad_configs_are_refused_with_a_clear_message(raw, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="phase config not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_closed_choices_are_str_enums_that_round_trip_as_strings():
+    import yaml
+
+    from unlearning_challenge.config import BudgetScaling, CheckpointDtype, DatasetKind, RateBounds
+
+    config = config_from_dict({"name": "x", "dataset": {"kind": "kaggle", "root": "data"},
+                               "model": {"checkpoint_dtype": "float16"}, "ingestion": {"budget_scaling": "none"},
+                               "scoring": {"bounds": "clopper-pearson"}})
+    assert config.dataset.kind is DatasetKind.KAGGLE and config.dataset.kind == "kaggle"
+    assert config.model.checkpoint_dtype is CheckpointDtype.FLOAT16
+    assert config.ingestion.budget_scaling is BudgetScaling.NONE
+    assert config.scoring.bounds is RateBounds.CLOPPER_PEARSON and f"{config.scoring.bounds}" == "clopper-pearson"
+    text = dump_config(config)
+    assert "kind: kaggle" in text and "!!python" not in text
+    assert config_from_dict(yaml.safe_load(text)) == config
+
+
+def test_an_invalid_choice_lists_the_valid_values():
+    with pytest.raises(ConfigError, match="'dataset.kind' must be one of synthetic, kaggle, casia, csv; got 'lfw'"):
+        config_from_dict({"name": "x", "dataset": {"kind": "lfw"}})
+    with pytest.raises(ConfigError, match="'model.checkpoint_dtype' must be float32 or float16"):
+        config_from_dict({"name": "x", "model": {"checkpoint_dtype": "bfloat16"}})
+    with pytest.raises(ConfigError, match="'ingestion.budget_scaling' must be machine or none, got 'fast'"):
+        config_from_dict({"name": "x", "ingestion": {"budget_scaling": "fast"}})

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,81 @@ class ConfigError(ValueError):
     """A phase config is missing a key, has an unknown key or a bad value."""
 
 
-# The closed choice of dataset.kind; data/adapters.py has one builder for each.
-DATASET_KINDS = ("synthetic", "kaggle", "casia", "csv")
+class Choice(str, Enum):
+    """A closed choice whose members are the strings written in the YAML and JSON files.
+
+    A member equals, hashes, formats and reprs as its string, so ``kind == "kaggle"`` holds
+    and messages that quote a setting (``{kind!r}``) read as the YAML does.
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
+class DatasetKind(Choice):
+    """Where ``dataset`` images come from; data/adapters.py has one builder for each."""
+
+    SYNTHETIC = "synthetic"  # generated from dataset.seed
+    KAGGLE = "kaggle"  # the 2023 Kaggle layout under dataset.root
+    CASIA = "casia"  # the CASIA-SURF layout under dataset.root
+    CSV = "csv"  # a generic CSV manifest
+
+
+class ModelArch(Choice):
+    """The model architecture (the challenge's only one)."""
+
+    RESNET18 = "resnet18"
+
+
+class CheckpointDtype(Choice):
+    """dtype of the stored original-model checkpoint (the model always runs in float32)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
+class BudgetScaling(Choice):
+    """How the per-run time budget is carried to the machine that runs the submission."""
+
+    MACHINE = "machine"  # scaled by this machine's speed relative to the reference machine
+    NONE = "none"  # the reference machine's time as is
+
+
+class RateBounds(Choice):
+    """How scoring estimates the attacks' error rates (see ``docs/metric.md``)."""
+
+    EMPIRICAL = "empirical"  # the published rule
+    CLOPPER_PEARSON = "clopper-pearson"  # one-sided 1 - alpha upper bounds on FPR and FNR
+
+
+class ReferenceBackend(Choice):
+    """Where reference models train."""
+
+    LOCAL = "local"  # this machine, one model after another
+    RAY = "ray"  # Ray tasks on a cluster
+
+
+# The closed choice of dataset.kind, as strings.
+DATASET_KINDS = DatasetKind.values()
+
+
+def _as_choices(section: Any) -> None:
+    """In ``__post_init__``: turn the strings of a section's closed choices into their members.
+
+    A field is a closed choice when its default is a :class:`Choice`; a string that is no
+    member is left as is for :func:`_check_values` to refuse with the valid values.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(f.default, Choice) and not isinstance(value, Choice) and value in f.default.values():
+            object.__setattr__(section, f.name, type(f.default)(value))
 
 
 @dataclass(frozen=True)
@@ -33,7 +107,7 @@ class DatasetConfig:
     ``csv`` (read from ``root``).
     """
 
-    kind: str = "synthetic"
+    kind: DatasetKind = DatasetKind.SYNTHETIC
     seed: int = 0
     num_persons: int = 400
     min_images_per_person: int = 3
@@ -43,6 +117,9 @@ class DatasetConfig:
     atypical_fraction: float = 0.1
     root: str | None = None
     manifest: str | None = None
+
+    def __post_init__(self) -> None:
+        _as_choices(self)
 
 
 @dataclass(frozen=True)
@@ -57,11 +134,14 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "resnet18"
+    arch: ModelArch = ModelArch.RESNET18
     num_classes: int = 10
     # dtype of the committed original-model checkpoint ("float32" or "float16");
     # the model is always run in float32.
-    checkpoint_dtype: str = "float32"
+    checkpoint_dtype: CheckpointDtype = CheckpointDtype.FLOAT32
+
+    def __post_init__(self) -> None:
+        _as_choices(self)
 
 
 @dataclass(frozen=True)
@@ -101,12 +181,15 @@ class IngestionConfig:
     memory_limit_gib: float = 0.0
     # "machine": scale the budget by this machine's speed relative to the reference
     # machine (timed training steps, see timing.py); "none": the reference time as is.
-    budget_scaling: str = "machine"
+    budget_scaling: BudgetScaling = BudgetScaling.MACHINE
     # Confine each worker with Landlock to its own run folder (see sandbox.py).
     filesystem_sandbox: bool = True
     # Fork workers from a trusted server that has torch imported (see forkserver.py);
     # false: start each worker as a new Python process (seconds slower per run).
     fork_server: bool = True
+
+    def __post_init__(self) -> None:
+        _as_choices(self)
 
 
 @dataclass(frozen=True)
@@ -118,8 +201,11 @@ class ScoringConfig:
     each epsilon, a forgetting quality never below the empirical one).
     """
 
-    bounds: str = "empirical"
+    bounds: RateBounds = RateBounds.EMPIRICAL
     alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        _as_choices(self)
 
 
 @dataclass(frozen=True)
@@ -135,7 +221,9 @@ class PhaseConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain Python values (closed choices as their strings), as in the YAML file."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {
+            key: value.value if isinstance(value, Choice) else value for key, value in items})
 
     def fingerprint(self) -> str:
         """sha256 of the settings that define the reference models (not N, not the ingestion or scoring ones).
@@ -205,28 +293,35 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> PhaseConfig
 def _check_values(config: PhaseConfig, source: str) -> None:
     if config.reference.num_models < 2:
         raise ConfigError(f"{source}: 'reference.num_models' must be at least 2, got {config.reference.num_models}")
-    if config.dataset.kind not in DATASET_KINDS:
+    if config.dataset.kind not in DatasetKind.values():
         raise ConfigError(
-            f"{source}: 'dataset.kind' must be one of {', '.join(DATASET_KINDS)}; got {config.dataset.kind!r}"
+            f"{source}: 'dataset.kind' must be one of {', '.join(DatasetKind.values())}; got {config.dataset.kind!r}"
         )
-    if config.model.arch != "resnet18":
-        raise ConfigError(f"{source}: 'model.arch' must be resnet18, got {config.model.arch!r}")
-    if config.model.checkpoint_dtype not in ("float32", "float16"):
-        raise ConfigError(f"{source}: 'model.checkpoint_dtype' must be float32 or float16")
+    if config.model.arch not in ModelArch.values():
+        raise ConfigError(f"{source}: 'model.arch' must be {_either(ModelArch)}, got {config.model.arch!r}")
+    if config.model.checkpoint_dtype not in CheckpointDtype.values():
+        raise ConfigError(f"{source}: 'model.checkpoint_dtype' must be {_either(CheckpointDtype)}")
     for key in ("val_fraction", "test_fraction", "forget_fraction"):
         value = getattr(config.split, key)
         if not 0 < value < 1:
             raise ConfigError(f"{source}: 'split.{key}' must be in (0, 1), got {value}")
-    if config.ingestion.budget_scaling not in ("machine", "none"):
-        raise ConfigError(f"{source}: 'ingestion.budget_scaling' must be machine or none, got {config.ingestion.budget_scaling!r}")
-    if config.scoring.bounds not in ("empirical", "clopper-pearson"):
+    if config.ingestion.budget_scaling not in BudgetScaling.values():
+        raise ConfigError(f"{source}: 'ingestion.budget_scaling' must be {_either(BudgetScaling)}, "
+                          f"got {config.ingestion.budget_scaling!r}")
+    if config.scoring.bounds not in RateBounds.values():
         raise ConfigError(
-            f"{source}: 'scoring.bounds' must be empirical or clopper-pearson, got {config.scoring.bounds!r}"
+            f"{source}: 'scoring.bounds' must be {_either(RateBounds)}, got {config.scoring.bounds!r}"
         )
     if not 0 < config.scoring.alpha < 1:
         raise ConfigError(f"{source}: 'scoring.alpha' must be in (0, 1), got {config.scoring.alpha}")
     if not 0 < config.ingestion.time_fraction:
         raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
+
+
+def _either(choice: type[Choice]) -> str:
+    """The valid values in words: "a", "a or b", "a, b or c"."""
+    values = choice.values()
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 def load_config(path: str | Path) -> PhaseConfig:

@@ -42,7 +42,7 @@ from unlearning_challenge.artifacts import (
     write_manifest,
 )
 from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
-from unlearning_challenge.config import PhaseConfig, dump_config
+from unlearning_challenge.config import PhaseConfig, ReferenceBackend, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
 from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.reference.models import build_model, load_model, pick_device, save_weights
@@ -302,7 +302,7 @@ def generate_reference(
     reference_dir: Path,
     device: torch.device | None = None,
     shard: tuple[int, int] = (0, 1),
-    backend: str = "local",
+    backend: ReferenceBackend | str = ReferenceBackend.LOCAL,
     ray: RaySettings | None = None,
     retime_models: int = 0,
     log: Callable[[str], None] = print,
@@ -318,7 +318,7 @@ def generate_reference(
     work = WorkFolder(Path(work_dir))
     if config.training.cpu_threads:
         torch.set_num_threads(config.training.cpu_threads)
-    if backend == "ray":
+    if backend == ReferenceBackend.RAY:
         # Joined and checked first: a cluster that cannot run a model is refused before any work.
         with ray_cluster(ray or RaySettings(), log) as cluster:
             dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
@@ -326,7 +326,7 @@ def generate_reference(
             original = shard[0] == 0 and not (work.original.exists() and work.original_info.exists())
             log(f"{len(seeds)} retrained model(s) to train in this shard")
             cluster.train(config, work.root, fingerprint, seeds, original=original)
-    elif backend == "local":
+    elif backend == ReferenceBackend.LOCAL:
         dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
         if shard[0] == 0:
             train_original(config, work, dataset, splits, device)
@@ -334,7 +334,7 @@ def generate_reference(
         log(f"{len(seeds)} retrained model(s) to train in this shard")
         run_local(config, work, seeds, device, dataset, splits, fingerprint)
     else:
-        raise ValueError(f"unknown backend {backend!r}; valid: ['local', 'ray']")
+        raise ValueError(f"unknown backend {backend!r}; valid: {list(ReferenceBackend.values())}")
     if pending_seeds(config, work) or not work.original_info.exists():
         log("other shards still have models to train; run with --assemble-only when they are done")
         return None
