@@ -13,32 +13,32 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
-from unlearning_challenge.ingestion import RunPlan, load_input, start_fork_server
-from unlearning_challenge.runner.isolation import WorkerIdentity
-from unlearning_challenge.runner.session import become_subreaper, kill_leftovers, own_children
-from unlearning_challenge.reference.calibration import cpu_name
+from unlearning_challenge.ingestion import load_input
+from unlearning_challenge.reference.calibration import Clock, cpu_name
+from unlearning_challenge.runner.folders import RunFolders
+from unlearning_challenge.runner.limits import RunLimits
+from unlearning_challenge.runner.reaping import become_subreaper
+from unlearning_challenge.runner.session import RunSession
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSION = ROOT / "starting_kit" / "baselines" / "do_nothing"
 
 
-def time_starts(plan: RunPlan, starts: int) -> list[float]:
+def time_starts(session: RunSession, folders: RunFolders, starts: int) -> list[float]:
     """Seconds from asking for worker i to its ``ready`` message, for i < ``starts``."""
     seconds = []
     for index in range(starts):
         begin = time.perf_counter()
-        worker = plan.start(index)
+        worker = session.start(folders.prepare(index))
         ready = worker.wait_ready()
         seconds.append(time.perf_counter() - begin)
-        worker.stop()
-        shutil.rmtree(plan.run_dir(index), ignore_errors=True)
+        session.stop_runs()
+        folders.remove(index)
         if ready.get("event") != "ready":
             raise RuntimeError(f"worker {index} did not get ready: {ready} {worker.output.tail()}")
     return seconds
@@ -52,25 +52,20 @@ def main(argv=None) -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores")
     if not become_subreaper():
         raise SystemExit("this benchmark needs Linux (a child subreaper)")
-    keep = own_children()
     config, _, dataset, splits = load_input(args.input)
+    limits = RunLimits(Clock.WALL, None, wall_limit=600.0, cpu_limit=None)  # no run goes past ready here
     for fork in (True, False):
-        config = replace(config, ingestion=replace(config.ingestion, fork_server=fork))
         workspace = Path(tempfile.mkdtemp(prefix="bench-workers-"))
-        server = start_fork_server(config, subreaper=True)
         try:
-            if server is not None:
-                begin = time.perf_counter()
-                server.wait_ready()
-                print(f"fork server ready after {time.perf_counter() - begin:.2f} s (imports, once per ingestion)")
-                keep.add(server.pid)
-            plan = RunPlan(workspace, config, SUBMISSION, torch.device("cpu"), args.input / ORIGINAL_WEIGHTS,
-                           dataset, splits, 0, WorkerIdentity(), server)
-            seconds = np.array(time_starts(plan, args.starts))
+            with RunSession(limits, fork_server=fork, memory_limit_bytes=0) as session:
+                if session.fork_server is not None:
+                    begin = time.perf_counter()
+                    session.fork_server.wait_ready()
+                    print(f"fork server ready after {time.perf_counter() - begin:.2f} s (imports, once per ingestion)")
+                folders = RunFolders(workspace, config, SUBMISSION, "cpu", args.input / ORIGINAL_WEIGHTS,
+                                     dataset, splits)
+                seconds = np.array(time_starts(session, folders, args.starts))
         finally:
-            if server is not None:
-                server.close()
-            kill_leftovers(keep)
             shutil.rmtree(workspace, ignore_errors=True)
         mode = "forked from the fork server" if fork else "new Python process"
         print(f"{mode:>28}: start to ready median {np.median(seconds):.2f} s, "

@@ -2,64 +2,52 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-import torch
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
-from unlearning_challenge.ingestion import RunPlan, load_input, start_fork_server
-from unlearning_challenge.runner.isolation import WorkerIdentity
-from unlearning_challenge.runner.session import become_subreaper, kill_leftovers, own_children
+from unlearning_challenge.ingestion import load_input
+from unlearning_challenge.reference.calibration import Clock
+from unlearning_challenge.runner.folders import RunFolders
+from unlearning_challenge.runner.limits import RunLimits
+from unlearning_challenge.runner.record import RunStatus
+from unlearning_challenge.runner.session import RunSession
 
 from conftest import ROOT
 
 DO_NOTHING = ROOT / "starting_kit" / "baselines" / "do_nothing"
 
 
-def plan_for(tiny_phase, workspace, server) -> RunPlan:
+def folders_for(tiny_phase, workspace) -> RunFolders:
     config, _, dataset, splits = load_input(tiny_phase[0])
     workspace.mkdir()
-    return RunPlan(workspace, config, DO_NOTHING, torch.device("cpu"), tiny_phase[0] / ORIGINAL_WEIGHTS,
-                   dataset, splits, 0, WorkerIdentity(), server)
-
-
-def start_and_finish(plan: RunPlan, index: int) -> tuple[dict, int | None]:
-    worker = plan.start(index)
-    ready = worker.wait_ready()
-    reply = worker.go(wall_limit=120).message
-    code = worker.stop()
-    shutil.rmtree(plan.run_dir(index))
-    assert ready.get("event") == "ready", worker.output.tail()
-    return reply, code
+    return RunFolders(workspace, config, DO_NOTHING, "cpu", tiny_phase[0] / ORIGINAL_WEIGHTS, dataset, splits)
 
 
 @pytest.fixture()
-def fork_server(tiny_phase):
-    """A fork server for the tiny phase, with this process as the subreaper its workers need."""
-    assert become_subreaper()
-    keep = own_children()
-    server = start_fork_server(load_input(tiny_phase[0])[0], subreaper=True)
-    yield server
-    server.close()
-    kill_leftovers(keep)
+def session():
+    """A session with a fork server (this process becomes the subreaper its workers need)."""
+    with RunSession(RunLimits(Clock.WALL, None, wall_limit=120, cpu_limit=None), fork_server=True,
+                    memory_limit_bytes=0) as session:
+        assert session.fork_server is not None
+        yield session
 
 
-def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, fork_server, tmp_path):
-    plan = plan_for(tiny_phase, tmp_path / "runs", fork_server)
-    reply, code = start_and_finish(plan, 0)
-    assert reply.get("event") == "done" and code in (0, -9)  # it exits, or is stopped after reporting done
-    assert plan.worker_start() == "forked from a server with torch imported"
+def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, session, tmp_path):
+    folders = folders_for(tiny_phase, tmp_path / "runs")
+    record = session.run(folders.prepare(0))
+    assert record.status == RunStatus.OK, record
+    assert record.exit_code in (0, None)  # it exits, or is stopped after reporting done
+    assert session.worker_start == "forked from a server with torch imported"
 
 
-def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, fork_server, tmp_path):
-    fork_server.wait_ready()
-    fork_server.process.kill()
-    fork_server.process.wait()
-    plan = plan_for(tiny_phase, tmp_path / "runs", fork_server)
-    reply, _ = start_and_finish(plan, 0)
-    assert reply.get("event") == "done"
-    assert plan.worker_start().startswith("new Python process per run (the fork server stopped answering")
+def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, session, tmp_path):
+    session.fork_server.wait_ready()
+    session.fork_server.process.kill()
+    session.fork_server.process.wait()
+    folders = folders_for(tiny_phase, tmp_path / "runs")
+    record = session.run(folders.prepare(0))
+    assert record.status == RunStatus.OK, record
+    assert session.worker_start.startswith("new Python process per run (the fork server stopped answering")
 
 
 def test_missing_capabilities_reads_the_effective_set(tmp_path):

@@ -1,13 +1,22 @@
-"""What scoring needs from one model, and no more."""
+"""What scoring needs from one model, and no more; and the trusted check of the weights a run left."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from unlearning_challenge.config import ModelConfig
 from unlearning_challenge.data import FaceDataset, Splits
+from unlearning_challenge.reference.models import (
+    CheckpointError,
+    architecture_problems,
+    build_model,
+    load_weights,
+    nonfinite_parameters,
+)
 from unlearning_challenge.reference.training import logits_accuracy, predict_logits
 
 
@@ -46,3 +55,31 @@ def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits,
         forget_losses=_losses(forget_logits, labels[splits.forget]),
         test_losses=_losses(test_logits, labels[splits.test]),
     )
+
+
+class UnusableModelError(ValueError):
+    """The weights a run left cannot be evaluated; the message says why (a bad output)."""
+
+
+def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDataset, splits: Splits,
+                         device: torch.device) -> ModelOutputs:
+    """Load the weights a run left at ``path`` and evaluate them on the trusted side.
+
+    Raises UnusableModelError when they are missing, unreadable, not ``model_cfg``'s
+    architecture, or not finite: nothing from the run is trusted before these checks.
+    """
+    if not path.is_file():
+        raise UnusableModelError("the run reported done but left no model weights")
+    try:
+        state = load_weights(path)
+    except CheckpointError as exc:
+        raise UnusableModelError(f"unreadable model weights: {exc}") from None
+    problems = architecture_problems(state, model_cfg)
+    if problems:
+        raise UnusableModelError("the returned model is not a ResNet-18 with 10 classes: " + "; ".join(problems))
+    bad = nonfinite_parameters(state)
+    if bad:
+        raise UnusableModelError(f"the returned model has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[:3]}")
+    model = build_model(model_cfg)
+    model.load_state_dict(state)
+    return evaluate_model(model, dataset, splits, device)

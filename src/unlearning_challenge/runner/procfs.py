@@ -38,3 +38,19 @@ def processes() -> list[tuple[int, list[str]]]:
             if fields is not None:
                 result.append((int(entry), fields))
     return result
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids of the live children of ``pid``."""
+    return [child for child, fields in processes() if parent_of(fields) == pid]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by one process and the children it has reaped (0 if it is gone)."""
+    fields = stat_fields(pid)
+    return 0.0 if fields is None else cpu_seconds_of(fields)
+
+
+def session_cpu_seconds(session: int) -> float:
+    """CPU seconds used so far by every live process of a session (field 6 of their stat)."""
+    return sum(cpu_seconds_of(fields) for _, fields in processes() if session_of(fields) == session)

@@ -1,13 +1,14 @@
-"""Runs untrusted participant code in a worker process, measured and bounded by the trusted side.
+"""Runs untrusted participant code in worker processes, measured and bounded by the trusted side.
 
-One worker process per run, in its own session (process group), started as a
-new Python or forked from the fork server (:mod:`unlearning_challenge.runner.forkserver`). The trusted
-side starts the clock when it tells a ready worker to go and stops it when the
-worker reports done (or dies, or runs past the hard limit); then it kills the
-worker's whole process group and any process the worker left behind
-(orphans are reparented to this process, a child subreaper). Output captured
-from the worker is bounded: only the last ``OUTPUT_TAIL_BYTES`` are kept,
-with the total size counted.
+A :class:`RunSession` is what one ingestion holds while it runs a submission: this
+process as a child subreaper, the fork server, the worker's identity, the
+/dev/shm baseline. ``run(job)`` starts a fresh worker for the job (or takes the one
+``start(job)`` started ahead), tells it to go, waits for its last message or a
+hard limit, then kills the worker's whole process group and any process the
+worker left behind (orphans are reparented to this process, a child subreaper)
+and clears what it left in /dev/shm; the returned :class:`RunRecord` says what
+happened. The session does not look at the weights a run left: evaluating them
+is the caller's (:func:`unlearning_challenge.reference.evaluation.evaluate_saved_model`).
 
 This is a process boundary, not a sandbox: see the README's security section
 for what is and is not protected.
@@ -15,329 +16,169 @@ for what is and is not protected.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
-import os
-import select
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
-from unlearning_challenge.runner.forkserver import ForkServer
-from unlearning_challenge.runner.isolation import WorkerIdentity, worker_limits
-from unlearning_challenge.runner.proccap import ForkSupervisor, descendants_count
-from unlearning_challenge.runner.procfs import cpu_seconds_of, parent_of, processes, session_of, stat_fields
-
-OUTPUT_TAIL_BYTES = 32 * 1024
-READY_TIMEOUT_SECONDS = 600.0
-# How often a running worker's CPU time is checked against its CPU limit.
-CPU_POLL_SECONDS = 0.25
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-class RunStatus(str, Enum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    CRASHED = "crashed"
-    BAD_OUTPUT = "bad_output"
-
-
-@dataclass
-class RunRecord:
-    """What happened in one run (index, seed, status, seconds, message, tails)."""
-
-    index: int
-    seed: int
-    status: RunStatus = RunStatus.CRASHED
-    seconds: float = 0.0
-    # CPU seconds of the run's processes (all threads, children included), from go to the end
-    cpu_seconds: float | None = None
-    message: str = ""
-    traceback_tail: str = ""
-    output_tail: str = ""
-    output_bytes: int = 0
-    exit_code: int | None = None
-    # "landlock" when the worker was confined, else why it was not (see sandbox.py)
-    confinement: str = ""
-    # what capped the number of the run's processes, or why nothing did (see proccap.py)
-    process_cap: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["status"] = self.status.value
-        return d
+from unlearning_challenge.runner.environment import worker_env
+from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
+from unlearning_challenge.runner.handle import Worker, WorkerSpec
+from unlearning_challenge.runner.isolation import MAX_WORKER_PROCESSES, give_to_worker, worker_identity
+from unlearning_challenge.runner.job import Job
+from unlearning_challenge.runner.limits import RunLimits
+from unlearning_challenge.runner.outcome import conclude
+from unlearning_challenge.runner.protocol import Event
+from unlearning_challenge.runner.reaping import (
+    become_subreaper,
+    kill_leftovers,
+    own_children,
+    reaped_children_cpu_seconds,
+)
+from unlearning_challenge.runner.record import RunRecord
+from unlearning_challenge.runner.shared_memory import clear_shared_memory, shared_memory_entries
 
 
-def become_subreaper() -> bool:
-    """Make orphaned descendants reparent to this process (Linux only)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+class RunSession:
+    """Runs jobs one at a time in fresh workers, bounded by ``limits``; a context manager.
 
-
-def _children_of(pid: int) -> list[int]:
-    return [child for child, fields in processes() if parent_of(fields) == pid]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU seconds used so far by one process and the children it has reaped (0 if it is gone)."""
-    fields = stat_fields(pid)
-    return 0.0 if fields is None else cpu_seconds_of(fields)
-
-
-def session_cpu_seconds(session: int) -> float:
-    """CPU seconds used so far by every live process of a session (field 6 of their stat)."""
-    return sum(cpu_seconds_of(fields) for _, fields in processes() if session_of(fields) == session)
-
-
-def reaped_children_cpu_seconds() -> float:
-    """CPU seconds of every child this process has reaped so far (and of what they reaped)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def own_children() -> set[int]:
-    """Pids of this process's current children."""
-    return set(_children_of(os.getpid()))
-
-
-def kill_leftovers(keep: set[int] = frozenset()) -> list[int]:
-    """SIGKILL every child of this process except ``keep`` (orphans of killed workers are
-    reparented here, as this process is a subreaper), reap them. Returns the pids killed."""
-    killed = []
-    for _ in range(50):
-        pids = [p for p in _children_of(os.getpid()) if p not in keep]
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        time.sleep(0.01)
-    return killed
-
-
-class _TailReader(threading.Thread):
-    """Drains a pipe, keeping only the last ``limit`` bytes and counting the total."""
-
-    def __init__(self, fd: int, limit: int = OUTPUT_TAIL_BYTES, echo=None):
-        super().__init__(daemon=True)
-        self.fd, self.limit, self.echo = fd, limit, echo
-        self.buffer = bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.total += len(chunk)
-            self.buffer += chunk
-            if len(self.buffer) > 2 * self.limit:
-                del self.buffer[: len(self.buffer) - self.limit]
-            if self.echo is not None:
-                self.echo(chunk)
-        os.close(self.fd)
-
-    def tail(self) -> str:
-        return bytes(self.buffer[-self.limit :]).decode("utf-8", errors="replace")
-
-
-def _read_line(fd: int, deadline: float | None, buffer: bytearray) -> str | None:
-    """One line from ``fd`` before ``deadline``; None on timeout, "" on EOF."""
-    while b"\n" not in buffer:
-        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            return None
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return ""
-        buffer += chunk
-        if len(buffer) > 1 << 20:  # nobody sends a megabyte of control messages
-            return ""
-    line, _, rest = bytes(buffer).partition(b"\n")
-    buffer[:] = rest
-    return line.decode("utf-8", errors="replace")
-
-
-def _parse(line: str) -> dict:
-    try:
-        message = json.loads(line)
-        return message if isinstance(message, dict) else {}
-    except json.JSONDecodeError:
-        return {}
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    """How a run ended: the worker's last message ({} if none), its wall seconds from ``go``,
-    the worker's CPU seconds at ``go`` (its setup) and which limit stopped it ("" if none)."""
-
-    message: dict
-    seconds: float
-    cpu_at_go: float
-    timed_out: str = ""
-
-
-@dataclass
-class WorkerSpec:
-    """How to start a worker: the job file, its folder, environment, identity and limits."""
-
-    job_path: Path
-    cwd: Path
-    env: dict[str, str]
-    identity: WorkerIdentity = field(default_factory=WorkerIdentity)
-    memory_limit_bytes: int = 0
-
-
-def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subprocess.Popen:
-    kwargs = {}
-    if spec.identity.dropped:
-        kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
-    return subprocess.Popen(
-        [sys.executable, "-m", "unlearning_challenge.runner.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
-        stdin=subprocess.DEVNULL,
-        stdout=out_w,
-        stderr=out_w,
-        pass_fds=(ctrl_w, go_r),
-        cwd=spec.cwd,
-        env=spec.env,
-        start_new_session=True,
-        preexec_fn=worker_limits(spec.memory_limit_bytes, spec.identity),
-        **kwargs,
-    )
-
-
-class Worker:
-    """A started worker process waiting for ``go``.
-
-    Started by ``fork_server`` when one is given (fast: torch is already
-    imported there), else as a new ``python -m unlearning_challenge.runner.worker``.
+    The worker's identity is chosen at construction (``identity``, and
+    ``isolation_warning`` when it could not be dropped); entering makes this process
+    a child subreaper and starts the fork server when ``fork_server`` is asked for;
+    :meth:`stop_runs` (also on exit) kills whatever the runs left; exit closes the
+    fork server.
     """
 
-    def __init__(self, spec: WorkerSpec, fork_server: ForkServer | None = None):
-        self.spec = spec
-        ctrl_r, ctrl_w = (sock.detach() for sock in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
-        go_r, go_w = os.pipe()
-        out_r, out_w = os.pipe()
-        try:
-            if fork_server is not None:
-                self.process = fork_server.spawn(str(spec.job_path), str(spec.cwd), spec.env,
-                                                 spec.memory_limit_bytes, spec.identity, (ctrl_w, go_r, out_w))
-            else:
-                self.process = _start_process(spec, ctrl_w, go_r, out_w)
-        except BaseException:
-            for fd in (ctrl_r, ctrl_w, go_r, go_w, out_r, out_w):
-                os.close(fd)
-            raise
-        for fd in (ctrl_w, go_r, out_w):
-            os.close(fd)
-        self.ctrl_fd, self.go_fd = ctrl_r, go_w
-        self.output = _TailReader(out_r)
-        self.output.start()
-        self._buffer = bytearray()
-        self.supervisor: ForkSupervisor | None = None
+    def __init__(self, limits: RunLimits, *, fork_server: bool, memory_limit_bytes: int, log=print):
+        self.limits, self.memory_limit_bytes, self.log = limits, memory_limit_bytes, log
+        self.want_fork_server = fork_server
+        self.identity, self.isolation_warning = worker_identity(worker_env(Path("/")))
+        self.fork_server: ForkServer | None = None  # None once it failed: workers then start a new Python
+        self.fork_server_failure = ""
+        self._started_fork_server: ForkServer | None = None  # closed on exit, even after it failed
+        # This process's children before any run (the fork server joins them): never leftovers.
+        self.own_processes: set[int] = set()
+        self.shared_memory_before: set[str] = set()
+        # The worker started and not yet stopped, with its job.
+        self._current: tuple[Job, Worker] | None = None
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS, exclude: set[int] = frozenset()) -> dict:
-        """The worker's first message: ``{"event": "ready"}`` or an error; {} on timeout/death.
+    def __enter__(self) -> "RunSession":
+        subreaper = become_subreaper()
+        self.own_processes = own_children()
+        self.fork_server = self._started_fork_server = self._start_fork_server(subreaper)
+        if self.fork_server is not None:
+            self.own_processes.add(self.fork_server.pid)
+        self.shared_memory_before = shared_memory_entries()
+        return self
 
-        A listener passed with ``ready`` starts the run's process cap (processes below this
-        one, less the subtrees of ``exclude``, e.g. the fork server).
-        """
-        deadline = time.perf_counter() + timeout
-        ready, _, _ = select.select([self.ctrl_fd], [], [], max(0.0, deadline - time.perf_counter()))
-        if not ready:
-            return {}
-        sock = socket.socket(fileno=self.ctrl_fd)
+    def __exit__(self, *exc_info) -> None:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            self.stop_runs()
         finally:
-            sock.detach()
-        if fds:
-            me = os.getpid()
-            self.supervisor = ForkSupervisor(fds[0], lambda: descendants_count(me, set(exclude)))
-        self._buffer += data
-        if not data:
-            return {}
-        line = _read_line(self.ctrl_fd, deadline, self._buffer)
-        return _parse(line) if line else {}
+            if self._started_fork_server is not None:
+                self._started_fork_server.close()
 
-    def go(self, wall_limit: float | None, cpu_limit: float | None = None) -> RunEnd:
-        """Start the clock and wait for the worker's last message, or for a limit to pass.
+    def _start_fork_server(self, subreaper: bool) -> ForkServer | None:
+        """The fork server workers start from, or None (each worker then starts a new Python).
 
-        ``cpu_limit`` bounds the CPU seconds of the worker's session (checked every
-        ``CPU_POLL_SECONDS``), counted from ``go``; the setup before it is not counted.
+        Forked workers are reparented to this process, so it must be a child subreaper.
         """
-        start = time.perf_counter()
-        cpu_at_go = process_cpu_seconds(self.process.pid)
-        wall_deadline = None if wall_limit is None else start + wall_limit
-        try:
-            os.write(self.go_fd, b"go\n")
-        except BrokenPipeError:
-            pass
-        while True:
-            deadline = wall_deadline
-            if cpu_limit is not None:
-                tick = time.perf_counter() + CPU_POLL_SECONDS
-                deadline = tick if deadline is None else min(deadline, tick)
-            line = _read_line(self.ctrl_fd, deadline, self._buffer)
-            seconds = time.perf_counter() - start
-            if line is not None:
-                break
-            if wall_deadline is not None and time.perf_counter() >= wall_deadline:
-                return RunEnd({}, seconds, cpu_at_go, timed_out="wall")
-            if cpu_limit is not None and session_cpu_seconds(self.process.pid) - cpu_at_go > cpu_limit:
-                return RunEnd({}, seconds, cpu_at_go, timed_out="cpu")
-        if line == "":  # control pipe closed: the worker exited (or closed it); give it a moment to exit
-            try:
-                self.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
-        return RunEnd(_parse(line), seconds, cpu_at_go)
+        if not self.want_fork_server:
+            return None
+        if not subreaper:
+            self.log("warning: this process cannot be a child subreaper (Linux only): each worker starts a new Python")
+            return None
+        return ForkServer(worker_env(Path("/")))
 
-    def exit_code(self) -> int | None:
-        """The worker's own exit code, if it has exited by itself."""
-        return self.process.poll()
+    @property
+    def worker_start(self) -> str:
+        """How workers were started, for the ingestion manifest."""
+        if self.fork_server is not None:
+            return "forked from a server with torch imported"
+        if self.fork_server_failure:
+            return f"new Python process per run ({self.fork_server_failure})"
+        return "new Python process per run"
 
-    def stop(self) -> int | None:
-        """Kill the worker's process group, reap it, close pipes. Returns its exit code."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.process.poll() is None:  # a forked worker may not have made its own group yet
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.process.pid, signal.SIGKILL)
-        code = self.process.wait()
-        if self.supervisor is not None:
-            self.supervisor.stop()
-        self.output.join(timeout=5)
-        for fd in (self.ctrl_fd, self.go_fd):
+    def start(self, job: Job) -> Worker:
+        """Start the worker for ``job`` now (it loads its data while the caller does other work)."""
+        run_dir = Path(job.run_dir)
+        give_to_worker(run_dir, self.identity)
+        spec = WorkerSpec(job.file, run_dir, worker_env(run_dir), self.identity, self.memory_limit_bytes)
+        if self._current is not None:
+            self._stop_current()
+        worker = None
+        if self.fork_server is not None:
             try:
-                os.close(fd)
-            except OSError:
-                pass
-        return code
+                worker = Worker(spec, self.fork_server)
+            except ForkServerError as exc:
+                self.fork_server_failure = str(exc)
+                self.fork_server = None
+        if worker is None:
+            worker = Worker(spec)
+        self._current = (job, worker)
+        return worker
+
+    def run(self, job: Job) -> RunRecord:
+        """Run ``job`` in its worker (started now unless :meth:`start` did), stop it, clean up; its record."""
+        worker = self._current[1] if self._current is not None and self._current[0] == job else self.start(job)
+        record = RunRecord(index=job.index, seed=job.seed)
+        ready = worker.wait_ready(exclude=self.own_processes)
+        record.process_cap = self._process_cap_text(worker, ready)
+        if ready.get("event") != Event.READY.value:
+            self._finish(record, worker, ready, "")
+        else:
+            record.confinement = ready.get("confinement") or "landlock"
+            self._go(record, worker)
+            clear_shared_memory(self.shared_memory_before)
+        return record
+
+    def _go(self, record: RunRecord, worker: Worker) -> None:
+        """Let a ready worker run, then stop it; the record gets its wall and CPU seconds.
+
+        The CPU seconds are what this process reaps while the run's processes end
+        (the worker and every leftover are reaped here, a subreaper), less the
+        worker's own setup before ``go``.
+        """
+        reaped_before = reaped_children_cpu_seconds()
+        end = worker.go(self.limits.wall_limit, self.limits.cpu_limit)
+        record.seconds = end.seconds
+        self._finish(record, worker, end.message, end.timed_out)
+        if worker.supervisor is not None and worker.supervisor.refused:
+            record.extra["refused_process_creations"] = worker.supervisor.refused
+        record.cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
+
+    def _finish(self, record: RunRecord, worker: Worker, message: dict, timed_out: str) -> None:
+        """Fill a record from the worker's last message; kill the worker and whatever it left running.
+
+        ``timed_out``: which hard limit stopped the run ("wall", "cpu"; "" if none).
+        """
+        exit_code = worker.exit_code()
+        self._stop_current()
+        leftovers = kill_leftovers(self.own_processes)
+        if leftovers:
+            record.extra["killed_leftover_processes"] = len(leftovers)
+        record.exit_code = exit_code
+        record.output_tail = worker.output.tail()
+        record.output_bytes = worker.output.total
+        conclude(record, message, timed_out, self.limits, exit_code)
+
+    def _process_cap_text(self, worker: Worker, ready: dict) -> str:
+        """What capped the run's processes (several caps may hold at once)."""
+        caps = []
+        if worker.supervisor is not None:
+            caps.append(f"seccomp supervisor: at most {worker.supervisor.limit} live processes")
+        elif ready.get("process_cap"):
+            caps.append(str(ready["process_cap"]))
+        if self.identity.dropped:
+            caps.append(f"RLIMIT_NPROC {MAX_WORKER_PROCESSES} for user {self.identity.name}")
+        return "; ".join(caps)
+
+    def _stop_current(self) -> None:
+        if self._current is not None:
+            _, worker = self._current
+            self._current = None
+            worker.stop()
+
+    def stop_runs(self) -> None:
+        """Stop the current worker (running, or started ahead), kill every process the runs left, clear /dev/shm."""
+        self._stop_current()
+        kill_leftovers(self.own_processes)
+        clear_shared_memory(self.shared_memory_before)
+

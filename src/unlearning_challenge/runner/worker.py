@@ -1,38 +1,26 @@
 """The worker process: runs the participant's ``unlearning`` once.
 
-Started by :mod:`unlearning_challenge.runner.session` as
+Started by :mod:`unlearning_challenge.runner.handle` as
 ``python -m unlearning_challenge.runner.worker JOB.json CTRL_FD GO_FD``. It loads the
 data and the original model (trusted setup), reports ``ready`` on the control
 socket (passing the listener of its process cap, see :mod:`unlearning_challenge.runner.proccap`), waits for ``go`` (the trusted side starts its clock there), imports the
 submission, calls ``unlearning(net, retain_loader, forget_loader, val_loader)``,
 saves the returned model's weights as safetensors and reports ``done``.
-Messages on the control socket are single JSON lines; nothing is pickled.
+Messages on the control socket are single JSON lines (see
+:mod:`unlearning_challenge.runner.protocol`); the job is read from JSON
+(:class:`~unlearning_challenge.runner.job.Job`); nothing is pickled.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import socket
 import sys
 import traceback
 from pathlib import Path
 
-MAX_MESSAGE = 16_000
-
-
-def _send(fd: int, event: str, *, pass_fd: int | None = None, **fields) -> None:
-    """One JSON line on the control socket; ``pass_fd`` travels with it (SCM_RIGHTS)."""
-    line = (json.dumps({"event": event, **fields})[:MAX_MESSAGE] + "\n").encode()
-    if pass_fd is None:
-        os.write(fd, line)
-        return
-    sock = socket.socket(fileno=fd)
-    try:
-        socket.send_fds(sock, [line], [pass_fd])
-    finally:
-        sock.detach()
+from unlearning_challenge.runner.job import Job
+from unlearning_challenge.runner.protocol import Event, Stage, send
 
 
 def _import_submission(submission_dir: Path):
@@ -53,16 +41,16 @@ def _import_submission(submission_dir: Path):
     return function
 
 
-def _confine(job: dict) -> str:
+def _confine(job: Job) -> str:
     """Confine this process to its run folder before any participant code exists in it."""
     from unlearning_challenge.runner.landlock import confine, device_paths, python_read_paths
 
-    run_dir = str(Path(job["run_dir"]).resolve())
+    run_dir = str(Path(job.run_dir).resolve())
     read_only = [p for p in python_read_paths() if not Path(p).resolve().is_relative_to(run_dir)]
     return confine(read_only, [run_dir, *device_paths()])
 
 
-def _setup(job: dict):
+def _setup(job: Job):
     import torch
 
     from unlearning_challenge.config import ModelConfig
@@ -70,16 +58,18 @@ def _setup(job: dict):
     from unlearning_challenge.reference.models import load_model, pick_device
     from unlearning_challenge.reference.training import seed_everything
 
-    device = pick_device(job.get("device"))
-    dataset, splits = load_dataset(job["dataset"])
+    device = pick_device(job.device)
+    dataset, splits = load_dataset(job.dataset)
+    model_config = ModelConfig(arch=job.model_config.arch, num_classes=job.model_config.num_classes,
+                               checkpoint_dtype=job.model_config.checkpoint_dtype)
     # In training mode, as the 2023 Kaggle loop handed over the module it had just built.
-    net = load_model(job["model"], ModelConfig(**job["model_config"]), device).train()
+    net = load_model(job.model, model_config, device).train()
     # As Kaggle's: all three shuffled, each pass's order drawn from torch's global
     # generator, which the run's seed sets (so torch.manual_seed in the submission
     # fixes the order of the passes after it).
-    loaders = tuple(make_loader(dataset, indices, batch_size=job["batch_size"], shuffle=True, seed=None)
+    loaders = tuple(make_loader(dataset, indices, batch_size=job.batch_size, shuffle=True, seed=None)
                     for indices in (splits.retain, splits.forget, splits.val))
-    seed_everything(job["seed"])
+    seed_everything(job.seed)
     return torch, net, loaders
 
 
@@ -95,25 +85,25 @@ def _save(torch, model, path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     job_path, ctrl_fd, go_fd = argv[0], int(argv[1]), int(argv[2])
-    job = json.loads(Path(job_path).read_text())
-    stage = "setup"
+    job = Job.read(job_path)
+    stage = Stage.SETUP
     try:
-        confinement = _confine(job) if job.get("sandbox", True) else "disabled by the phase config"
+        confinement = _confine(job) if job.sandbox else "disabled by the phase config"
         from unlearning_challenge.runner.proccap import install_fork_filter
 
         torch, net, loaders = _setup(job)
         listener, process_cap = install_fork_filter()  # after the setup: nothing answers it yet
-        _send(ctrl_fd, "ready", pass_fd=listener, confinement=confinement, process_cap=process_cap)
+        send(ctrl_fd, Event.READY, pass_fd=listener, confinement=confinement, process_cap=process_cap)
         if listener is not None:
             os.close(listener)  # the trusted side holds it now
         if os.read(go_fd, 16).strip() != b"go":
             return 3
         os.close(go_fd)
-        stage = "import"
-        unlearning = _import_submission(Path(job["submission"]))
-        stage = "call"
+        stage = Stage.IMPORT
+        unlearning = _import_submission(Path(job.submission))
+        stage = Stage.CALL
         returned = unlearning(net, *loaders)
-        stage = "return"
+        stage = Stage.RETURN
         if returned is None:
             model = net
         elif isinstance(returned, torch.nn.Module):
@@ -122,12 +112,12 @@ def main(argv: list[str]) -> int:
             raise TypeError(
                 f"unlearning returned a {type(returned).__name__}; return the model (or None after updating net in place)"
             )
-        _save(torch, model, Path(job["output"]))
+        _save(torch, model, Path(job.output))
     except BaseException as exc:  # report everything, SystemExit included
         tb = traceback.format_exc()
-        _send(ctrl_fd, "error", stage=stage, message=f"{type(exc).__name__}: {exc}", traceback=tb[-8000:])
+        send(ctrl_fd, Event.ERROR, stage=stage.value, message=f"{type(exc).__name__}: {exc}", traceback=tb[-8000:])
         return 1
-    _send(ctrl_fd, "done")
+    send(ctrl_fd, Event.DONE)
     return 0
 
 

@@ -1,0 +1,69 @@
+"""The job a worker reads and the status a run's last message maps to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import pytest
+
+from unlearning_challenge.reference.calibration import Clock
+from unlearning_challenge.runner.job import Job, JobError, JobModel
+from unlearning_challenge.runner.limits import RunLimits
+from unlearning_challenge.runner.outcome import conclude
+from unlearning_challenge.runner.protocol import Stage, parse, stage_of
+from unlearning_challenge.runner.record import RunRecord, RunStatus
+
+
+def a_job(run_dir) -> Job:
+    return Job(index=3, seed=1_000_003, run_dir=str(run_dir), submission=str(run_dir / "submission"),
+               dataset=str(run_dir / "data.npz"), model=str(run_dir / "model.safetensors"),
+               model_config=JobModel(arch="resnet18", num_classes=10, checkpoint_dtype="float32"),
+               output=str(run_dir / "out" / "unlearned.safetensors"), batch_size=64, device="cpu", sandbox=True)
+
+
+def test_a_job_reads_back_as_written(tmp_path):
+    job = a_job(tmp_path)
+    assert job.write() == tmp_path / "job.json"
+    assert Job.read(tmp_path / "job.json") == job
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("seed"), "missing field 'seed'"),
+    (lambda d: d.update(seed="1"), "field 'seed' must be int, got str"),
+    (lambda d: d.update(batch_size=True), "field 'batch_size' must be int, got bool"),
+    (lambda d: d.update(sandbox=1), "field 'sandbox' must be bool, got int"),
+    (lambda d: d["model_config"].pop("arch"), "model_config: missing field 'arch'"),
+    (lambda d: d.update(extra=1), "unknown field(s) ['extra']"),
+])
+def test_a_bad_job_is_refused_naming_the_field(tmp_path, change, words):
+    data = asdict(a_job(tmp_path))
+    change(data)
+    (tmp_path / "job.json").write_text(json.dumps(data))
+    with pytest.raises(JobError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        Job.read(tmp_path / "job.json")
+
+
+def test_stages_are_read_only_when_they_exist():
+    assert stage_of({"stage": "return"}) is Stage.RETURN
+    assert stage_of({"stage": "elsewhere"}) is None and stage_of({"stage": ["x"]}) is None and stage_of({}) is None
+    assert parse('{"event": "done"}') == {"event": "done"} and parse("[1]") == {} and parse("not json") == {}
+
+
+LIMITS = RunLimits(Clock.WALL, 10.0, wall_limit=20.0, cpu_limit=None)
+
+
+@pytest.mark.parametrize("message, timed_out, status, text", [
+    ({"event": "done"}, "", RunStatus.OK, ""),
+    ({"event": "done"}, "wall", RunStatus.TIMEOUT, "killed after 21.0 s: past the hard limit of 20.0 s per run"),
+    ({"event": "error", "stage": "return", "message": "TypeError: no"}, "", RunStatus.BAD_OUTPUT,
+     "TypeError: no (with what unlearning() returned)"),
+    ({"event": "error", "stage": "import", "message": "SyntaxError: x"}, "", RunStatus.CRASHED,
+     "SyntaxError: x (while importing unlearning.py)"),
+    ({"event": "error", "stage": "nowhere"}, "", RunStatus.CRASHED, "error ()"),
+    ({}, "", RunStatus.CRASHED, "the worker process ended without finishing the run (signal 9)"),
+])
+def test_a_runs_last_message_maps_to_one_status(message, timed_out, status, text):
+    record = replace(RunRecord(index=0, seed=1), seconds=21.0)
+    conclude(record, message, timed_out, LIMITS, exit_code=-9)
+    assert (record.status, record.message) == (status, text)
