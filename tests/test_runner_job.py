@@ -67,3 +67,14 @@ def test_a_runs_last_message_maps_to_one_status(message, timed_out, status, text
     record = replace(RunRecord(index=0, seed=1), seconds=21.0)
     conclude(record, message, timed_out, LIMITS, exit_code=-9)
     assert (record.status, record.message) == (status, text)
+
+
+def test_the_wall_backstop_of_a_cpu_budget_says_how_much_cpu_the_run_had():
+    limits = RunLimits(Clock.CPU, 10.0, wall_limit=45.0, cpu_limit=15.0)
+    record = replace(RunRecord(index=0, seed=1), seconds=45.2, cpu_seconds=6.5)
+    conclude(record, {}, "wall", limits, exit_code=-9)
+    assert record.status is RunStatus.TIMEOUT
+    assert record.message == (
+        "killed after 45.2 s: past the hard limit of 45.0 s per run (the wall-clock backstop, 3 times the hard "
+        "limit of 15.0 CPU seconds; the run had used 6.5 CPU seconds: it slept, or the machine was too busy to "
+        "give it a fair share of a core)")

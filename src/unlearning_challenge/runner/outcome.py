@@ -31,6 +31,10 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
     elif timed_out:
         record.status = RunStatus.TIMEOUT
         record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {limits.wall_limit:.1f} s per run"
+        if limits.cpu_limit is not None:
+            record.message += (f" (the wall-clock backstop, {limits.wall_limit / limits.cpu_limit:g} times the hard limit "
+                               f"of {limits.cpu_limit:.1f} CPU seconds; the run had used {record.cpu_seconds:.1f} CPU "
+                               "seconds: it slept, or the machine was too busy to give it a fair share of a core)")
     elif event == Event.DONE.value:
         record.status = RunStatus.OK
     elif event == Event.ERROR.value:
