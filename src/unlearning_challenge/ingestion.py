@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, OutputFolderError):
             record_failure(args.output, str(exc))
         return 2
+    except Exception as exc:  # a defect of this program: the scoring program still finds why the ingestion failed
+        record_failure(args.output, f"internal error in the ingestion program: {type(exc).__name__}: {exc}")
+        raise
     return code
 
 

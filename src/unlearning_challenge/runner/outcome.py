@@ -31,7 +31,7 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
     elif timed_out:
         record.status = RunStatus.TIMEOUT
         record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {limits.wall_limit:.1f} s per run"
-        if limits.cpu_limit is not None:
+        if limits.cpu_limit is not None and record.cpu_seconds is not None:
             record.message += (f" (the wall-clock backstop, {limits.wall_limit / limits.cpu_limit:g} times the hard limit "
                                f"of {limits.cpu_limit:.1f} CPU seconds; the run had used {record.cpu_seconds:.1f} CPU "
                                "seconds: it slept, or the machine was too busy to give it a fair share of a core)")

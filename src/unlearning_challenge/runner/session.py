@@ -122,7 +122,7 @@ class RunSession:
         ready = worker.wait_ready(exclude=self.own_processes)
         record.process_cap = self._process_cap_text(worker, ready)
         if ready.get("event") != Event.READY.value:
-            self._finish(record, worker, ready, "")
+            conclude(record, ready, "", self.limits, self._stop(record, worker))
         else:
             record.confinement = ready.get("confinement") or "landlock"
             self._go(record, worker)
@@ -139,16 +139,14 @@ class RunSession:
         reaped_before = reaped_children_cpu_seconds()
         end = worker.go(self.limits.wall_limit, self.limits.cpu_limit)
         record.seconds = end.seconds
-        self._finish(record, worker, end.message, end.timed_out)
+        exit_code = self._stop(record, worker)
         if worker.supervisor is not None and worker.supervisor.refused:
             record.extra["refused_process_creations"] = worker.supervisor.refused
         record.cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
+        conclude(record, end.message, end.timed_out, self.limits, exit_code)
 
-    def _finish(self, record: RunRecord, worker: Worker, message: dict, timed_out: str) -> None:
-        """Fill a record from the worker's last message; kill the worker and whatever it left running.
-
-        ``timed_out``: which hard limit stopped the run ("wall", "cpu"; "" if none).
-        """
+    def _stop(self, record: RunRecord, worker: Worker) -> int | None:
+        """Kill the worker and whatever it left running; record its exit and output. Returns its exit code."""
         exit_code = worker.exit_code()
         self._stop_current()
         leftovers = kill_leftovers(self.own_processes)
@@ -157,7 +155,7 @@ class RunSession:
         record.exit_code = exit_code
         record.output_tail = worker.output.tail()
         record.output_bytes = worker.output.total
-        conclude(record, message, timed_out, self.limits, exit_code)
+        return exit_code
 
     def _process_cap_text(self, worker: Worker, ready: dict) -> str:
         """What capped the run's processes (several caps may hold at once)."""
