@@ -44,10 +44,10 @@ bench: install
 
 # Scores every starting-kit baseline on the Check phase and writes the table into starting_kit/README.md.
 baselines: install
-	$(PY) -m unlearning_challenge.platforms.baselines
+	$(CLI) baselines
 
 # Writes the table of the packages a submission can import (with their versions here) into starting_kit/README.md.
 packages: install
-	$(PY) -m unlearning_challenge.platforms.environment
+	$(CLI) packages
 
 include mk/platform.mk

@@ -1,12 +1,12 @@
 # Bundle, docker image, submission zips and baselines (organizer and participant tools).
 # Included by the main Makefile, which defines PY, SUBMISSION, NUM_MODELS, NO_TIME_LIMIT and the install target.
 
-SETTINGS ?= competition/settings.yaml
+COMPETITION ?= competition.yaml
 DIST ?= dist
 # `make submission SUBMISSION=folder [SUBMISSION_ZIP=path.zip]`; default: dist/<folder name>.zip
 SUBMISSION_ZIP ?=
 # `make docker [DOCKER_IMAGE=name:tag] [LOCAL_BASE=1] [DOCKER_BUILD_ARGS='--build-arg TORCH_VERSION=...']`
-DOCKER_IMAGE ?= $(shell $(PY) -m unlearning_challenge.platforms.bundle --settings $(SETTINGS) --get docker_image 2>/dev/null)
+DOCKER_IMAGE ?= $(shell $(CLI) bundle --competition $(COMPETITION) --get docker_image 2>/dev/null)
 DOCKER_BUILD_ARGS ?=
 # LOCAL_BASE=1: base image from debootstrap and Python packages from wheels downloaded on this host (no Docker Hub).
 LOCAL_BASE ?=
@@ -19,22 +19,22 @@ DOCKER_SDK := $(VENV)/.docker-sdk
 # Writes dist/competition_bundle.zip (CodaLab v1.5) and dist/codabench_bundle.zip (Codabench v2),
 # printing which phases went in and why the others were left out.
 bundle: install
-	$(PY) -m unlearning_challenge.platforms.bundle --settings $(SETTINGS) --out-dir $(DIST)
+	$(CLI) bundle --competition $(COMPETITION) --out-dir $(DIST)
 
 # Zips a submission folder (files at the zip's root) for upload.
 submission: install
-	$(PY) -m unlearning_challenge.platforms.submission_zip $(SUBMISSION) $(if $(SUBMISSION_ZIP),--output $(SUBMISSION_ZIP),--out-dir $(DIST))
+	$(CLI) submission $(SUBMISSION) $(if $(SUBMISSION_ZIP),--output $(SUBMISSION_ZIP),--out-dir $(DIST))
 
 # The docker SDK (the `docker` extra), for the targets below.
 $(DOCKER_SDK): $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,docker]'
 	touch $@
 
-# Builds the image every submission runs in; its name comes from the settings (docker_image).
+# Builds the image every submission runs in; its name comes from competition.yaml (docker_image).
 # The context is staged from pyproject.toml, README.md, src/ and docker/wheels/ only.
 docker: $(DOCKER_SDK)
-	@test -n "$(DOCKER_IMAGE)" || { echo "make docker: no docker_image in $(SETTINGS)"; exit 1; }
-	$(CLI) docker-build --settings $(SETTINGS) --tag $(DOCKER_IMAGE) $(if $(LOCAL_BASE),--local-base) $(DOCKER_BUILD_ARGS)
+	@test -n "$(DOCKER_IMAGE)" || { echo "make docker: no docker_image in $(COMPETITION)"; exit 1; }
+	$(CLI) docker-build --competition $(COMPETITION) --tag $(DOCKER_IMAGE) $(if $(LOCAL_BASE),--local-base) $(DOCKER_BUILD_ARGS)
 
 docker-push: docker
 	docker push $(DOCKER_IMAGE)
@@ -46,7 +46,7 @@ docker-check: docker
 # Runs the bundle's ingestion and scoring programs in the image as PLATFORM's compute worker does
 # (bundle and image rebuilt when stale); exits non-zero when the submission fails.
 docker-rehearse: $(DOCKER_SDK)
-	$(CLI) docker-rehearse --platform $(PLATFORM) --settings $(SETTINGS) --submission $(SUBMISSION) \
+	$(CLI) docker-rehearse --platform $(PLATFORM) --competition $(COMPETITION) --submission $(SUBMISSION) \
 		$(if $(NUM_MODELS),--num-models $(NUM_MODELS)) $(if $(NO_TIME_LIMIT),--no-time-limit) \
 		$(if $(LOCAL_BASE),--local-base) $(if $(OUT),--output $(OUT))
 

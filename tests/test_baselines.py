@@ -180,12 +180,13 @@ def test_table_has_the_membership_inference_column():
 
 
 def test_skipped_baselines_are_named_under_the_table(tmp_path, capsys):
-    from unlearning_challenge.platforms.baselines import main, markdown_table
+    from unlearning_challenge.cli import main
+    from unlearning_challenge.platforms.baselines import markdown_table
 
     scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
               "mean_run_seconds": 3.0, "mia_accuracy": 0.6}
     table = markdown_table({"finetune": scores}, num_models=32, machine="a CPU", skipped=("retrain",))
     assert "Not run for this table: `retrain`." in table
     with pytest.raises(SystemExit):
-        main(["--baselines", str(tmp_path), "--skip", "retrian"])
+        main(["baselines", "--baselines", str(tmp_path), "--skip", "retrian"])
     assert "--skip: no baseline named retrian in" in capsys.readouterr().err

@@ -1,15 +1,17 @@
-"""The bundle builder: CodaLab v1.5 and Codabench v2 bundles from competition/settings.yaml.
+"""The bundle builder: CodaLab v1.5 and Codabench v2 bundles from the root competition.yaml.
 
-The builder runs on a small copy of the repository (settings, programs,
+The builder runs on a small copy of the repository (competition.yaml, programs,
 package, pages, starting kit) with fake phase data, so the tests are fast and
 do not depend on `make reference` having run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,24 +21,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning_challenge.platforms import bundle
-from unlearning_challenge.platforms.bundle import (
+from unlearning_challenge import cli
+from unlearning_challenge.config import PhaseConfig, ReferenceConfig, dump_config, load_config
+from unlearning_challenge.platforms.build import build_bundles
+from unlearning_challenge.platforms.competition import TimeLimitSettings, competition_from_dict, load_competition
+from unlearning_challenge.platforms.dialects import (
     CODALAB_COLUMN_KEYS,
     CODALAB_LEADERBOARD_KEYS,
     CODALAB_PHASE_KEYS,
     CODALAB_TOP_KEYS,
-    METADATA_KEYS,
-    BundleError,
-    build_bundles,
-    check_metadata_command,
-    execution_time_limit,
-    load_settings,
-    settings_from_dict,
 )
-from unlearning_challenge.config import PhaseConfig, ReferenceConfig, dump_config
+from unlearning_challenge.platforms.errors import BundleError
+from unlearning_challenge.platforms.phases import execution_time_limit, plan_phases
+from unlearning_challenge.platforms.programs import METADATA_KEYS, check_metadata_command, read_program_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ROOT / "competition" / "settings.yaml"
+COMPETITION = ROOT / "competition.yaml"
 N_MODELS = 8
 BUDGET = 12.5
 
@@ -75,11 +75,12 @@ def _write_phase_data(root: Path, config_rel: str, input_rel: str, reference_rel
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
-    """A minimal repository: the real settings, programs, package, pages and kit; fake Check data."""
+    """A minimal repository: the real competition.yaml, programs, package, pages and kit; fake Check data."""
     root = tmp_path / "repo"
     root.mkdir()
     for name in ("competition", "ingestion_program", "scoring_program", "pages", "starting_kit"):
         _copy_tree(ROOT / name, root / name)
+    shutil.copy(COMPETITION, root / "competition.yaml")
     _copy_tree(ROOT / "src" / "unlearning_challenge", root / "src" / "unlearning_challenge")
     # Caches in the package and the kit must stay out of the zips.
     cache = root / "src" / "unlearning_challenge" / "__pycache__"
@@ -91,9 +92,9 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def _build(repo: Path, out: str = "dist", settings: str = "competition/settings.yaml"):
+def _build(repo: Path, out: str = "dist", competition: str = "competition.yaml"):
     lines: list[str] = []
-    result = build_bundles(settings, root=repo, out_dir=out, log=lines.append)
+    result = build_bundles(competition, root=repo, out_dir=out, log=lines.append)
     return result, lines
 
 
@@ -107,59 +108,74 @@ def _yaml(zf: zipfile.ZipFile) -> dict:
     return yaml.safe_load(zf.read("competition.yaml"))
 
 
-# --------------------------------------------------------------------------- settings
+# --------------------------------------------------------------------------- competition.yaml
 
 
-def test_real_settings_load_and_name_the_three_phases():
-    settings = load_settings(SETTINGS)
-    assert [p.label for p in settings.phases] == ["Check", "Feedback", "Final"]
-    check, feedback, final = settings.phases
+def test_the_real_competition_file_loads_and_names_the_three_phases():
+    competition = load_competition(COMPETITION)
+    assert [p.name for p in competition.phases] == ["Check", "Feedback", "Final"]
+    check, feedback, final = competition.phases
     assert (check.input_data, check.reference_data, check.config) == ("input_data", "reference_data", "phases/default.yaml")
-    assert check.public and not feedback.public and not final.public
+    assert check.public_data and not feedback.public_data and not final.public_data
     for phase in (feedback, final):
         assert phase.input_data.startswith("data/") and phase.reference_data.startswith("data/")
         assert phase.make_hint is None
-    assert [c.key for c in settings.columns][:5] == [
+    columns = competition.leaderboard.columns
+    assert [c.key for c in columns][:5] == [
         "score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds"]
-    assert {c.key: c.sort for c in settings.columns}["mean_run_seconds"] == "asc"
-    for page in settings.pages.values():
+    assert {c.key: c.sorting for c in columns}["mean_run_seconds"] == "asc"
+    for page in [competition.terms, *(page.file for page in competition.pages)]:
         assert (ROOT / page).is_file(), page
-    assert (ROOT / settings.logo).read_bytes().startswith(b"\x89PNG")
-    assert (ROOT / settings.starting_kit / "README.md").is_file()
+    assert (ROOT / competition.image).read_bytes().startswith(b"\x89PNG")
+    for phase in competition.phases:
+        assert (ROOT / phase.starting_kit / "README.md").is_file()
+    assert check.execution_time_limit == 600 and competition.leaderboard.submission_rule == "Force_Last"
 
 
-def _raw_settings() -> dict:
-    return yaml.safe_load(SETTINGS.read_text())
+def _raw_competition() -> dict:
+    return yaml.safe_load(COMPETITION.read_text())
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update(version=2), "unknown key(s) ['version']"),
-    (lambda s: s["phases"][0].update(color="red"), "color must be one of"),
+    (lambda s: s.update(version=1), "version must be 2 (Codabench's competition.yaml format), got 1"),
+    (lambda s: s.update(codabench_queue="x"), "unknown key(s) ['codabench_queue']"),
+    (lambda s: s["phases"][0]["unlearning"].update(color="red"), "color must be one of"),
     (lambda s: s["phases"][0].update(colour="red"), "unknown key(s) ['colour']"),
-    (lambda s: s["phases"][1].update(start_date=s["phases"][0]["start_date"]), "must start at least two days after"),
-    (lambda s: s["pages"].pop("terms"), "missing ['terms']"),
-    (lambda s: s["phases"][0].update(label="x" * 51), "CodaLab allows at most 50"),
-    (lambda s: s["leaderboard"]["columns"][0].update(sort="up"), "sort must be asc or desc"),
-    (lambda s: s["phases"][0].update(start_date="June 28"), "must be a date written YYYY-MM-DD"),
+    (lambda s: s["phases"][0]["unlearning"].pop("config"), "phase 'Check': unlearning: missing required key(s) ['config']"),
+    (lambda s: s["phases"][1].update(start=s["phases"][0]["start"]), "must start at least two days after"),
+    (lambda s: s["pages"].pop(2), "missing ['data']"),
+    (lambda s: s.pop("terms"), "missing required key(s) ['terms']"),
+    (lambda s: s["phases"][0].update(name="x" * 51), "CodaLab allows at most 50"),
+    (lambda s: s["phases"][0].update(index=3), "phases[0].index must be 0 (listed in index order), got 3"),
+    (lambda s: s["phases"][0].update(tasks=[0, 1]), "phase 'Check': tasks must list one task index"),
+    (lambda s: s["phases"][0].update(tasks=[7]), "phase 'Check': tasks names task 7; the tasks' indexes are [0, 1, 2]"),
+    (lambda s: s["phases"][0].update(public_data="elsewhere"),
+     "phase 'Check': public_data must be the phase's input_data folder (input_data) or absent, got 'elsewhere'"),
+    (lambda s: s["phases"][0].update(end=dt.date(2023, 7, 10)), "phase 'Check' must end before phase 'Feedback' starts"),
+    (lambda s: s["leaderboards"][0]["columns"][0].update(sorting="up"),
+     "leaderboards[0].columns[0].sorting must be asc or desc, got 'up'"),
+    (lambda s: s["leaderboards"].append(dict(s["leaderboards"][0], index=1)), "leaderboards must hold one leaderboard"),
+    (lambda s: s["phases"][0].update(start="June 28"), "must be a date written YYYY-MM-DD"),
     (lambda s: s.update(docker_image="My Image"), "is not a valid image name"),
-    (lambda s: s["time_limit"].update(safety_factor=0.5), "time_limit.safety_factor must be a number >= 1.0"),
-    (lambda s: s["leaderboard"].update(submission_rule="Force_First"),
-     "leaderboard.submission_rule must be one of ['Add', 'Add_And_Delete', 'Add_And_Delete_Multiple', "
+    (lambda s: s["unlearning"]["time_limit"].update(safety_factor=0.5),
+     "unlearning.time_limit.safety_factor must be a number >= 1.0"),
+    (lambda s: s["leaderboards"][0].update(submission_rule="Force_First"),
+     "leaderboards[0].submission_rule must be one of ['Add', 'Add_And_Delete', 'Add_And_Delete_Multiple', "
      "'Force_Last', 'Force_Latest_Multiple', 'Force_Best'], got 'Force_First'"),
 ])
-def test_bad_settings_are_refused_with_a_clear_message(edit, message):
-    raw = _raw_settings()
+def test_a_bad_competition_file_is_refused_with_a_clear_message(edit, message):
+    raw = _raw_competition()
     edit(raw)
-    with pytest.raises(BundleError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
-        settings_from_dict(raw, source="settings.yaml")
+    with pytest.raises(BundleError, match=re.escape(message)):
+        competition_from_dict(raw, source="competition.yaml")
 
 
 def test_execution_time_limit_formula():
-    limits = load_settings(SETTINGS).time_limit
+    limits = load_competition(COMPETITION).time_limit
     expected = limits.startup_seconds + 512 * (30.0 * limits.safety_factor + limits.per_run_overhead_seconds)
     assert execution_time_limit(512, 30.0, limits) == int(expected) + (expected % 1 > 0)
-    assert execution_time_limit(8, 0.1, bundle.TimeLimitSettings(1.5, 0.0, 0.0)) == 2  # rounded up
-    slow_workers = bundle.TimeLimitSettings(safety_factor=1.5, per_run_overhead_seconds=10, startup_seconds=100,
+    assert execution_time_limit(8, 0.1, TimeLimitSettings(1.5, 0.0, 0.0)) == 2  # rounded up
+    slow_workers = TimeLimitSettings(safety_factor=1.5, per_run_overhead_seconds=10, startup_seconds=100,
                                             worker_speed_ratio=3.0)
     assert execution_time_limit(10, 20.0, slow_workers, scaled_budget=True) == 100 + 10 * (20 * 3 * 1.5 + 10)
     assert execution_time_limit(10, 20.0, slow_workers, scaled_budget=False) == 100 + 10 * (20 * 1.5 + 10)
@@ -172,12 +188,12 @@ def test_execution_time_limit_formula():
 
 def test_only_phases_with_data_are_included_and_the_others_are_explained(repo):
     result, lines = _build(repo)
-    assert [p.settings.label for p in result.included] == ["Check"]
+    assert [p.phase.name for p in result.included] == ["Check"]
     check = result.included[0]
-    limits = load_settings(SETTINGS).time_limit
+    limits = load_competition(COMPETITION).time_limit
     assert check.num_models == N_MODELS and check.time_budget_seconds == BUDGET
     assert check.computed_time_limit == execution_time_limit(N_MODELS, BUDGET, limits, scaled_budget=True)
-    assert check.execution_time_limit == 600  # the settings' override
+    assert check.execution_time_limit == 600  # competition.yaml's override
     text = "\n".join(lines)
     assert "Check: included (N=8" in text
     assert ("Feedback: left out: phase config phases/challenge.yaml does not exist; "
@@ -187,17 +203,17 @@ def test_only_phases_with_data_are_included_and_the_others_are_explained(repo):
             "--input-data data/feedback/input_data --reference-data data/feedback/reference_data`") in lines
     assert "Final: left out: phase config phases/final.yaml does not exist" in text
     assert "reference data folder data/final/reference_data does not exist" in text
-    assert "warning: codabench_queue is not set" in text
+    assert "warning: queue is not set" in text
 
 
 def test_a_phase_whose_data_come_from_another_config_is_left_out(repo):
-    config = bundle.load_config(repo / "phases/default.yaml")
+    config = load_config(repo / "phases/default.yaml")
     other = dump_config(config).replace("epochs: 30", "epochs: 12")
     assert other != dump_config(config)
     (repo / "phases" / "default.yaml").write_text(other)
     with pytest.raises(BundleError, match="no phase can be included"):
         _build(repo)
-    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    plan = plan_phases(load_competition(repo / "competition.yaml"), repo)[0]
     assert plan.reasons == ["input data in input_data was made from another phase config than phases/default.yaml",
                             "reference data in reference_data was made from another phase config than phases/default.yaml"]
     assert plan.hint == "make reference PHASE=phases/default.yaml"
@@ -205,7 +221,7 @@ def test_a_phase_whose_data_come_from_another_config_is_left_out(repo):
 
 def test_missing_data_files_are_named(repo):
     (repo / "input_data" / "original.safetensors").unlink()
-    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    plan = plan_phases(load_competition(repo / "competition.yaml"), repo)[0]
     assert plan.explanation() == (
         "input data folder input_data lacks original.safetensors; "
         "create the data with `make reference PHASE=phases/default.yaml`")
@@ -215,7 +231,7 @@ def test_all_three_phases_when_all_data_exist(repo):
     _write_phase_data(repo, "phases/challenge.yaml", "data/feedback/input_data", "data/feedback/reference_data", "feedback")
     _write_phase_data(repo, "phases/final.yaml", "data/final/input_data", "data/final/reference_data", "final")
     result, _ = _build(repo)
-    assert [p.settings.label for p in result.included] == ["Check", "Feedback", "Final"]
+    assert [p.phase.name for p in result.included] == ["Check", "Feedback", "Final"]
     with _read_zip(result.codalab_bundle) as zf:
         doc = _yaml(zf)
         assert sorted(doc["phases"]) == [1, 2, 3]
@@ -254,13 +270,13 @@ def test_codalab_yaml_uses_only_keys_codalab_knows(repo):
     assert set(board) == {"leaderboards", "columns"}
     for leaderboard in board["leaderboards"].values():
         assert set(leaderboard) <= CODALAB_LEADERBOARD_KEYS
-    settings = load_settings(SETTINGS)
-    assert list(board["columns"]) == [c.key for c in settings.columns]
+    competition = load_competition(COMPETITION)
+    assert list(board["columns"]) == [c.key for c in competition.leaderboard.columns]
     for key, column in board["columns"].items():
         assert set(column) <= CODALAB_COLUMN_KEYS
-        assert column["leaderboard"]["label"] == settings.leaderboard_title
+        assert column["leaderboard"]["label"] == competition.leaderboard.title
         assert len(key) <= 50 and len(column["label"]) <= 50
-    assert doc["competition_docker_image"] == settings.docker_image
+    assert doc["competition_docker_image"] == competition.docker_image
 
 
 def test_codalab_yaml_dates_stay_dates(repo):
@@ -312,7 +328,7 @@ def test_nested_zips_have_their_files_at_the_root(repo):
         assert len(tops) > 1 or "/" not in names[0], f"{name} wraps its files in a folder: {tops}"
     for program, script in (("ingestion_program.zip", "ingestion.py"), ("scoring_program.zip", "score.py")):
         names = set(nested[program].namelist())
-        assert {"metadata", script, "unlearning_challenge/__init__.py", "unlearning_challenge/platforms/bundle.py"} <= names
+        assert {"metadata", script, "unlearning_challenge/__init__.py", "unlearning_challenge/platforms/build.py"} <= names
         metadata = yaml.safe_load(nested[program].read("metadata"))
         assert set(metadata) <= METADATA_KEYS
     assert set(nested["check_input_data.zip"].namelist()) == {
@@ -333,6 +349,37 @@ def test_pages_are_rendered_with_the_phase_table(repo):
     assert f"<td>{N_MODELS}</td>" in evaluation
     # The fixture's config keeps the recipe's defaults: 20% of 30 epochs.
     assert f"<td>{BUDGET:.1f} s (about 6 retain epochs)</td>" in evaluation
+
+
+def test_editing_the_title_changes_both_bundles_and_nothing_else(repo):
+    before, _ = _build(repo, out="before")
+    path = repo / "competition.yaml"
+    text = path.read_text()
+    assert "\ntitle: Machine Unlearning Challenge\n" in text
+    path.write_text(text.replace("\ntitle: Machine Unlearning Challenge\n", "\ntitle: Forget Me Now\n"))
+    after, _ = _build(repo, out="after")
+    for bundle_zip in ("codalab_bundle", "codabench_bundle"):
+        with _read_zip(getattr(before, bundle_zip)) as old, _read_zip(getattr(after, bundle_zip)) as new:
+            old_doc, new_doc = _yaml(old), _yaml(new)
+            assert (old_doc["title"], new_doc["title"]) == ("Machine Unlearning Challenge", "Forget Me Now")
+            assert {**old_doc, "title": None} == {**new_doc, "title": None}
+            assert old.namelist() == new.namelist()
+            changed = sorted(name for name in old.namelist() if old.read(name) != new.read(name))
+            # The pages that show the title ({{ title }}) change with it.
+            assert changed == ["competition.yaml", "overview.html", "terms.html"], changed
+            assert "Forget Me Now" in new.read("overview.html").decode()
+
+
+def test_page_values_are_escaped(repo):
+    path = repo / "competition.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["title"] = 'Forget "me" <now> & \'then\''
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result, _ = _build(repo)
+    with _read_zip(result.codalab_bundle) as zf:
+        overview = zf.read("overview.html").decode()
+    assert "<h2>Forget &#34;me&#34; &lt;now&gt; &amp; &#39;then&#39;</h2>" in overview
+    assert "<table>" in overview  # the phase table is HTML, not escaped
 
 
 def test_unknown_page_placeholder_is_an_error(repo):
@@ -356,11 +403,11 @@ def test_rebuilding_gives_identical_bytes(repo):
 
 
 def test_codabench_yaml_is_version_2_with_image_and_queue(repo):
-    raw = yaml.safe_load((repo / "competition" / "settings.yaml").read_text())
-    raw["codabench_queue"] = "0b4c1c7e-1111-2222-3333-444455556666"
-    (repo / "competition" / "settings.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    raw = yaml.safe_load((repo / "competition.yaml").read_text())
+    raw["queue"] = "0b4c1c7e-1111-2222-3333-444455556666"
+    (repo / "competition.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     result, lines = _build(repo)
-    assert not any("codabench_queue is not set" in line for line in lines)
+    assert not any("queue is not set" in line for line in lines)
     with _read_zip(result.codabench_bundle) as zf:
         doc = _yaml(zf)
     assert doc["version"] == 2
@@ -368,14 +415,14 @@ def test_codabench_yaml_is_version_2_with_image_and_queue(repo):
     assert doc["queue"] == "0b4c1c7e-1111-2222-3333-444455556666"
     assert doc["terms"] == "terms.html" and {p["file"] for p in doc["pages"]} == {
         "overview.html", "evaluation.html", "data.html"}
-    assert doc["registration_auto_approve"] is (not raw["registration_required"])
+    assert doc["registration_auto_approve"] is raw["registration_auto_approve"]
     (task,) = doc["tasks"]
     assert task["reference_data"] == "check_reference_data.zip"
     assert task["ingestion_program"] == "ingestion_program.zip"
     (phase,) = doc["phases"]
     assert phase["execution_time_limit"] == result.included[0].execution_time_limit
     (board,) = doc["leaderboards"]
-    assert [c["key"] for c in board["columns"]] == [c["key"] for c in raw["leaderboard"]["columns"]]
+    assert [c["key"] for c in board["columns"]] == [c["key"] for c in raw["leaderboards"][0]["columns"]]
     assert {c["key"]: c["sorting"] for c in board["columns"]}["mean_run_seconds"] == "asc"
 
 
@@ -391,7 +438,7 @@ def test_codabench_yaml_keeps_the_queue_key_when_unset(repo):
 
 @pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])
 def test_program_metadata_is_platform_safe(program):
-    metadata = bundle.read_program_metadata(ROOT / program, program)
+    metadata = read_program_metadata(ROOT / program, program)
     command = metadata["command"]
     assert check_metadata_command(command, program) == []
     assert "'" not in command and '"' not in command and "/app" not in command
@@ -440,8 +487,8 @@ def _codabench(command: str, kind: str) -> list[str]:
 
 
 def test_commands_resolve_to_the_right_folders_on_both_platforms():
-    ingestion = bundle.read_program_metadata(ROOT / "ingestion_program", "ingestion_program")["command"]
-    scoring = bundle.read_program_metadata(ROOT / "scoring_program", "scoring_program")["command"]
+    ingestion = read_program_metadata(ROOT / "ingestion_program", "ingestion_program")["command"]
+    scoring = read_program_metadata(ROOT / "scoring_program", "scoring_program")["command"]
     run = "/tmp/codalab/tmpabc/run"
     assert _codalab_v1(ingestion, "ingestion", run) == [
         "python3", f"{run}/ingestion_program/ingestion.py", "--input", f"{run}/input",
@@ -499,14 +546,14 @@ def test_program_metadata_with_extra_keys_is_refused(repo):
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_prints_settings_for_the_makefile(capsys):
-    assert bundle.main(["--root", str(ROOT), "--get", "docker_image"]) == 0
-    assert capsys.readouterr().out.strip() == load_settings(SETTINGS).docker_image
+def test_cli_prints_a_value_of_the_competition_file_for_the_makefile(capsys):
+    assert cli.main(["bundle", "--root", str(ROOT), "--get", "docker_image"]) == 0
+    assert capsys.readouterr().out.strip() == load_competition(COMPETITION).docker_image
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
-    assert bundle.main(["--root", str(tmp_path)]) == 1
-    assert "settings file not found" in capsys.readouterr().err
+    assert cli.main(["bundle", "--root", str(tmp_path)]) == 1
+    assert "competition file not found" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not (ROOT / "input_data" / "manifest.json").is_file()
@@ -514,15 +561,15 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
                     reason="the default phase's data are not generated yet (make reference)")
 def test_the_repository_builds_with_the_check_phase(tmp_path):
     result = build_bundles(root=ROOT, out_dir=tmp_path, log=lambda line: None)
-    assert "Check" in [p.settings.label for p in result.included]
+    assert "Check" in [p.phase.name for p in result.included]
 
 
 def test_a_phase_whose_config_asks_for_more_models_than_its_data_hold_is_left_out(repo):
-    config = bundle.load_config(repo / "phases/default.yaml")
+    config = load_config(repo / "phases/default.yaml")
     (repo / "phases" / "default.yaml").write_text(dump_config(config).replace(f"num_models: {N_MODELS}", "num_models: 64"))
     with pytest.raises(BundleError, match="no phase can be included"):
         _build(repo)
-    plan = bundle.plan_phases(load_settings(repo / "competition/settings.yaml"), repo)[0]
+    plan = plan_phases(load_competition(repo / "competition.yaml"), repo)[0]
     assert plan.reasons == [f"phases/default.yaml asks for N=64 but the data hold N={N_MODELS} retrained models"]
     assert plan.hint == "make reference PHASE=phases/default.yaml"
 
@@ -532,7 +579,7 @@ def test_a_phase_whose_config_asks_for_more_models_than_its_data_hold_is_left_ou
 
 def test_each_new_submission_reaches_the_leaderboard_on_both_platforms(repo):
     result, _ = _build(repo)
-    assert load_settings(repo / "competition" / "settings.yaml").submission_rule == "Force_Last"
+    assert load_competition(repo / "competition.yaml").leaderboard.submission_rule == "Force_Last"
     with _read_zip(result.codabench_bundle) as zf:
         (board,) = _yaml(zf)["leaderboards"]
     assert board["submission_rule"] == "Force_Last"
@@ -543,9 +590,9 @@ def test_each_new_submission_reaches_the_leaderboard_on_both_platforms(repo):
 
 
 def test_force_best_maps_to_codalabs_phase_flag(repo):
-    path = repo / "competition" / "settings.yaml"
+    path = repo / "competition.yaml"
     raw = yaml.safe_load(path.read_text())
-    raw["leaderboard"]["submission_rule"] = "Force_Best"
+    raw["leaderboards"][0]["submission_rule"] = "Force_Best"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     result, _ = _build(repo)
     with _read_zip(result.codalab_bundle) as zf:
@@ -560,24 +607,22 @@ def test_the_check_phase_fits_the_default_codabench_queue(repo):
     result, lines = _build(repo)
     (check,) = result.included
     assert check.execution_time_limit == 600
-    assert any(f"execution_time_limit 600 s, set in the settings; the formula gives {check.computed_time_limit} s"
+    assert any(f"execution_time_limit 600 s, set in competition.yaml; the formula gives {check.computed_time_limit} s"
                in line for line in lines)
     assert not any("exceeds the default Codabench queue's cap" in line for line in lines)
 
 
 def test_a_bundle_with_no_open_phase_is_warned_about(repo):
-    import datetime as dt
-
-    path = repo / "competition" / "settings.yaml"
+    path = repo / "competition.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["end_date"] = dt.date(2024, 1, 31)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     _, lines = _build(repo)  # only Check has data: it ran from its start_date to end_date
     assert ("warning: no phase accepts submissions today ({}): the last phase, Check, closed on 2024-01-31; "
-            "change the phases' start_date or end_date in the settings (or the dates in the platform's editor "
+            "change the phases' start or end_date in competition.yaml (or the dates in the platform's editor "
             "after uploading)").format(dt.date.today().isoformat()) in lines
-    result = build_bundles("competition/settings.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 1, 1))
+    result = build_bundles("competition.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 1, 1))
     assert result.warnings[0].startswith("no phase accepts submissions today (2023-01-01): "
                                          "the first phase, Check, opens on 2023-06-28")
-    result = build_bundles("competition/settings.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 7, 1))
+    result = build_bundles("competition.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 7, 1))
     assert not any("no phase accepts" in w for w in result.warnings)

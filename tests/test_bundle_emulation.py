@@ -20,13 +20,13 @@ The commands come from the programs' ``metadata`` with the platforms' own
 substitutions (see test_bundle.py), split on spaces, run without a shell.
 
 Always on: a tiny phase (conftest's ``tiny_phase``: N=3, 16x16 images) stands
-in for the Check phase in a copy of ``competition/settings.yaml``, and the
+in for the Check phase in a copy of the root ``competition.yaml``, and the
 sample submission is run. Its input manifest's per-run budget is raised in a
 copy of the input data (a tiny model retrains in a few seconds, and 20% of
 that is less than the sample's epoch needs on a busy CPU); the command line
 stays the platforms' own.
 
-Slow, on request: the real Check phase from ``competition/settings.yaml``
+Slow, on request: the real Check phase from ``competition.yaml``
 (needs ``make reference``; runs the submission N=32 times, minutes on a CPU):
 
     EMULATE_PLATFORMS=1 .venv/bin/python -m pytest tests/test_bundle_emulation.py
@@ -47,13 +47,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning_challenge.platforms.bundle import BuildResult, build_bundles, load_settings
+from unlearning_challenge.platforms.build import BuildResult, build_bundles
+from unlearning_challenge.platforms.competition import load_competition
 from unlearning_challenge.platforms.submission_zip import pack_submission
 
 from test_bundle import _codabench, _codalab_v1
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ROOT / "competition" / "settings.yaml"
+COMPETITION = ROOT / "competition.yaml"
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
 DO_NOTHING = ROOT / "starting_kit" / "baselines" / "do_nothing"
 TIMEOUT = 1800
@@ -155,11 +156,11 @@ class Built:
             return {key: zf.read(task[key]) for key in keys}
 
 
-def _build(tmp: Path, settings_path: Path, label: str, submission: Path) -> Built:
-    result = build_bundles(settings_path, root=ROOT, out_dir=tmp / "dist", log=lambda line: None)
-    assert label in [plan.settings.label for plan in result.included], [p.explanation() for p in result.plans]
+def _build(tmp: Path, competition_path: Path, label: str, submission: Path) -> Built:
+    result = build_bundles(competition_path, root=ROOT, out_dir=tmp / "dist", log=lambda line: None)
+    assert label in [plan.phase.name for plan in result.included], [p.explanation() for p in result.plans]
     packed = pack_submission(submission, tmp / "submission.zip").path
-    columns = [c.key for c in load_settings(settings_path).columns]
+    columns = [c.key for c in load_competition(competition_path).leaderboard.columns]
     return Built(tmp, result, label, packed, columns)
 
 
@@ -244,7 +245,7 @@ RUNNERS = {"codalab": run_codalab, "codabench": run_codabench}
 
 @pytest.fixture(scope="module")
 def tiny_built(tiny_phase, tmp_path_factory) -> Built:
-    """competition/settings.yaml with its Check phase pointed at the tiny phase, built."""
+    """competition.yaml with its Check phase pointed at the tiny phase, built."""
     input_dir, reference_dir, _ = tiny_phase
     tmp = tmp_path_factory.mktemp("emulation_tiny")
     inputs = tmp / "input_data"
@@ -253,14 +254,17 @@ def tiny_built(tiny_phase, tmp_path_factory) -> Built:
     manifest["time_budget_seconds"] = TINY_BUDGET_SECONDS
     (inputs / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
-    raw = yaml.safe_load(SETTINGS.read_text())
-    check = next(p for p in raw["phases"] if p["label"] == "Check")
-    check.update(config=str(inputs / "phase.yaml"), input_data=str(inputs), reference_data=str(reference_dir))
-    raw["phases"] = [check]  # the other phases' private data never exist here
-    raw["codabench_queue"] = TINY_QUEUE
-    settings_path = tmp / "settings.yaml"
-    settings_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return _build(tmp, settings_path, "Check", SAMPLE)
+    raw = yaml.safe_load(COMPETITION.read_text())
+    check = next(p for p in raw["phases"] if p["name"] == "Check")
+    task = raw["tasks"][check["tasks"][0]]
+    check["unlearning"]["config"] = str(inputs / "phase.yaml")
+    check.update(public_data=str(inputs))
+    task.update(input_data=str(inputs), reference_data=str(reference_dir))
+    raw["phases"], raw["tasks"] = [check], [task]  # the other phases' private data never exist here
+    raw["queue"] = TINY_QUEUE
+    competition_path = tmp / "competition.yaml"
+    competition_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return _build(tmp, competition_path, "Check", SAMPLE)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -282,13 +286,13 @@ def test_scoring_fails_loudly_without_ingestion_output(tiny_built, platform):
 
 def test_codabench_v2_bundle_is_complete(tiny_built):
     """What Codabench's v2 unpacker needs: the yaml, the image, the queue, and every file it names."""
-    settings = load_settings(SETTINGS)
+    competition = load_competition(COMPETITION)
     with zipfile.ZipFile(tiny_built.result.codabench_bundle) as zf:
         names = set(zf.namelist())
         assert [n for n in names if n.endswith((".yaml", ".yml"))] == ["competition.yaml"]
         doc = yaml.safe_load(zf.read("competition.yaml"))
         assert doc["version"] == 2
-        assert doc["docker_image"] == settings.docker_image
+        assert doc["docker_image"] == competition.docker_image
         assert doc["queue"] == TINY_QUEUE
         referenced = [doc["image"], doc["terms"], *(page["file"] for page in doc["pages"])]
         task_indexes = {task["index"] for task in doc["tasks"]}
@@ -322,7 +326,7 @@ def test_codabench_v2_bundle_is_complete(tiny_built):
 
 @pytest.fixture(scope="module")
 def check_built(tmp_path_factory) -> Built:
-    return _build(tmp_path_factory.mktemp("emulation_check"), SETTINGS, "Check", DO_NOTHING)
+    return _build(tmp_path_factory.mktemp("emulation_check"), COMPETITION, "Check", DO_NOTHING)
 
 
 @slow_check_phase

@@ -1,4 +1,4 @@
-"""The competition image's Dockerfile agrees with pyproject.toml, the settings and the bundles.
+"""The competition image's Dockerfile agrees with pyproject.toml, competition.yaml and the bundles.
 
 No docker engine is needed: the files are read, and `make -n docker` shows the build command.
 """
@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from unlearning_challenge.platforms.bundle import load_settings
+from unlearning_challenge.platforms.competition import load_competition
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,10 +127,10 @@ def _make_n(*args: str) -> list[str]:
     return [" ".join(line.split()) for line in lines if " -m unlearning_challenge docker-" in line]
 
 
-def test_make_docker_builds_the_image_named_in_the_settings():
-    image = load_settings(ROOT / "competition" / "settings.yaml").docker_image
+def test_make_docker_builds_the_image_named_in_the_competition_file():
+    image = load_competition(ROOT / "competition.yaml").docker_image
     (build,) = _make_n("docker")
-    assert f" docker-build --settings competition/settings.yaml --tag {image}" in build
+    assert f" docker-build --competition competition.yaml --tag {image}" in build
     assert "--local-base" not in build
     (build,) = _make_n("docker", "LOCAL_BASE=1", "DOCKER_BUILD_ARGS=--build-arg TORCH_VERSION=2.14.1")
     assert build.endswith("--local-base --build-arg TORCH_VERSION=2.14.1")
@@ -148,14 +148,16 @@ def test_make_docker_rehearse_passes_its_options():
 
 
 def test_bundles_name_the_same_image(tmp_path):
-    """Both yaml flavours carry settings.docker_image (checked in depth in test_bundle.py)."""
-    from unlearning_challenge.platforms.bundle import codabench_yaml, codalab_yaml, BundleLayout, PhasePlan
+    """Both yaml flavours carry competition.docker_image (checked in depth in test_bundle.py)."""
+    from unlearning_challenge.platforms.dialects import BundleLayout, codabench_yaml, codalab_yaml
+    from unlearning_challenge.platforms.phases import PhasePlan
 
-    settings = load_settings(ROOT / "competition" / "settings.yaml")
-    layout = BundleLayout("logo.png", {k: f"{k}.html" for k in settings.pages}, "i.zip", "s.zip", "k.zip", {})
+    competition = load_competition(ROOT / "competition.yaml")
+    pages = {name: f"{name}.html" for name in ["terms", *(page.name for page in competition.pages)]}
+    layout = BundleLayout("logo.png", pages, {})
     plans: list[PhasePlan] = []
-    assert codalab_yaml(settings, plans, layout)["competition_docker_image"] == settings.docker_image
-    assert codabench_yaml(settings, plans, layout)["docker_image"] == settings.docker_image
+    assert codalab_yaml(competition, plans, layout)["competition_docker_image"] == competition.docker_image
+    assert codabench_yaml(competition, plans, layout)["docker_image"] == competition.docker_image
 
 
 @pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])

@@ -26,7 +26,7 @@ import pytest
 import docker_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = Path("competition/settings.yaml")
+COMPETITION = Path("competition.yaml")
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
 NUM_MODELS = 2
 TIMED = ("mean_run_seconds",)  # scores that measure time, not the models
@@ -87,7 +87,7 @@ def _scores_txt(text: str) -> dict[str, float]:
 def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_path, capsys):
     from unlearning_challenge.platforms.docker_rehearse import rehearse
 
-    outcome = rehearse(platform, SAMPLE, root=ROOT, settings=SETTINGS, num_models=NUM_MODELS,
+    outcome = rehearse(platform, SAMPLE, root=ROOT, competition=COMPETITION, num_models=NUM_MODELS,
                        local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
     assert outcome.ok, (outcome.problems, printed)
@@ -112,7 +112,7 @@ def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path,
     from unlearning_challenge.platforms.docker_rehearse import rehearse
     from unlearning_challenge.runner.proccap import MAX_RUN_PROCESSES
 
-    outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, settings=SETTINGS,
+    outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, competition=COMPETITION,
                        num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
     (run,) = outcome.ingestion["runs"]

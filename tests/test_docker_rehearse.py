@@ -184,14 +184,14 @@ def test_no_engine_is_named_with_what_to_do(tmp_path, monkeypatch):
         docker_client()
     with pytest.raises(DockerImageError, match="no docker engine answers"):
         rehearse("codabench", ROOT / "starting_kit" / "sample_submission", root=ROOT,
-                 settings=Path("competition/settings.yaml"), output=tmp_path / "out")
+                 competition=Path("competition.yaml"), output=tmp_path / "out")
     assert not (tmp_path / "out").exists(), "nothing is written before the engine answers"
 
 
 def test_unknown_platform_and_busy_output_folder_are_refused(tmp_path):
     with pytest.raises(RehearsalError, match="unknown platform 'kaggle': choose one of codabench, codalab"):
-        rehearse("kaggle", ROOT, root=ROOT, settings=Path("competition/settings.yaml"))
+        rehearse("kaggle", ROOT, root=ROOT, competition=Path("competition.yaml"))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("x")
     with pytest.raises(RehearsalError, match="output folder .*out is not empty; choose another with OUT="):
-        rehearse("codalab", ROOT, root=ROOT, settings=Path("competition/settings.yaml"), output=tmp_path / "out")
+        rehearse("codalab", ROOT, root=ROOT, competition=Path("competition.yaml"), output=tmp_path / "out")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unlearning_challenge import cli
 from unlearning_challenge.platforms.submission_zip import (
     DEFAULT_METADATA,
     SubmissionError,
     check_submission,
-    main,
     pack_submission,
 )
 
@@ -124,11 +124,11 @@ def test_zip_inside_the_folder_is_refused(folder):
 
 
 def test_cli_exit_codes_and_messages(folder, tmp_path, capsys):
-    assert main([str(folder), "--output", str(tmp_path / "ok.zip")]) == 0
+    assert cli.main(["submission", str(folder), "--output", str(tmp_path / "ok.zip")]) == 0
     out = capsys.readouterr().out
     assert "added a `metadata` file without a command" in out and "ok.zip" in out
     (folder / "unlearning.py").unlink()
-    assert main([str(folder), "--output", str(tmp_path / "bad.zip")]) == 1
+    assert cli.main(["submission", str(folder), "--output", str(tmp_path / "bad.zip")]) == 1
     assert "make submission: error:" in capsys.readouterr().err
 
 

@@ -114,11 +114,11 @@ def _quick_check(args: argparse.Namespace) -> int:
 
 
 def _docker_build(args: argparse.Namespace) -> int:
-    from unlearning_challenge.platforms.bundle import load_settings
+    from unlearning_challenge.platforms.competition import load_competition
     from unlearning_challenge.platforms.docker_image import ImageBuild, build_image, docker_client
 
     build_args = dict(arg.split("=", 1) for arg in args.build_arg)
-    tag = args.tag or load_settings(args.settings).docker_image
+    tag = args.tag or load_competition(args.competition).docker_image
     build_image(docker_client(), ImageBuild(tag=tag, root=Path.cwd(), local_base=args.local_base, build_args=build_args))
     return 0
 
@@ -126,7 +126,7 @@ def _docker_build(args: argparse.Namespace) -> int:
 def _docker_rehearse(args: argparse.Namespace) -> int:
     from unlearning_challenge.platforms.docker_rehearse import rehearse
 
-    outcome = rehearse(args.platform, args.submission, root=Path.cwd(), settings=args.settings, phase=args.phase,
+    outcome = rehearse(args.platform, args.submission, root=Path.cwd(), competition=args.competition, phase=args.phase,
                        num_models=args.num_models, no_time_limit=args.no_time_limit, local_base=args.local_base,
                        output=args.output)
     return 0 if outcome.ok else 1
@@ -136,6 +136,26 @@ def _build_arg(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--build-arg takes NAME=value (got {text!r})")
     return text
+
+
+def _add_platform_commands(sub) -> None:
+    """The organizer's and participant's platform tools: bundle, submission, baselines, packages."""
+    from unlearning_challenge.platforms.baselines import add_baselines_arguments, run_baselines
+    from unlearning_challenge.platforms.build import add_bundle_arguments, run_bundle
+    from unlearning_challenge.platforms.environment import add_packages_arguments, run_packages
+    from unlearning_challenge.platforms.submission_zip import add_submission_arguments, run_submission
+
+    p = sub.add_parser("bundle", help="build dist/competition_bundle.zip (CodaLab v1.5) and "
+                                      "dist/codabench_bundle.zip (Codabench v2) from competition.yaml")
+    add_bundle_arguments(p).set_defaults(func=run_bundle)
+    p = sub.add_parser("submission", help="zip a submission folder (the folder holding unlearning.py) for upload")
+    add_submission_arguments(p).set_defaults(func=run_submission)
+    p = sub.add_parser("baselines", help="score every starting-kit baseline and the sample; write the table "
+                                         "into starting_kit/README.md")
+    add_baselines_arguments(p).set_defaults(func=run_baselines)
+    p = sub.add_parser("packages", help="write the table of the packages a submission can import into "
+                                        "starting_kit/README.md")
+    add_packages_arguments(p).set_defaults(func=run_packages)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_quick_check)
 
     p = sub.add_parser("docker-build", help="build the competition image (docker SDK, clean staged context)")
-    p.add_argument("--settings", type=Path, default=Path("competition/settings.yaml"))
-    p.add_argument("--tag", default=None, help="image name (default: docker_image from the settings)")
+    p.add_argument("--competition", type=Path, default=Path("competition.yaml"))
+    p.add_argument("--tag", default=None, help="image name (default: docker_image from the competition file)")
     p.add_argument("--local-base", action="store_true",
                    help="base made with debootstrap and Python packages from wheels downloaded here (no Docker Hub)")
     p.add_argument("--build-arg", action="append", default=[], type=_build_arg, metavar="NAME=value")
@@ -193,13 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("docker-rehearse", help="run the bundle's programs in the image as a platform's worker does")
     p.add_argument("--platform", choices=["codabench", "codalab"], default="codabench")
     p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))
-    p.add_argument("--settings", type=Path, default=Path("competition/settings.yaml"))
-    p.add_argument("--phase", default="Check", help="the phase's label in the settings")
+    p.add_argument("--competition", type=Path, default=Path("competition.yaml"))
+    p.add_argument("--phase", default="Check", help="the phase's name in the competition file")
     p.add_argument("--num-models", type=int, default=None, help="quick check with the first k models")
     p.add_argument("--no-time-limit", action="store_true", help="no per-run budget (the phase's step limit stays)")
     p.add_argument("--local-base", action="store_true", help="build the image, when stale, as docker-build --local-base")
     p.add_argument("--output", type=Path, default=None, help="fresh folder for the run folders (default: runs/docker-<platform>-<time>)")
     p.set_defaults(func=_docker_rehearse)
+
+    _add_platform_commands(sub)
 
     p = sub.add_parser("ingest", help="the ingestion program", add_help=False)
     p.set_defaults(func=None, program="unlearning_challenge.ingestion")

@@ -98,8 +98,8 @@ def replace_table(readme: Path, table: str) -> None:
     write_text(readme, f"{head}{START}\n{table}{END}{tail}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="baselines", description=__doc__.splitlines()[0])
+def add_baselines_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``python -m unlearning_challenge baselines``."""
     parser.add_argument("--baselines", type=Path, default=Path("starting_kit/baselines"))
     parser.add_argument("--sample", type=Path, default=Path("starting_kit") / SAMPLE,
                         help="the sample submission, scored beside the baselines")
@@ -109,11 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave this baseline out (repeatable), e.g. retrain: N full retrains")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_baselines(args: argparse.Namespace) -> int:
+    """Score every baseline and the sample; write the table into the README. A wrong --skip exits 2."""
     folders = sorted(p for p in args.baselines.iterdir() if (p / SUBMISSION_FILE).is_file())
     unknown = sorted(set(args.skip) - {p.name for p in folders})
     if unknown:
-        parser.error(f"--skip: no baseline named {', '.join(unknown)} in {args.baselines}")
+        print(f"baselines: error: --skip: no baseline named {', '.join(unknown)} in {args.baselines}", file=sys.stderr)
+        raise SystemExit(2)
     folders = [p for p in folders if p.name not in args.skip]
     if (args.sample / SUBMISSION_FILE).is_file():
         folders.append(args.sample)
@@ -129,7 +134,3 @@ def main(argv: list[str] | None = None) -> int:
     replace_table(args.readme, table)
     print(table)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

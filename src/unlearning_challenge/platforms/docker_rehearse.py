@@ -347,9 +347,9 @@ def report(platform: str, image: str, outcome: Outcome, folder: Path, gpu: bool)
 def phase_items(result, platform: str, label: str) -> tuple[dict[str, bytes], int]:
     """The phase's program and data zips as the platform finds them in its bundle, and its time limit."""
     keys = ("ingestion_program", "scoring_program", "input_data", "reference_data")
-    included = {plan.settings.label: plan for plan in result.included}
+    included = {plan.phase.name: plan for plan in result.included}
     if label not in included:
-        left_out = {plan.settings.label: plan.explanation() for plan in result.plans if not plan.included}
+        left_out = {plan.phase.name: plan.explanation() for plan in result.plans if not plan.included}
         raise RehearsalError(f"phase {label!r} is not in the bundle ({left_out.get(label, 'no such phase')}); "
                              f"phases in it: {sorted(included)}")
     bundle = result.codalab_bundle if platform == "codalab" else result.codabench_bundle
@@ -363,11 +363,12 @@ def phase_items(result, platform: str, label: str) -> tuple[dict[str, bytes], in
         return {key: zf.read(task[key]) for key in keys}, int(phase["execution_time_limit"])
 
 
-def rehearse(platform: str, submission: Path, *, root: Path, settings: Path, phase: str = "Check",
+def rehearse(platform: str, submission: Path, *, root: Path, competition: Path, phase: str = "Check",
              num_models: int | None = None, no_time_limit: bool = False, local_base: bool = False,
              output: Path | None = None, log=lambda line: print(line, file=sys.stderr)) -> Outcome:
     """Bundle, image (each rebuilt when stale), then both steps of ``phase`` as ``platform``'s worker runs them."""
-    from unlearning_challenge.platforms.bundle import build_bundles, load_settings
+    from unlearning_challenge.platforms.build import build_bundles
+    from unlearning_challenge.platforms.competition import load_competition
     from unlearning_challenge.platforms.docker_image import ImageBuild, docker_client, ensure_image
     from unlearning_challenge.platforms.submission_zip import pack_submission
 
@@ -376,13 +377,13 @@ def rehearse(platform: str, submission: Path, *, root: Path, settings: Path, pha
     folder = output or root / "runs" / time.strftime(f"docker-{platform}-%Y%m%d-%H%M%S")
     if folder.exists() and any(folder.iterdir()):
         raise RehearsalError(f"output folder {folder} is not empty; choose another with OUT=...")
-    image = load_settings(root / settings).docker_image
+    image = load_competition(root / competition).docker_image
     client = docker_client()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     build_seconds = ensure_image(client, ImageBuild(tag=image, root=root, local_base=local_base, log=log))
     log(f"image {image}: " + ("current" if build_seconds is None else f"built in {build_seconds:.0f} s"))
-    result = build_bundles(settings, root=root, out_dir=root / "dist", log=log)
+    result = build_bundles(competition, root=root, out_dir=root / "dist", log=log)
     items, limit = phase_items(result, platform, phase)
     packed = pack_submission(submission, folder / "submission.zip").path
     extra = ["--num-models", str(num_models)] if num_models else []

@@ -1,7 +1,7 @@
 """The packages a submission can import: the core dependencies and the ``participant`` extra.
 
 Both ``make install`` (``.venv``) and the docker image install them.
-``make packages`` (``python -m unlearning_challenge.platforms.environment``) writes their
+``make packages`` (``python -m unlearning_challenge packages``) writes their
 table, with the versions installed here, into ``starting_kit/README.md``
 between ``<!-- packages-table:start -->`` and ``<!-- packages-table:end -->``.
 """
@@ -69,14 +69,14 @@ def replace_table(readme: Path, table: str) -> None:
     write_text(readme, f"{head}{START}\n{table}{END}{rest.split(END, 1)[1]}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_packages_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``python -m unlearning_challenge packages``."""
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_packages(args: argparse.Namespace) -> int:
+    """Write the table of the packages a submission can import into the README."""
     replace_table(args.readme, markdown_table(participant_requirements()))
     print(f"wrote the packages table into {args.readme}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

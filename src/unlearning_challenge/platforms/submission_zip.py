@@ -1,7 +1,7 @@
 """Package a submission folder as the zip participants upload.
 
-``make submission SUBMISSION=folder`` (or ``python -m
-unlearning_challenge.platforms.submission_zip folder``) checks the folder and writes a
+``make submission SUBMISSION=folder`` (or ``python -m unlearning_challenge
+submission folder``) checks the folder and writes a
 zip with the folder's files at the zip's root:
 
 - the folder must hold ``unlearning.py`` defining ``unlearning(net,
@@ -29,9 +29,10 @@ import yaml
 
 from unlearning_challenge.artifacts import SUBMISSION_FILE, SUBMISSION_FUNCTION
 from unlearning_challenge.atomic import write_bytes
-from unlearning_challenge.platforms.bundle import deterministic_zip
+from unlearning_challenge.platforms.zips import deterministic_zip
 
-__all__ = ["SubmissionError", "PackedSubmission", "check_submission", "pack_submission", "main"]
+__all__ = ["SubmissionError", "PackedSubmission", "add_submission_arguments", "check_submission", "pack_submission",
+           "run_submission"]
 
 ENTRY_ARGS = ("net", "retain_loader", "forget_loader", "val_loader")
 METADATA_FILE = "metadata"
@@ -185,19 +186,16 @@ def pack_submission(folder: str | Path, output: str | Path | None = None, *, out
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m unlearning_challenge.platforms.submission_zip",
-        description="Zip a submission folder (the folder holding unlearning.py) for upload.",
-    )
+def add_submission_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``python -m unlearning_challenge submission``."""
     parser.add_argument("folder", help="the folder holding unlearning.py")
     parser.add_argument("--output", help="zip file to write (default: <out-dir>/<folder name>.zip)")
     parser.add_argument("--out-dir", default="dist", help="folder for the default zip name (default: %(default)s)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_submission(args: argparse.Namespace) -> int:
+    """Check and zip the folder; a folder that cannot be submitted prints why and exits 1."""
     try:
         packed = pack_submission(args.folder, args.output, out_dir=args.out_dir)
     except SubmissionError as exc:
@@ -211,7 +209,3 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(packed.files))
     print("upload it on the competition's 'Participate > Submit' page")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
