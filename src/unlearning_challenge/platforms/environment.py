@@ -26,7 +26,11 @@ START, END = "<!-- packages-table:start -->", "<!-- packages-table:end -->"
 def participant_requirements() -> list[Requirement]:
     """The core requirements and those of the ``participant`` extra, from the installed metadata."""
     found = [Requirement(text) for text in metadata.requires(DISTRIBUTION) or []]
-    return [r for r in found if r.marker is None or r.marker.evaluate({"extra": EXTRA})]
+    wanted: dict[str, Requirement] = {}
+    for r in found:  # a package both in the core and in the extra is listed once, with the core's range
+        if r.marker is None or r.marker.evaluate({"extra": EXTRA}):
+            wanted.setdefault(canonicalize_name(r.name), r)
+    return list(wanted.values())
 
 
 def import_name(requirement: Requirement) -> str:
