@@ -28,8 +28,8 @@ from unlearning_challenge.scoring.mia import (
 )
 from unlearning_challenge.quick_check import summary_lines
 from unlearning_challenge.scoring.report import detailed_results_html
-from unlearning_challenge.scoring.program import ScoringInputs, compute_scores, scores_txt
-from unlearning_challenge.scoring.statistics import extra_statistics
+from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
+from unlearning_challenge.scoring.result import ScoreResult, scores_txt
 
 
 def test_simple_mia_runs_the_kits_cross_validation():
@@ -61,7 +61,7 @@ def test_separable_losses_are_always_told_apart_and_equal_ones_are_a_coin():
     rng = np.random.default_rng(2)
     assert model_mia_accuracy(rng.uniform(0, 0.1, 30), rng.uniform(2, 3, 300)) == 1.0
     same = family_mia(rng.exponential(1, (40, 30)), rng.exponential(1, (40, 300)))
-    assert 0.4 < same["mean"] < 0.6
+    assert 0.4 < same.mean < 0.6
 
 
 def test_a_run_is_reproducible_from_its_seed():
@@ -82,10 +82,10 @@ def test_family_mia_leaves_out_models_with_non_finite_losses():
     forget, test = rng.exponential(0.5, (4, 12)), rng.exponential(1.0, (4, 60))
     forget[2, 3] = np.inf
     result = family_mia(forget, test)
-    assert np.isnan(result["accuracies"][2]) and np.isfinite(result["accuracies"][[0, 1, 3]]).all()
-    assert result["num_models"] == 3 and result["skipped"] == 1
-    assert result["mean"] == pytest.approx(np.nanmean(result["accuracies"]))
-    assert result["std"] == pytest.approx(np.nanstd(result["accuracies"]))
+    assert np.isnan(result.accuracies[2]) and np.isfinite(result.accuracies[[0, 1, 3]]).all()
+    assert result.num_models == 3 and result.skipped == 1
+    assert result.mean == pytest.approx(np.nanmean(result.accuracies))
+    assert result.std == pytest.approx(np.nanstd(result.accuracies))
     with pytest.raises(ValueError, match=r"must be 2-D with the same N; got shapes \(4, 12\) and \(3, 60\)"):
         family_mia(forget, test[:3])
     with pytest.raises(MiaUnavailable, match="got 3 forget"):
@@ -120,7 +120,8 @@ def test_losses_round_trip_and_older_files_without_them_still_read(tmp_path):
         assert "forget_losses" not in f.files
     old = read_family(tmp_path / "old.npz", expected_sha256=None, what="test")
     assert old.forget_losses is None and old.test_losses is None and not old.has_losses
-    assert "unavailable" in membership_inference(old)
+    unavailable = membership_inference(old)
+    assert not unavailable.available and "no per-example losses" in unavailable.unavailable
 
 
 def test_inconsistent_losses_are_refused(tmp_path):
@@ -151,45 +152,45 @@ def _inputs(*, losses: bool) -> ScoringInputs:
     return ScoringInputs(unlearned, retrained, IngestionManifest(status="ok", time_budget_seconds=3.0), reference, False)
 
 
-def _scores(inputs: ScoringInputs, **kwargs) -> dict:
-    scores = compute_scores(inputs, **kwargs)
-    scores.update(extra_statistics(scores, inputs, num_resamples=3))
-    return scores
+def _scores(inputs: ScoringInputs, **kwargs) -> ScoreResult:
+    return add_statistics(compute_scores(inputs, **kwargs), num_resamples=3)
 
 
 def test_scoring_reports_the_attack_beside_the_score():
     inputs = _inputs(losses=True)
-    scores = _scores(inputs)
+    result = _scores(inputs)
+    scores = result.numbers()
     expected = family_mia(inputs.unlearned.forget_losses, inputs.unlearned.test_losses)
-    assert scores["mia_accuracy"] == expected["mean"] and scores["mia_accuracy_std"] == expected["std"]
+    assert scores["mia_accuracy"] == expected.mean and scores["mia_accuracy_std"] == expected.std
     assert scores["mia_models"] == 6
-    lines = dict(line.split(": ") for line in scores_txt(scores).splitlines())
-    assert float(lines["mia_accuracy"]) == pytest.approx(expected["mean"], abs=1e-6)
+    lines = dict(line.split(": ") for line in scores_txt(result).splitlines())
+    assert float(lines["mia_accuracy"]) == pytest.approx(expected.mean, abs=1e-6)
     assert "mia_accuracy_std" in lines and "bounds" not in lines
-    html = detailed_results_html(scores, inputs)
+    html = detailed_results_html(result, inputs)
     assert "Membership inference (the 2023 starting kit's attack)" in html
-    assert f"{expected['mean']:.4f}" in html
+    assert f"{expected.mean:.4f}" in html
     assert "F under Clopper-Pearson bounds" in html and "uses the empirical rates" in html
 
 
 def test_scoring_without_losses_reports_the_attack_unavailable():
     inputs = _inputs(losses=False)
-    scores = _scores(inputs)
+    result = _scores(inputs)
+    scores = result.numbers()
     assert scores["mia_accuracy"] is None
     assert "no per-example losses" in scores["mia_unavailable"]
-    assert "mia_accuracy" not in scores_txt(scores)
-    json.dumps({k: v for k, v in scores.items() if not k.startswith("_")})
-    assert "Not available:" in detailed_results_html(scores, inputs)
+    assert "mia_accuracy" not in scores_txt(result)
+    json.dumps(result.to_json(quick_check=False), allow_nan=False)
+    assert "Not available:" in detailed_results_html(result, inputs)
 
 
 def test_scoring_with_clopper_pearson_bounds():
     inputs = _inputs(losses=True)
     empirical = compute_scores(inputs)
     bounded = compute_scores(inputs, bounds="clopper-pearson", alpha=0.1)
-    assert bounded["bounds"] == "clopper-pearson" and bounded["clopper_pearson_alpha"] == 0.1
-    assert bounded["forget_quality"] == bounded["forget_quality_clopper_pearson"]
-    assert bounded["forget_quality_empirical"] == empirical["forget_quality"] == empirical["forget_quality_empirical"]
-    assert bounded["forget_quality"] >= empirical["forget_quality"]
+    assert bounded.bounds == "clopper-pearson" and bounded.clopper_pearson_alpha == 0.1
+    assert bounded.forget_quality == bounded.forget_quality_clopper_pearson
+    assert bounded.forget_quality_empirical == empirical.forget_quality == empirical.forget_quality_empirical
+    assert bounded.forget_quality >= empirical.forget_quality
     with pytest.raises(ValueError, match=r"bounds must be one of \['empirical', 'clopper-pearson'\]; got 'exact'"):
         compute_scores(inputs, bounds="exact")
 

@@ -35,7 +35,7 @@ def test_quick_check_of_the_sample_prints_one_runs_numbers(tiny_phase, tmp_path)
     assert lines["time_budget_seconds"].startswith("none (no time limit; the phase's budget on its reference machine")
     family = read_family(tmp_path / "out" / "unlearned.npz", expected_sha256=None, what="test")
     assert family.num_models == 1
-    expected = family_mia(family.forget_losses, family.test_losses)["mean"]
+    expected = family_mia(family.forget_losses, family.test_losses).mean
     assert float(lines["mia_accuracy"]) == pytest.approx(expected, abs=1e-6)
 
 
@@ -88,7 +88,7 @@ def test_scoring_reports_the_attack_and_the_phase_chooses_the_bounds(tiny_phase,
                         "--output", tmp_path / "s1", "--num-models", "2")
     assert scored.returncode == 0, scored.stderr
     lines = values((tmp_path / "s1" / "scores.txt").read_text())
-    assert float(lines["mia_accuracy"]) == pytest.approx(family_mia(family.forget_losses, family.test_losses)["mean"],
+    assert float(lines["mia_accuracy"]) == pytest.approx(family_mia(family.forget_losses, family.test_losses).mean,
                                                          abs=1e-6)
     scores = json.loads((tmp_path / "s1" / "scores.json").read_text())
     assert scores["bounds"] == "empirical" and scores["forget_quality"] == scores["forget_quality_empirical"]

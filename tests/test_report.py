@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
-from unlearning_challenge.scoring import report, statistics
+from unlearning_challenge.scoring import statistics
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.scoring.report import detailed_results_html
-from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
-from unlearning_challenge.scoring.statistics import extra_statistics
+from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
+from unlearning_challenge.scoring.result import ScoreResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>"
@@ -43,11 +44,9 @@ def make_inputs(n: int = 8, e: int = 12, *, budget: float | None = 1.2, quick: b
     return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
 
 
-def scored(inputs: ScoringInputs, *, with_statistics: bool = True) -> dict:
-    scores = compute_scores(inputs)
-    if with_statistics:
-        scores.update(extra_statistics(scores, inputs, num_resamples=8))
-    return scores
+def scored(inputs: ScoringInputs, *, with_statistics: bool = True) -> ScoreResult:
+    result = compute_scores(inputs)
+    return add_statistics(result, num_resamples=8) if with_statistics else result
 
 
 class _TagChecker(HTMLParser):
@@ -104,7 +103,8 @@ def test_page_is_valid_looking_self_contained_html(typical):
 
 
 def test_page_shows_the_score_its_parts_and_the_references(typical):
-    scores, _, page = typical
+    result, _, page = typical
+    scores = result.numbers()
     assert f"{scores['score']:.4f}" in page
     for key in ("forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "retain_accuracy_retrained",
                 "forget_quality_perfect", "score_ci_low", "score_ci_high"):
@@ -118,15 +118,15 @@ def test_page_shows_the_score_its_parts_and_the_references(typical):
 def test_page_escapes_text_from_the_submission(typical):
     _, _, page = typical
     assert "<script" not in page.lower()
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert "warning &lt;script&gt;" in page and "&amp; more" in page
 
 
 def test_bucket_table_adds_up_to_forget_quality(typical):
-    scores, inputs, page = typical
+    result, inputs, page = typical
     examples = re.search(r"<b>total</b></td><td class=\"num\"></td><td class=\"num\">(\d+)</td>", page)
     assert examples and int(examples.group(1)) == inputs.unlearned.forget_logits.shape[1]
-    assert f"<b>{scores['forget_quality']:.4f}</b>" in page
+    assert f"<b>{result.forget_quality:.4f}</b>" in page
 
 
 def test_no_time_limit_and_quick_check():
@@ -147,32 +147,32 @@ def test_two_models_and_few_examples_do_not_crash():
     assert "cannot be split" in page
 
 
-def test_statistics_are_computed_when_missing_and_reused_when_present(monkeypatch):
-    monkeypatch.setattr(statistics, "MAX_RESAMPLES", 20)  # keep the default resampling short here
+def test_the_page_computes_no_statistics(monkeypatch):
     inputs = make_inputs(n=4, e=5, seed=4)
-    bare = compute_scores(inputs)
-    del bare["_details"]
-    page = detailed_results_html(bare, inputs)  # recomputes confidences, epsilons and statistics
-    check_page(page)
-    assert "Bootstrap interval" in page and "Perfect unlearner" in page and "(20 resamples" in page
-
-    scores = scored(inputs)
 
     def fail(*args, **kwargs):
-        raise AssertionError("extra_statistics called although the scores hold its results")
+        raise AssertionError("the page recomputed a statistic")
 
-    monkeypatch.setattr(report, "extra_statistics", fail)
-    page = detailed_results_html(scores, inputs)
-    assert f"{scores['score_ci_high']:.4f}" in page
-    flat_only = {k: v for k, v in scores.items() if k != "_statistics"}
-    assert f"{scores['score_ci_low']:.4f}" in detailed_results_html(flat_only, inputs)
+    bare = compute_scores(inputs)
+    monkeypatch.setattr(statistics, "bootstrap_scores", fail)
+    monkeypatch.setattr(statistics, "perfect_unlearner_quality", fail)
+    page = detailed_results_html(bare, inputs)
+    check_page(page)
+    assert "Not computed: the score was computed without its statistics." in page
+    assert "n/a (not computed)" in page and "bootstrap interval" not in page
+    monkeypatch.undo()
+
+    result = add_statistics(bare, num_resamples=12)
+    monkeypatch.setattr(statistics, "bootstrap_scores", fail)
+    page = detailed_results_html(result, inputs)
+    assert f"{result.statistics.bootstrap.high:.4f}" in page and "(12 resamples" in page
+    assert "Perfect unlearner" in page
 
 
 def test_capped_examples_are_counted_separately():
     inputs = make_inputs(n=6, e=10, seed=5)
-    scores = scored(inputs)
-    eps = np.array(scores["_details"]["epsilons"], dtype=np.float64)
+    result = scored(inputs)
+    eps = result.epsilons.copy()
     eps[:3] = 50.0
-    scores["_details"] = {**scores["_details"], "epsilons": eps}
-    page = detailed_results_html(scores, inputs)
+    page = detailed_results_html(dataclasses.replace(result, epsilons=eps), inputs)
     assert re.search(r"capped at 50</td><td class=\"num\">0</td><td class=\"num\">3</td>", page)

@@ -29,8 +29,8 @@ def scored_pair(tiny_phase, tmp_path_factory):
 
 
 def _numbers(root):
-    scores = compute_scores(read_inputs(root / "res", root / "ref"))
-    return {k: v for k, v in scores.items() if not k.startswith("_")}, scores["_details"]["epsilons"]
+    result = compute_scores(read_inputs(root / "res", root / "ref"))
+    return result.numbers(), result.epsilons
 
 
 def _mutate(data: bytes, rng: np.random.Generator) -> bytes:

@@ -10,15 +10,16 @@ import pytest
 
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.metric import final_score, forget_quality
-from unlearning_challenge.scoring.program import ScoringInputs, compute_scores
+from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
 from unlearning_challenge.scoring.statistics import (
     MAX_RESAMPLES,
     MIN_RESAMPLES,
-    bootstrap_score_interval,
+    FamilySample,
+    bootstrap_interval,
     bootstrap_scores,
     default_num_resamples,
-    extra_statistics,
     perfect_unlearner_quality,
+    score_statistics,
 )
 
 E = 20
@@ -33,27 +34,40 @@ def accuracies(n: int, seed: int, level: float = 0.8) -> np.ndarray:
     return np.random.default_rng(seed).uniform(level - 0.02, level + 0.02, n)
 
 
+def sample(conf, retain_accuracy, test_accuracy, name: str = "family") -> FamilySample:
+    return FamilySample.of(conf, retain_accuracy, test_accuracy, name=name)
+
+
+def interval(unlearned, retrained, ra_u, ra_r, ta_u, ta_r, **kwargs) -> tuple[float, float]:
+    result = bootstrap_interval(sample(unlearned, ra_u, ta_u), sample(retrained, ra_r, ta_r), **kwargs)
+    return result.low, result.high
+
+
+def resampled(unlearned, retrained, ra_u, ra_r, ta_u, ta_r, **kwargs) -> np.ndarray:
+    return bootstrap_scores(sample(unlearned, ra_u, ta_u), sample(retrained, ra_r, ta_r), **kwargs)
+
+
 # ----------------------------------------------------------------------------- perfect unlearner
 
 def test_perfect_unlearner_is_comparable_to_an_independent_family_of_half_the_size():
     retrained = confidences(16, seed=1)
     perfect = perfect_unlearner_quality(retrained, seed=0)
-    assert perfect["num_models"] == 8 and perfect["num_models_full"] == 16
-    assert perfect["num_splits"] == 5 and len(perfect["values"]) == 5
-    assert 0.0 < perfect["min"] <= perfect["forget_quality"] <= perfect["max"] <= 1.0
+    assert perfect.num_models == 8 and perfect.num_models_full == 16
+    assert perfect.num_splits == 5 and len(perfect.values) == 5
+    assert 0.0 < perfect.min <= perfect.forget_quality <= perfect.max <= 1.0
     # Two independent half-size families from the same distribution.
     independent = [forget_quality(confidences(8, seed=10 + k), confidences(8, seed=20 + k)) for k in range(4)]
-    assert perfect["forget_quality"] > 0.05
-    assert abs(perfect["forget_quality"] - float(np.mean(independent))) < 0.12
-    assert "N//2" in perfect["caveat"]
+    assert perfect.forget_quality > 0.05
+    assert abs(perfect.forget_quality - float(np.mean(independent))) < 0.12
+    assert "N//2" in perfect.caveat
 
 
 def test_separated_families_score_far_below_the_perfect_unlearner():
     retrained = confidences(16, seed=1)
     unlearned = confidences(16, seed=2, shift=8.0)
-    perfect = perfect_unlearner_quality(retrained)["forget_quality"]
+    perfect = perfect_unlearner_quality(retrained).forget_quality
     acc = accuracies(16, 3)
-    low, high = bootstrap_score_interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=12)
+    low, high = interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=12)
     assert forget_quality(unlearned, retrained) == 0.0
     assert high < 0.5 * perfect
 
@@ -61,13 +75,13 @@ def test_separated_families_score_far_below_the_perfect_unlearner():
 def test_perfect_unlearner_is_deterministic_and_depends_on_the_seed():
     retrained = confidences(12, seed=4)
     assert perfect_unlearner_quality(retrained, seed=3) == perfect_unlearner_quality(retrained, seed=3)
-    assert perfect_unlearner_quality(retrained, seed=3)["values"] != perfect_unlearner_quality(retrained, seed=4)["values"]
+    assert perfect_unlearner_quality(retrained, seed=3).values != perfect_unlearner_quality(retrained, seed=4).values
 
 
 def test_perfect_unlearner_with_too_few_models_is_nan_with_a_reason():
     result = perfect_unlearner_quality(confidences(3, seed=0))
-    assert math.isnan(result["forget_quality"]) and result["values"] == []
-    assert "cannot be split" in result["caveat"]
+    assert math.isnan(result.forget_quality) and result.values == ()
+    assert "cannot be split" in result.caveat
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
@@ -87,7 +101,7 @@ def test_interval_contains_the_score_for_a_typical_case():
     unlearned, retrained = confidences(12, seed=5, shift=0.3), confidences(12, seed=6)
     ra_u, ra_r, ta_u, ta_r = accuracies(12, 1), accuracies(12, 2), accuracies(12, 3, 0.6), accuracies(12, 4, 0.6)
     score = final_score(forget_quality(unlearned, retrained), ra_u, ra_r, ta_u, ta_r)
-    low, high = bootstrap_score_interval(unlearned, retrained, ra_u, ra_r, ta_u, ta_r, num_resamples=15)
+    low, high = interval(unlearned, retrained, ra_u, ra_r, ta_u, ta_r, num_resamples=15)
     assert 0.0 <= low <= score <= high
     assert high > low
 
@@ -98,11 +112,10 @@ def test_centered_interval_corrects_the_resampling_offset():
     unlearned, retrained = confidences(12, seed=7), confidences(12, seed=8)
     acc = np.full(12, 0.8)
     score = forget_quality(unlearned, retrained)
-    samples = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=15)
+    samples = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=15)
     assert np.median(samples) < score
-    plain = bootstrap_score_interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=15, method="percentile")
-    centered = bootstrap_score_interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=15,
-                                        point_estimate=score)
+    plain = interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=15, method="percentile")
+    centered = interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=15, observed_score=score)
     assert centered[0] <= score <= centered[1]
     assert centered[1] - centered[0] == pytest.approx(plain[1] - plain[0], abs=1e-12) or centered[0] == 0.0
     assert plain[0] == pytest.approx(float(np.quantile(samples, 0.05)))
@@ -111,21 +124,21 @@ def test_centered_interval_corrects_the_resampling_offset():
 def test_bootstrap_is_deterministic_with_a_seed_and_prefix_stable():
     unlearned, retrained = confidences(8, seed=9, shift=0.5), confidences(8, seed=10)
     acc = accuracies(8, 0)
-    first = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
-    again = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
-    longer = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=8, seed=1)
-    other = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=2)
+    first = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
+    again = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
+    longer = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=8, seed=1)
+    other = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=2)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, longer[:6])
     assert not np.array_equal(first, other)
-    assert bootstrap_score_interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1) == \
-        bootstrap_score_interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
+    assert interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1) == \
+        interval(unlearned, retrained, acc, acc, acc, acc, num_resamples=6, seed=1)
 
 
 def test_bootstrap_stops_at_the_time_guard_after_the_minimum():
     unlearned, retrained = confidences(6, seed=11, e=6), confidences(6, seed=12, e=6)
     acc = accuracies(6, 0)
-    samples = bootstrap_scores(unlearned, retrained, acc, acc, acc, acc, num_resamples=MIN_RESAMPLES + 20,
+    samples = resampled(unlearned, retrained, acc, acc, acc, acc, num_resamples=MIN_RESAMPLES + 20,
                                max_seconds=0.0)
     assert samples.size == MIN_RESAMPLES
 
@@ -140,7 +153,7 @@ def test_default_number_of_resamples_follows_the_work_budget():
 
 def test_bootstrap_accepts_scalar_accuracies():
     unlearned, retrained = confidences(6, seed=13, e=6), confidences(6, seed=14, e=6)
-    low, high = bootstrap_score_interval(unlearned, retrained, 0.8, 0.8, 0.6, 0.6, num_resamples=5)
+    low, high = interval(unlearned, retrained, 0.8, 0.8, 0.6, 0.6, num_resamples=5)
     assert 0.0 <= low <= high <= 1.0
 
 
@@ -155,19 +168,22 @@ def test_bootstrap_accepts_scalar_accuracies():
 def test_bootstrap_rejects_bad_options(kwargs, message):
     conf, acc = confidences(4, seed=0, e=4), np.full(4, 0.5)
     with pytest.raises(ValueError, match=message):
-        bootstrap_score_interval(conf, conf, acc, acc, acc, acc, **{"num_resamples": 3, **kwargs})
+        interval(conf, conf, acc, acc, acc, acc, **{"num_resamples": 3, **kwargs})
 
 
 def test_bootstrap_rejects_inconsistent_inputs():
     acc = np.full(4, 0.5)
-    with pytest.raises(ValueError, match="inconsistent numbers of forget examples: conf_unlearned has 4, "
-                                         "conf_retrained has 5"):
-        bootstrap_scores(confidences(4, 0, e=4), confidences(4, 1, e=5), acc, acc, acc, acc, num_resamples=2)
-    with pytest.raises(ValueError, match=r"ra_u must hold one value per model: expected shape \(4,\), got \(3,\)"):
-        bootstrap_scores(confidences(4, 0, e=4), confidences(4, 1, e=4), acc[:3], acc, acc, acc, num_resamples=2)
+    with pytest.raises(ValueError, match="inconsistent numbers of forget examples: the unlearned confidences have 4, "
+                                         "the retrained ones 5"):
+        resampled(confidences(4, 0, e=4), confidences(4, 1, e=5), acc, acc, acc, acc, num_resamples=2)
+    with pytest.raises(ValueError, match=r"unlearned retain_accuracy must hold one value per model: "
+                                         r"expected shape \(4,\), got \(3,\)"):
+        sample(confidences(4, 0, e=4), acc[:3], acc, name="unlearned")
+    with pytest.raises(ValueError, match=r"retrained confidences must be a \[N, E\] array of confidences"):
+        sample(np.zeros(4), acc, acc, name="retrained")
 
 
-# ----------------------------------------------------------------------------- extra_statistics
+# ----------------------------------------------------------------------------- statistics of a score
 
 def _family(rng: np.random.Generator, n: int, e: int, labels: np.ndarray, shift: float) -> ModelFamily:
     logits = rng.normal(size=(n, e, 5)).astype(np.float32)
@@ -186,11 +202,11 @@ def _inputs(n: int, e: int, seed: int = 0) -> ScoringInputs:
                                            num_models=n), False)
 
 
-def test_extra_statistics_gives_flat_json_numbers_and_details():
+def test_statistics_give_flat_json_numbers_and_details():
     inputs = _inputs(8, 10)
-    scores = compute_scores(inputs)
-    stats = extra_statistics(scores, inputs, num_resamples=6)
-    flat = {k: v for k, v in stats.items() if not k.startswith("_")}
+    result = add_statistics(compute_scores(inputs), num_resamples=6)
+    stats = result.statistics
+    flat = stats.numbers()
     assert set(flat) == {
         "forget_quality_perfect", "forget_quality_perfect_min", "forget_quality_perfect_max",
         "forget_quality_perfect_num_models", "score_ci_low", "score_ci_high", "score_ci_confidence",
@@ -199,25 +215,35 @@ def test_extra_statistics_gives_flat_json_numbers_and_details():
     json.dumps(flat, allow_nan=False)
     assert all(isinstance(v, (int, float)) for v in flat.values())
     assert flat["forget_quality_perfect_num_models"] == 4 and flat["score_ci_resamples"] == 6
-    assert flat["score_ci_low"] <= scores["score"] <= flat["score_ci_high"]
-    details = stats["_statistics"]
-    assert details["bootstrap"]["scores"].shape == (6,) and details["bootstrap"]["method"] == "centered"
-    assert details["perfect"]["forget_quality"] == flat["forget_quality_perfect"]
-    assert extra_statistics(scores, inputs, num_resamples=6)["score_ci_low"] == flat["score_ci_low"]
+    assert flat["score_ci_low"] <= result.score <= flat["score_ci_high"]
+    assert stats.bootstrap.scores.shape == (6,) and stats.bootstrap.method == "centered"
+    assert stats.perfect.forget_quality == flat["forget_quality_perfect"]
+    assert add_statistics(result, num_resamples=6).statistics.numbers() == flat
+    numbers = result.numbers()
+    assert list(numbers)[-len(flat):] == list(flat)  # scores.json: the statistics follow the score's numbers
 
 
-def test_extra_statistics_without_details_recomputes_the_confidences():
-    inputs = _inputs(6, 8, seed=1)
-    scores = compute_scores(inputs)
-    bare = {k: v for k, v in scores.items() if k != "_details"}
-    assert extra_statistics(bare, inputs, num_resamples=4)["score_ci_high"] == \
-        extra_statistics(scores, inputs, num_resamples=4)["score_ci_high"]
+def test_statistics_use_the_scores_rate_estimate():
+    inputs = _inputs(8, 10, seed=3)
+    empirical = add_statistics(compute_scores(inputs), num_resamples=4)
+    bounded = add_statistics(compute_scores(inputs, bounds="clopper-pearson", alpha=0.1), num_resamples=4)
+    expected = perfect_unlearner_quality(bounded.retrained.confidences, bounds="clopper-pearson", alpha=0.1)
+    assert bounded.statistics.perfect == expected
+    assert bounded.statistics.perfect.forget_quality >= empirical.statistics.perfect.forget_quality
 
 
-def test_extra_statistics_with_two_models_leaves_out_the_perfect_unlearner():
+def test_statistics_with_two_models_leave_out_the_perfect_unlearner():
     inputs = _inputs(2, 4, seed=2)
-    stats = extra_statistics(compute_scores(inputs), inputs, num_resamples=3)
-    assert "forget_quality_perfect" not in stats
-    assert stats["score_ci_resamples"] == 3
-    assert "cannot be split" in stats["_statistics"]["perfect"]["caveat"]
-    json.dumps({k: v for k, v in stats.items() if not k.startswith("_")}, allow_nan=False)
+    stats = add_statistics(compute_scores(inputs), num_resamples=3).statistics
+    assert "forget_quality_perfect" not in stats.numbers()
+    assert stats.numbers()["score_ci_resamples"] == 3
+    assert "cannot be split" in stats.perfect.caveat
+    json.dumps(stats.numbers(), allow_nan=False)
+
+
+def test_statistics_with_one_model_skip_the_bootstrap_and_say_why():
+    one = sample(confidences(1, seed=0, e=4), 0.8, 0.6)
+    stats = score_statistics(one, sample(confidences(4, seed=1, e=4), 0.8, 0.6))
+    assert stats.bootstrap is None and stats.bootstrap_skipped == "resampling needs at least 2 models on each side"
+    assert set(stats.numbers()) == {"forget_quality_perfect", "forget_quality_perfect_min", "forget_quality_perfect_max",
+                                    "forget_quality_perfect_num_models"}

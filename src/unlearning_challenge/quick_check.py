@@ -37,7 +37,7 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     if manifest.status == "ok":
         family = read_family(res / UNLEARNED_ARRAYS, expected_sha256=manifest.arrays_sha256, what="ingestion output")
         mia = membership_inference(family)
-        mia_text = f"{mia['mean']:.6f}" if "mean" in mia else f"n/a ({mia['unavailable']})"
+        mia_text = f"{mia.mean:.6f}" if mia.available else f"n/a ({mia.unavailable})"
         lines += [
             f"retain_accuracy: {float(family.retain_accuracy[0]):.6f}",
             f"test_accuracy: {float(family.test_accuracy[0]):.6f}",

@@ -15,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from unlearning_challenge.atomic import write_bytes
+from unlearning_challenge.templating import html_environment
 from unlearning_challenge.platforms.competition import Competition, date_only
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.platforms.phases import PhasePlan
@@ -25,7 +26,7 @@ __all__ = ["PAGE_PLACEHOLDERS", "logo_bytes", "page_context", "phases_table", "r
 PAGE_PLACEHOLDERS = ("title", "phases_table", "safety_factor", "per_run_overhead_seconds", "startup_seconds",
                      "worker_speed_ratio")
 
-_ENVIRONMENT = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+_ENVIRONMENT = html_environment()
 
 _PHASES_TABLE = _ENVIRONMENT.from_string(
     "<table>\n<thead><tr><th>Phase</th><th>Starts</th><th>Runs N</th><th>Time budget per run</th>"

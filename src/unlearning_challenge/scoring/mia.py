@@ -16,6 +16,7 @@ score.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,28 @@ MIN_EXAMPLES_PER_GROUP = 6
 
 class MiaUnavailable(ValueError):
     """The attack cannot run on these losses; the message says why."""
+
+
+@dataclass(frozen=True)
+class MembershipInference:
+    """The attack on a family of N models, or why it could not run.
+
+    ``accuracies`` float64 ``[N]`` (NaN for a model left out for non-finite
+    losses; empty when unavailable); ``mean`` and ``std`` (population std) over
+    the attacked models (NaN when unavailable); ``num_models`` attacked,
+    ``skipped`` left out; ``unavailable`` the reason when no model could be attacked.
+    """
+
+    accuracies: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mean: float = float("nan")
+    std: float = float("nan")
+    num_models: int = 0
+    skipped: int = 0
+    unavailable: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
 
 
 def simple_mia(sample_loss: np.ndarray, members: np.ndarray, n_splits: int = N_SPLITS,
@@ -104,7 +127,7 @@ def model_mia_accuracy(forget_losses: Any, test_losses: Any, *, seed: int = 0) -
     return float(simple_mia(samples, members).mean())
 
 
-def family_mia(forget_losses: Any, test_losses: Any, *, seed: int = 0) -> dict[str, Any]:
+def family_mia(forget_losses: Any, test_losses: Any, *, seed: int = 0) -> MembershipInference:
     """The attack on each of N models, and the mean and spread of its accuracy.
 
     Parameters
@@ -118,11 +141,10 @@ def family_mia(forget_losses: Any, test_losses: Any, *, seed: int = 0) -> dict[s
 
     Returns
     -------
-    dict
-        ``accuracies`` float64 ``[N]`` (NaN for a model with non-finite losses),
-        ``mean`` and ``std`` (population std, 0 for one model) over the models with
-        a finite accuracy, ``num_models`` (how many those are), ``skipped`` (how
-        many were left out). If no model can be attacked, ``MiaUnavailable``.
+    MembershipInference
+        Accuracies ``[N]`` (NaN for a model with non-finite losses), their mean and
+        std (0 for one model) over the models attacked. If no model can be
+        attacked, ``MiaUnavailable``.
     """
     forget = np.asarray(forget_losses, dtype=np.float64)
     test = np.asarray(test_losses, dtype=np.float64)
@@ -143,16 +165,17 @@ def family_mia(forget_losses: Any, test_losses: Any, *, seed: int = 0) -> dict[s
     finite = accuracies[np.isfinite(accuracies)]
     if finite.size == 0:
         raise MiaUnavailable(reason or "no model to attack")
-    return {"accuracies": accuracies, "mean": float(finite.mean()), "std": float(finite.std()),
-            "num_models": int(finite.size), "skipped": int(accuracies.size - finite.size)}
+    return MembershipInference(accuracies, float(finite.mean()), float(finite.std()), int(finite.size),
+                               int(accuracies.size - finite.size))
 
 
-def membership_inference(family: Any) -> dict[str, Any]:
-    """:func:`family_mia` on a :class:`~unlearning_challenge.artifacts.ModelFamily`'s losses,
-    or ``{"unavailable": reason}`` when it has none or they cannot be attacked."""
+def membership_inference(family: Any) -> MembershipInference:
+    """:func:`family_mia` on a :class:`~unlearning_challenge.artifacts.ModelFamily`'s losses;
+    ``unavailable`` says why when it has none or they cannot be attacked."""
     if not family.has_losses:
-        return {"unavailable": "the model outputs hold no per-example losses (written by an older version)"}
+        return MembershipInference(unavailable="the model outputs hold no per-example losses "
+                                               "(written by an older version)")
     try:
         return family_mia(family.forget_losses, family.test_losses)
     except MiaUnavailable as exc:
-        return {"unavailable": str(exc)}
+        return MembershipInference(unavailable=str(exc))

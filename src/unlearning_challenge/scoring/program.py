@@ -37,9 +37,10 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ScoringConfig, load_config
-from unlearning_challenge.scoring.mia import membership_inference
-from unlearning_challenge.scoring.statistics import extra_statistics
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
+from unlearning_challenge.scoring.mia import membership_inference
+from unlearning_challenge.scoring.result import ScoreResult, scores_txt
+from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 
 SCORES_TXT = "scores.txt"
 SCORES_JSON = "scores.json"
@@ -124,85 +125,70 @@ def scoring_config(ref: Path) -> ScoringConfig:
     return load_config(path).scoring if path.is_file() else ScoringConfig()
 
 
-def _mia_scores(unlearned: ModelFamily, retrained: ModelFamily) -> tuple[dict, dict]:
-    """Flat ``mia_*`` numbers (``mia_accuracy`` None and ``mia_unavailable`` when it cannot be computed)
-    and the details for the results page."""
-    details = {"unlearned": membership_inference(unlearned)}
-    mia = details["unlearned"]
-    if "unavailable" in mia:
-        flat = {"mia_accuracy": None, "mia_unavailable": mia["unavailable"]}
-    else:
-        flat = {"mia_accuracy": mia["mean"], "mia_accuracy_std": mia["std"], "mia_models": mia["num_models"]}
-    if retrained.has_losses:
-        details["retrained"] = membership_inference(retrained)
-        if "mean" in details["retrained"]:
-            flat["mia_accuracy_retrained"] = details["retrained"]["mean"]
-    return flat, details
+def _family_sample(family: ModelFamily) -> FamilySample:
+    """The family's forget-set confidences ``[N, E]`` and per-model accuracies ``[N]``."""
+    return FamilySample.of(logit_scaled_confidence(family.forget_logits, family.forget_labels),
+                           family.retain_accuracy, family.test_accuracy)
 
 
-def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: float = ALPHA) -> dict:
-    """The leaderboard numbers and the per-example details.
+def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: float = ALPHA) -> ScoreResult:
+    """The leaderboard numbers and the per-example details (without the statistics).
 
     ``bounds`` (``"empirical"``, the published rule, or ``"clopper-pearson"``) and
     ``alpha`` choose the rate estimate behind F and the score; F under both is
     reported as ``forget_quality_empirical`` and ``forget_quality_clopper_pearson``.
     """
-    u, r = inputs.unlearned, inputs.retrained
-    conf_u = logit_scaled_confidence(u.forget_logits, u.forget_labels)
-    conf_r = logit_scaled_confidence(r.forget_logits, r.forget_labels)
     if bounds not in BOUNDS:
         raise ValueError(f"bounds must be one of {list(BOUNDS)}; got {bounds!r}")
-    eps_by_bounds = {b: per_example_epsilons(conf_u, conf_r, bounds=b, alpha=alpha) for b in BOUNDS}
-    quality_by_bounds = {b: float(np.mean(example_points(e, u.num_models))) for b, e in eps_by_bounds.items()}
-    eps, quality = eps_by_bounds[bounds], quality_by_bounds[bounds]
-    retain_ratio = float(u.retain_accuracy.mean() / r.retain_accuracy.mean())
-    test_ratio = float(u.test_accuracy.mean() / r.test_accuracy.mean())
-    mia_flat, mia_details = _mia_scores(u, r)
-    return {
-        "score": final_score(quality, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy),
-        "forget_quality": float(quality),
-        "retain_accuracy_ratio": retain_ratio,
-        "test_accuracy_ratio": test_ratio,
-        "mean_run_seconds": float(u.seconds.mean()),
-        "retain_accuracy_unlearned": float(u.retain_accuracy.mean()),
-        "retain_accuracy_retrained": float(r.retain_accuracy.mean()),
-        "test_accuracy_unlearned": float(u.test_accuracy.mean()),
-        "test_accuracy_retrained": float(r.test_accuracy.mean()),
-        "forget_accuracy_unlearned": float(u.forget_accuracy.mean()),
-        "forget_accuracy_retrained": float(r.forget_accuracy.mean()),
-        "mean_retrain_seconds": float(r.seconds.mean() if inputs.reference.mean_retrain_seconds is None
-                                     else inputs.reference.mean_retrain_seconds),
-        "num_models": int(u.num_models),
-        "num_forget_examples": int(u.forget_logits.shape[1]),
-        "bounds": bounds,
-        "forget_quality_empirical": quality_by_bounds["empirical"],
-        "forget_quality_clopper_pearson": quality_by_bounds["clopper-pearson"],
-        "clopper_pearson_alpha": float(alpha),
-        **mia_flat,
-        "_details": {"epsilons": eps, "conf_unlearned": conf_u, "conf_retrained": conf_r, "mia": mia_details},
-    }
+    u, r = inputs.unlearned, inputs.retrained
+    unlearned, retrained = _family_sample(u), _family_sample(r)
+    epsilons = {b: per_example_epsilons(unlearned.confidences, retrained.confidences, bounds=b, alpha=alpha)
+                for b in BOUNDS}
+    quality = {b: float(np.mean(example_points(e, u.num_models))) for b, e in epsilons.items()}
+    mean_retrain_seconds = inputs.reference.mean_retrain_seconds
+    return ScoreResult(
+        score=final_score(quality[bounds], u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy),
+        forget_quality=quality[bounds],
+        retain_accuracy_ratio=float(u.retain_accuracy.mean() / r.retain_accuracy.mean()),
+        test_accuracy_ratio=float(u.test_accuracy.mean() / r.test_accuracy.mean()),
+        mean_run_seconds=float(u.seconds.mean()),
+        retain_accuracy_unlearned=float(u.retain_accuracy.mean()),
+        retain_accuracy_retrained=float(r.retain_accuracy.mean()),
+        test_accuracy_unlearned=float(u.test_accuracy.mean()),
+        test_accuracy_retrained=float(r.test_accuracy.mean()),
+        forget_accuracy_unlearned=float(u.forget_accuracy.mean()),
+        forget_accuracy_retrained=float(r.forget_accuracy.mean()),
+        mean_retrain_seconds=float(r.seconds.mean() if mean_retrain_seconds is None else mean_retrain_seconds),
+        num_models=int(u.num_models),
+        num_forget_examples=int(u.forget_logits.shape[1]),
+        bounds=bounds,
+        forget_quality_empirical=quality["empirical"],
+        forget_quality_clopper_pearson=quality["clopper-pearson"],
+        clopper_pearson_alpha=float(alpha),
+        mia_unlearned=membership_inference(u),
+        mia_retrained=membership_inference(r) if r.has_losses else None,
+        epsilons=np.asarray(epsilons[bounds], dtype=np.float64),
+        unlearned=unlearned,
+        retrained=retrained,
+    )
 
 
-LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
+def add_statistics(result: ScoreResult, **options) -> ScoreResult:
+    """``result`` with its statistics (see :func:`~unlearning_challenge.scoring.statistics.score_statistics`,
+    whose keyword arguments ``options`` are) under the score's own rate estimate."""
+    statistics = score_statistics(result.unlearned, result.retrained, observed_score=result.score,
+                                  bounds=result.bounds, alpha=result.clopper_pearson_alpha, **options)
+    return result.with_statistics(statistics)
 
 
-def scores_txt(scores: dict) -> str:
-    """``key: value`` lines: the leaderboard keys first, then the other numbers."""
-    keys = list(LEADERBOARD_KEYS) + [k for k in scores if k not in LEADERBOARD_KEYS and not k.startswith("_")
-                                     and isinstance(scores[k], (int, float)) and not isinstance(scores[k], bool)]
-    return "".join(f"{k}: {float(scores[k]):.6f}\n" for k in keys)
-
-
-def write_scores(output: Path, scores: dict, inputs: ScoringInputs) -> None:
+def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs) -> None:
+    """``detailed_results.html``, ``scores.json`` and ``scores.txt`` into ``output``."""
     from unlearning_challenge.scoring.report import detailed_results_html
 
     output.mkdir(parents=True, exist_ok=True)
-    public = {k: v for k, v in scores.items() if not k.startswith("_")}
-    public["quick_check"] = inputs.quick_check
-    public["epsilons"] = [float(e) for e in scores["_details"]["epsilons"]]
-    write_text(output / DETAILED_RESULTS, detailed_results_html(scores, inputs))
-    write_json(output / SCORES_JSON, public)
-    write_text(output / SCORES_TXT, scores_txt(scores))
+    write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs))
+    write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check))
+    write_text(output / SCORES_TXT, scores_txt(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,13 +214,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
                   f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
         config = scoring_config(ref)
-        scores = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
-        scores.update(extra_statistics(scores, inputs, progress=True))
-        write_scores(args.output, scores, inputs)
+        result = add_statistics(compute_scores(inputs, bounds=config.bounds, alpha=config.alpha), progress=True)
+        write_scores(args.output, result, inputs)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(scores_txt(scores))
+    sys.stdout.write(scores_txt(result))
     return 0
 
 

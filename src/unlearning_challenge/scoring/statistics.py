@@ -8,7 +8,7 @@ Two questions a participant asks after reading the score, answered here:
   spurious separation (see ``METRIC.md``). :func:`perfect_unlearner_quality`
   estimates that ceiling by splitting the retrained models in two halves and
   scoring one half against the other.
-* *How much does the score move with other seeds?* :func:`bootstrap_score_interval`
+* *How much does the score move with other seeds?* :func:`bootstrap_interval`
   resamples models with replacement on both sides and recomputes the final
   score; the spread of the resampled scores gives an interval.
 
@@ -24,8 +24,7 @@ spread around the observed score. In simulations (N = 16 and 32, E = 40,
 same and shifted distributions) it covered the mean score over fresh families
 in 45 of 48 cases at 90%, where the plain percentile interval did in 10.
 
-:func:`extra_statistics` computes both for the scoring program and returns flat
-numbers for ``scores.json`` plus the details the results page plots.
+:func:`score_statistics` computes both for the scoring program.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from unlearning_challenge.metric import ALPHA, final_score, forget_quality, logit_scaled_confidence
+from unlearning_challenge.metric import ALPHA, final_score, forget_quality
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -48,12 +47,15 @@ __all__ = [
     "INTERVAL_METHODS",
     "RESAMPLE_MAX_SECONDS",
     "RESAMPLE_WORK_BUDGET",
-    "bootstrap_score_interval",
+    "BootstrapInterval",
+    "FamilySample",
+    "PerfectUnlearner",
+    "ScoreStatistics",
+    "bootstrap_interval",
     "bootstrap_scores",
     "default_num_resamples",
-    "extra_statistics",
-    "forget_confidences",
     "perfect_unlearner_quality",
+    "score_statistics",
 ]
 
 # Random half-splits of the retrained models scored for the perfect-unlearner ceiling.
@@ -102,6 +104,66 @@ def _as_per_model(name: str, values: Any, num_models: int) -> np.ndarray:
     return array
 
 
+@dataclass(frozen=True)
+class FamilySample:
+    """What the final score reads from one family of N models.
+
+    ``confidences`` float64 ``[N, E]`` (logit-scaled, on the forget examples);
+    ``retain_accuracy`` and ``test_accuracy`` float64 ``[N]`` (a scalar is
+    repeated for every model). A model's row and accuracies are resampled together.
+    """
+
+    confidences: np.ndarray
+    retain_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+
+    @classmethod
+    def of(cls, confidences: Any, retain_accuracy: Any, test_accuracy: Any, *, name: str = "family") -> "FamilySample":
+        """Checked float64 arrays; ``name`` prefixes the error messages."""
+        conf = _as_confidences(f"{name} confidences", confidences)
+        n = conf.shape[0]
+        return cls(conf, _as_per_model(f"{name} retain_accuracy", retain_accuracy, n),
+                   _as_per_model(f"{name} test_accuracy", test_accuracy, n))
+
+    @property
+    def num_models(self) -> int:
+        return int(self.confidences.shape[0])
+
+    def take(self, models: np.ndarray) -> "FamilySample":
+        """The family made of the models at ``models`` (int ``[K]``, repeats allowed)."""
+        return FamilySample(self.confidences[models], self.retain_accuracy[models], self.test_accuracy[models])
+
+
+def _final_score(unlearned: FamilySample, retrained: FamilySample, bounds: str, alpha: float) -> float:
+    quality = forget_quality(unlearned.confidences, retrained.confidences, bounds=bounds, alpha=alpha)
+    return float(final_score(quality, unlearned.retain_accuracy, retrained.retain_accuracy,
+                             unlearned.test_accuracy, retrained.test_accuracy))
+
+
+@dataclass(frozen=True)
+class PerfectUnlearner:
+    """F of one random half of the retrained models against the other, over several splits.
+
+    ``values`` holds F of each split; ``forget_quality``, ``min`` and ``max``
+    summarise them (NaN when not computed, ``caveat`` then says why).
+    ``num_models`` is ``N // 2``, the N these numbers refer to.
+    """
+
+    forget_quality: float
+    min: float
+    max: float
+    values: tuple[float, ...]
+    num_models: int  # N // 2: the models in each half
+    num_models_full: int  # N: the retrained models
+    num_splits: int
+    num_examples: int
+    caveat: str
+
+    @property
+    def computed(self) -> bool:
+        return not math.isnan(self.forget_quality)
+
+
 def perfect_unlearner_quality(
     conf_retrained: Any,
     *,
@@ -109,7 +171,7 @@ def perfect_unlearner_quality(
     num_splits: int = DEFAULT_PERFECT_SPLITS,
     bounds: str = "empirical",
     alpha: float = ALPHA,
-) -> dict[str, Any]:
+) -> PerfectUnlearner:
     """The forgetting quality a perfect unlearner would reach, estimated from the retrained models.
 
     The retrained models are shuffled and split into two halves of ``N // 2``
@@ -130,37 +192,26 @@ def perfect_unlearner_quality(
 
     Returns
     -------
-    dict
-        ``forget_quality`` (mean over the splits), ``min``, ``max``, ``values``
-        (one per split), ``num_models`` (``N // 2``, the N the numbers refer
-        to), ``num_models_full`` (N), ``num_splits``, ``num_examples`` and
-        ``caveat`` (text). With fewer than 4 retrained models the halves are
-        too small to score: the numbers are NaN and ``caveat`` says why.
+    PerfectUnlearner
+        With fewer than 4 retrained models the halves are too small to score:
+        the numbers are NaN and ``caveat`` says why.
     """
     conf = _as_confidences("conf_retrained", conf_retrained)
     if isinstance(num_splits, bool) or not isinstance(num_splits, (int, np.integer)) or num_splits < 1:
         raise ValueError(f"num_splits must be a positive integer, got {num_splits!r}")
     n, e = conf.shape
     half = n // 2
-    result: dict[str, Any] = {
-        "num_models": half,
-        "num_models_full": n,
-        "num_splits": int(num_splits),
-        "num_examples": e,
-        "caveat": _HALF_SPLIT_CAVEAT,
-    }
     if half < 2:
-        result.update(forget_quality=math.nan, min=math.nan, max=math.nan, values=[],
-                      caveat=f"not computed: {n} retrained model(s) cannot be split into two halves of at least 2 models")
-        return result
+        return PerfectUnlearner(math.nan, math.nan, math.nan, (), half, n, int(num_splits), e,
+                                f"not computed: {n} retrained model(s) cannot be split into two halves of at "
+                                "least 2 models")
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(num_splits):
         order = rng.permutation(n)
         values.append(float(forget_quality(conf[order[:half]], conf[order[half:2 * half]], bounds=bounds, alpha=alpha)))
-    result.update(forget_quality=float(np.mean(values)), min=float(np.min(values)), max=float(np.max(values)),
-                  values=values)
-    return result
+    return PerfectUnlearner(float(np.mean(values)), float(np.min(values)), float(np.max(values)), tuple(values),
+                            half, n, int(num_splits), e, _HALF_SPLIT_CAVEAT)
 
 
 def default_num_resamples(num_models: int, num_examples: int) -> int:
@@ -177,12 +228,8 @@ def default_num_resamples(num_models: int, num_examples: int) -> int:
 
 
 def bootstrap_scores(
-    conf_unlearned: Any,
-    conf_retrained: Any,
-    ra_u: Any,
-    ra_r: Any,
-    ta_u: Any,
-    ta_r: Any,
+    unlearned: FamilySample,
+    retrained: FamilySample,
     *,
     num_resamples: int | None = None,
     seed: int = 0,
@@ -191,19 +238,16 @@ def bootstrap_scores(
     alpha: float = ALPHA,
     progress: bool = False,
 ) -> np.ndarray:
-    """Final scores of bootstrap resamples of the models.
+    """Final scores of bootstrap resamples of the models, float64 ``[R]``.
 
     Each resample draws N_u unlearned models and N_r retrained models with
     replacement, independently on both sides; a model's confidences and
-    accuracies go together. Returns the resampled final scores, one per
-    resample actually run.
+    accuracies go together. Returns one score per resample actually run.
 
     Parameters
     ----------
-    conf_unlearned, conf_retrained : arrays ``[N_u, E]`` and ``[N_r, E]``
-        Logit-scaled confidences on the forget examples.
-    ra_u, ra_r, ta_u, ta_r : arrays ``[N_u]`` / ``[N_r]`` (or scalars)
-        Retain and test accuracy of each unlearned (``_u``) and retrained (``_r``) model.
+    unlearned, retrained : FamilySample
+        The two families (confidences ``[N_u, E]`` and ``[N_r, E]``).
     num_resamples : int, optional
         Number of resamples; by default :func:`default_num_resamples`.
     seed : int
@@ -216,18 +260,15 @@ def bootstrap_scores(
     progress : bool
         Show a progress bar on stderr.
     """
-    conf_u = _as_confidences("conf_unlearned", conf_unlearned)
-    conf_r = _as_confidences("conf_retrained", conf_retrained)
-    if conf_u.shape[1] != conf_r.shape[1]:
+    num_examples = unlearned.confidences.shape[1]
+    if num_examples != retrained.confidences.shape[1]:
         raise ValueError(
-            f"inconsistent numbers of forget examples: conf_unlearned has {conf_u.shape[1]}, "
-            f"conf_retrained has {conf_r.shape[1]}"
+            f"inconsistent numbers of forget examples: the unlearned confidences have {num_examples}, "
+            f"the retrained ones {retrained.confidences.shape[1]}"
         )
-    n_u, n_r = conf_u.shape[0], conf_r.shape[0]
-    ra_u, ta_u = _as_per_model("ra_u", ra_u, n_u), _as_per_model("ta_u", ta_u, n_u)
-    ra_r, ta_r = _as_per_model("ra_r", ra_r, n_r), _as_per_model("ta_r", ta_r, n_r)
+    n_u, n_r = unlearned.num_models, retrained.num_models
     if num_resamples is None:
-        num_resamples = default_num_resamples(max(n_u, n_r), conf_u.shape[1])
+        num_resamples = default_num_resamples(max(n_u, n_r), num_examples)
     if isinstance(num_resamples, bool) or not isinstance(num_resamples, (int, np.integer)) or num_resamples < 1:
         raise ValueError(f"num_resamples must be a positive integer, got {num_resamples!r}")
     rng = np.random.default_rng(seed)
@@ -235,15 +276,35 @@ def bootstrap_scores(
     scores = []
     with tqdm(total=int(num_resamples), desc="bootstrap", unit="resample", disable=not progress) as bar:
         for _ in range(int(num_resamples)):
-            iu = rng.integers(0, n_u, size=n_u)
-            ir = rng.integers(0, n_r, size=n_r)
-            quality = forget_quality(conf_u[iu], conf_r[ir], bounds=bounds, alpha=alpha)
-            scores.append(float(final_score(quality, ra_u[iu], ra_r[ir], ta_u[iu], ta_r[ir])))
+            unlearned_models = rng.integers(0, n_u, size=n_u)
+            retrained_models = rng.integers(0, n_r, size=n_r)
+            scores.append(_final_score(unlearned.take(unlearned_models), retrained.take(retrained_models),
+                                       bounds, alpha))
             bar.update(1)
             if (max_seconds is not None and len(scores) >= MIN_RESAMPLES
                     and time.perf_counter() - start > max_seconds):
                 break
     return np.asarray(scores, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """The score's bootstrap interval ``[low, high]`` and the resampled scores ``[R]`` behind it."""
+
+    scores: np.ndarray  # float64 [R]: the final score of each resample run
+    low: float
+    high: float
+    confidence: float  # the central fraction of the resampled scores it spans
+    method: str  # one of INTERVAL_METHODS
+    seconds: float  # wall seconds the resampling took
+
+    @property
+    def num_resamples(self) -> int:
+        return int(self.scores.size)
+
+    @property
+    def centered(self) -> bool:
+        return self.method == "centered"
 
 
 def _interval(samples: np.ndarray, confidence: float, method: str, point: float | None) -> tuple[float, float]:
@@ -267,29 +328,28 @@ def _check_method(method: str) -> str:
     return method
 
 
-def bootstrap_score_interval(
-    conf_unlearned: Any,
-    conf_retrained: Any,
-    ra_u: Any,
-    ra_r: Any,
-    ta_u: Any,
-    ta_r: Any,
+def bootstrap_interval(
+    unlearned: FamilySample,
+    retrained: FamilySample,
     *,
-    num_resamples: int | None = None,
+    observed_score: float | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
-    seed: int = 0,
     method: str = "centered",
-    point_estimate: float | None = None,
+    num_resamples: int | None = None,
+    seed: int = 0,
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
     bounds: str = "empirical",
     alpha: float = ALPHA,
-) -> tuple[float, float]:
-    """Bootstrap interval ``(low, high)`` of the final score.
+    progress: bool = False,
+) -> BootstrapInterval:
+    """Bootstrap interval of the final score.
 
     See :func:`bootstrap_scores` for the resampling and the shared arguments.
 
     Parameters
     ----------
+    observed_score : float, optional
+        The score of the families themselves, for ``"centered"``; computed when not given.
     confidence : float
         Central fraction of the resampled scores the interval spans, in (0, 1).
     method : {"centered", "percentile"}
@@ -297,123 +357,75 @@ def bootstrap_score_interval(
         resampled scores' median lands on the observed score (low clipped at
         0); it always contains the observed score. ``"percentile"``: the plain
         percentile interval, biased low for this metric (see the module docstring).
-    point_estimate : float, optional
-        The observed score, for ``"centered"``; computed from the inputs when not given.
     """
-    bootstrap = _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
-                           num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
-                           point_estimate=point_estimate, max_seconds=max_seconds, bounds=bounds, alpha=alpha)
-    return bootstrap.low, bootstrap.high
+    confidence = _check_confidence(confidence)
+    _check_method(method)
+    start = time.perf_counter()
+    samples = bootstrap_scores(unlearned, retrained, num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
+                               bounds=bounds, alpha=alpha, progress=progress)
+    if method == "centered" and observed_score is None:
+        observed_score = _final_score(unlearned, retrained, bounds, alpha)
+    low, high = _interval(samples, confidence, method, observed_score)
+    return BootstrapInterval(samples, low, high, confidence, method, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
-class _Bootstrap:
-    """scores: float64 ``[R]``, the final score of each resample run; low, high: the interval."""
+class ScoreStatistics:
+    """The perfect-unlearner ceiling and the score's bootstrap interval.
 
-    scores: np.ndarray
-    low: float
-    high: float
+    ``bootstrap`` is None when it was not computed; ``bootstrap_skipped`` then says why.
+    """
 
+    perfect: PerfectUnlearner
+    bootstrap: BootstrapInterval | None
+    bootstrap_skipped: str | None = None
 
-def _bootstrap(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r, *, num_resamples, confidence, seed,
-               method, point_estimate, max_seconds, bounds, alpha, progress=False) -> _Bootstrap:
-    """:func:`bootstrap_score_interval`, keeping the resampled scores."""
-    confidence = _check_confidence(confidence)
-    _check_method(method)
-    samples = bootstrap_scores(conf_unlearned, conf_retrained, ra_u, ra_r, ta_u, ta_r,
-                               num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
-                               bounds=bounds, alpha=alpha, progress=progress)
-    if method == "centered" and point_estimate is None:
-        quality = forget_quality(conf_unlearned, conf_retrained, bounds=bounds, alpha=alpha)
-        point_estimate = float(final_score(quality, ra_u, ra_r, ta_u, ta_r))
-    low, high = _interval(samples, confidence, method, point_estimate)
-    return _Bootstrap(samples, low, high)
-
-
-def forget_confidences(scores: dict, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Forget-set confidences (unlearned, retrained), float64 ``[N, E]`` each: from
-    ``scores["_details"]`` when scoring kept them, else recomputed from ``inputs``' logits."""
-    details = scores.get("_details") or {}
-    if "conf_unlearned" in details and "conf_retrained" in details:
-        return np.asarray(details["conf_unlearned"], float), np.asarray(details["conf_retrained"], float)
-    u, r = inputs.unlearned, inputs.retrained
-    return (logit_scaled_confidence(u.forget_logits, u.forget_labels),
-            logit_scaled_confidence(r.forget_logits, r.forget_labels))
+    def numbers(self) -> dict[str, float | int]:
+        """Flat numbers for ``scores.json``: ``forget_quality_perfect`` (mean over the splits),
+        ``_min``, ``_max`` and ``_num_models`` (the N these refer to: half the retrained
+        models), ``score_ci_low``, ``score_ci_high``, ``score_ci_confidence`` and
+        ``score_ci_resamples`` (how many were run). A number that was not computed
+        is left out rather than written as NaN."""
+        out: dict[str, float | int] = {}
+        if self.perfect.computed:
+            out.update(forget_quality_perfect=self.perfect.forget_quality,
+                       forget_quality_perfect_min=self.perfect.min,
+                       forget_quality_perfect_max=self.perfect.max,
+                       forget_quality_perfect_num_models=int(self.perfect.num_models))
+        if self.bootstrap is not None:
+            out.update(score_ci_low=self.bootstrap.low, score_ci_high=self.bootstrap.high,
+                       score_ci_confidence=self.bootstrap.confidence,
+                       score_ci_resamples=self.bootstrap.num_resamples)
+        return out
 
 
-def extra_statistics(
-    scores: dict,
-    inputs: Any,
+def score_statistics(
+    unlearned: FamilySample,
+    retrained: FamilySample,
     *,
+    observed_score: float | None = None,
+    bounds: str = "empirical",
+    alpha: float = ALPHA,
     seed: int = 0,
     num_resamples: int | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     method: str = "centered",
     max_seconds: float | None = RESAMPLE_MAX_SECONDS,
     progress: bool = False,
-) -> dict[str, Any]:
-    """The perfect-unlearner ceiling and the score's bootstrap interval, for ``scores.json``.
+) -> ScoreStatistics:
+    """The perfect-unlearner ceiling and the score's bootstrap interval.
 
-    Parameters
-    ----------
-    scores : dict
-        What :func:`unlearning_challenge.scoring.program.compute_scores` returned; its
-        ``_details`` confidences are reused when present.
-    inputs : ScoringInputs
-        Both model families (accuracies per model; logits if ``scores`` lacks
-        the confidences). Its ``bounds`` and ``clopper_pearson_alpha``, when
-        present, set the attacks' rate estimate (default: the published rule).
-    seed, num_resamples, confidence, method, max_seconds
-        As for :func:`bootstrap_score_interval`.
-    progress : bool
-        Show the bootstrap's progress bar on stderr (the scoring program does).
-
-    Returns
-    -------
-    dict
-        Flat numbers: ``forget_quality_perfect`` (mean over the splits),
-        ``forget_quality_perfect_min``, ``forget_quality_perfect_max``,
-        ``forget_quality_perfect_num_models`` (the N these refer to: half the
-        retrained models), ``score_ci_low``, ``score_ci_high``,
-        ``score_ci_confidence``, ``score_ci_resamples`` (how many were run).
-        A number that cannot be computed (too few models) is left out rather
-        than written as NaN. ``_statistics`` holds the details for the results
-        page: ``perfect`` (see :func:`perfect_unlearner_quality`) and
-        ``bootstrap`` (``scores``, the resampled scores; ``low``, ``high``,
-        ``method``, ``confidence``, ``num_resamples``, ``seconds``, or
-        ``skipped`` with the reason).
+    ``bounds`` and ``alpha`` are the rate estimate the score used; the other
+    arguments are as for :func:`bootstrap_interval`. ``progress`` shows the
+    bootstrap's progress bar on stderr (the scoring program does). The
+    bootstrap needs at least 2 models on each side.
     """
     confidence = _check_confidence(confidence)
     _check_method(method)
-    conf_u, conf_r = forget_confidences(scores, inputs)
-    u, r = inputs.unlearned, inputs.retrained
-    out: dict[str, Any] = {}
-
-    bounds = scores.get("bounds", "empirical")
-    alpha = scores.get("clopper_pearson_alpha", ALPHA)
-    perfect = perfect_unlearner_quality(conf_r, seed=seed, bounds=bounds, alpha=alpha)
-    if not math.isnan(perfect["forget_quality"]):
-        out.update(
-            forget_quality_perfect=perfect["forget_quality"],
-            forget_quality_perfect_min=perfect["min"],
-            forget_quality_perfect_max=perfect["max"],
-            forget_quality_perfect_num_models=int(perfect["num_models"]),
-        )
-
-    bootstrap: dict[str, Any] = {"confidence": confidence, "method": method}
-    if min(conf_u.shape[0], conf_r.shape[0]) < 2:
-        bootstrap["skipped"] = "resampling needs at least 2 models on each side"
-    else:
-        start = time.perf_counter()
-        point = scores.get("score")
-        result = _bootstrap(conf_u, conf_r, u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy,
-                            num_resamples=num_resamples, confidence=confidence, seed=seed, method=method,
-                            point_estimate=None if point is None else float(point), max_seconds=max_seconds,
-                            bounds=bounds, alpha=alpha, progress=progress)
-        num_run = int(result.scores.size)
-        bootstrap.update(scores=result.scores, low=result.low, high=result.high, num_resamples=num_run,
-                         seconds=time.perf_counter() - start)
-        out.update(score_ci_low=result.low, score_ci_high=result.high, score_ci_confidence=confidence,
-                   score_ci_resamples=num_run)
-    out["_statistics"] = {"perfect": perfect, "bootstrap": bootstrap}
-    return out
+    perfect = perfect_unlearner_quality(retrained.confidences, seed=seed, bounds=bounds, alpha=alpha)
+    if min(unlearned.num_models, retrained.num_models) < 2:
+        return ScoreStatistics(perfect, None, "resampling needs at least 2 models on each side")
+    interval = bootstrap_interval(unlearned, retrained, observed_score=observed_score, confidence=confidence,
+                                  method=method, num_resamples=num_resamples, seed=seed, max_seconds=max_seconds,
+                                  bounds=bounds, alpha=alpha, progress=progress)
+    return ScoreStatistics(perfect, interval)

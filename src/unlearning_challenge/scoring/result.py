@@ -1,0 +1,93 @@
+"""What scoring computes: the typed result, and its ``scores.txt`` and ``scores.json`` forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from unlearning_challenge.scoring.mia import MembershipInference
+from unlearning_challenge.scoring.statistics import FamilySample, ScoreStatistics
+
+__all__ = ["LEADERBOARD_KEYS", "ScoreResult", "scores_txt"]
+
+# The leaderboard's columns, first in scores.txt.
+LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """A submission's score, its parts and the per-example details behind them.
+
+    Accuracies are family means (fractions in [0, 1]); F is the forgetting
+    quality under the rate estimate ``bounds`` (``forget_quality``) and under
+    each estimate. ``unlearned`` and ``retrained`` hold each family's confidences
+    ``[N, E]`` and per-model accuracies ``[N]``; ``epsilons`` ``[E]`` are the
+    per-example epsilons behind ``forget_quality``. ``statistics`` is None until
+    :meth:`with_statistics`.
+    """
+
+    score: float
+    forget_quality: float
+    retain_accuracy_ratio: float
+    test_accuracy_ratio: float
+    mean_run_seconds: float
+    retain_accuracy_unlearned: float
+    retain_accuracy_retrained: float
+    test_accuracy_unlearned: float
+    test_accuracy_retrained: float
+    forget_accuracy_unlearned: float
+    forget_accuracy_retrained: float
+    mean_retrain_seconds: float
+    num_models: int
+    num_forget_examples: int
+    bounds: str  # the rate estimate behind forget_quality and score
+    forget_quality_empirical: float
+    forget_quality_clopper_pearson: float
+    clopper_pearson_alpha: float
+    mia_unlearned: MembershipInference  # the 2023 kit's attack on the unlearned models
+    mia_retrained: MembershipInference | None  # on the retrained models (None: the reference holds no losses)
+    epsilons: np.ndarray  # float64 [E]
+    unlearned: FamilySample
+    retrained: FamilySample
+    statistics: ScoreStatistics | None = None
+
+    def with_statistics(self, statistics: ScoreStatistics) -> "ScoreResult":
+        return replace(self, statistics=statistics)
+
+    def _mia_numbers(self) -> dict[str, Any]:
+        mia = self.mia_unlearned
+        if mia.available:
+            numbers: dict[str, Any] = {"mia_accuracy": mia.mean, "mia_accuracy_std": mia.std,
+                                       "mia_models": mia.num_models}
+        else:
+            numbers = {"mia_accuracy": None, "mia_unavailable": mia.unavailable}
+        if self.mia_retrained is not None and self.mia_retrained.available:
+            numbers["mia_accuracy_retrained"] = self.mia_retrained.mean
+        return numbers
+
+    def numbers(self) -> dict[str, Any]:
+        """Every number in order (leaderboard first), for ``scores.json``: floats and ints,
+        plus ``bounds`` and, when the attack could not run, ``mia_accuracy`` None and
+        ``mia_unavailable`` (text)."""
+        plain = {name: getattr(self, name) for name in (
+            "score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds",
+            "retain_accuracy_unlearned", "retain_accuracy_retrained", "test_accuracy_unlearned",
+            "test_accuracy_retrained", "forget_accuracy_unlearned", "forget_accuracy_retrained",
+            "mean_retrain_seconds", "num_models", "num_forget_examples", "bounds", "forget_quality_empirical",
+            "forget_quality_clopper_pearson", "clopper_pearson_alpha")}
+        statistics = self.statistics.numbers() if self.statistics is not None else {}
+        return {**plain, **self._mia_numbers(), **statistics}
+
+    def to_json(self, *, quick_check: bool) -> dict[str, Any]:
+        """``scores.json``: :meth:`numbers`, whether only the first k models were scored, the epsilons."""
+        return {**self.numbers(), "quick_check": quick_check, "epsilons": [float(e) for e in self.epsilons]}
+
+
+def scores_txt(result: ScoreResult) -> str:
+    """``key: value`` lines: the leaderboard keys first, then the other numbers (text and None left out)."""
+    numbers = result.numbers()
+    keys = list(LEADERBOARD_KEYS) + [key for key, value in numbers.items() if key not in LEADERBOARD_KEYS
+                                     and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return "".join(f"{key}: {float(numbers[key]):.6f}\n" for key in keys)
