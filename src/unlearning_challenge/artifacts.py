@@ -324,7 +324,9 @@ class _Record:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples (frozen lists) back to JSON lists; mappings to dicts."""
+    """Tuples (frozen lists) back to JSON lists; mappings to dicts; records to their JSON objects."""
+    if isinstance(value, _Record):
+        return value.to_json()
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     if isinstance(value, Mapping):
@@ -390,6 +392,29 @@ class ReferenceManifest(PhaseDataManifest):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunEntry(_Record):
+    """One run in ``ingestion.json``: how it ended, its times and what it printed."""
+
+    index: int = _key(int)  # 0 .. N-1
+    status: str = _key(str)  # "ok", "timeout", "crashed" or "bad_output"
+    seed: int | None = _key(int, optional=True)  # the seed the run was given
+    seconds: float | None = _key(float, optional=True)  # wall seconds
+    cpu_seconds: float | None = _key(float, optional=True, none_as_null=True)  # of all its processes (None: unknown)
+    message: str = _key(str, optional=True, default="")  # one line for people ("" when ok)
+    traceback_tail: str = _key(str, optional=True, default="")  # the end of the submission's traceback
+    output_tail: str = _key(str, optional=True, default="")  # the end of what it printed
+    output_bytes: int | None = _key(int, optional=True)  # how much it printed
+    exit_code: int | None = _key(int, optional=True, none_as_null=True)  # the worker's exit status
+    confinement: str | None = _key(str, optional=True)  # "landlock", or why the worker was not confined
+    process_cap: str | None = _key(str, optional=True)  # what capped its processes, or why nothing did
+    extra: Mapping[str, Any] | None = _key(dict, optional=True)  # anything else recorded
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True, kw_only=True)
 class IngestionManifest(_Record):
     """``ingestion.json``: the ingestion's status, its runs and what they ran against.
 
@@ -404,7 +429,7 @@ class IngestionManifest(_Record):
 
     status: str = _key(str)  # "ok" (every run ok, arrays written) or "failed"
     message: str | None = _key(str, optional=True)  # one line for people: what happened
-    runs: tuple[Mapping[str, Any], ...] = _key(list, optional=True, default=())  # one record per run started
+    runs: tuple[RunEntry, ...] = _key(list, optional=True, default=())  # one entry per run started
     phase: str | None = _key(str, optional=True, none_as_null=True)  # the phase config's name
     config_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
     split_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
@@ -424,7 +449,12 @@ class IngestionManifest(_Record):
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str) -> "IngestionManifest":
         manifest = super().from_json(data, where=where)
-        return replace(manifest, runs=tuple(manifest.runs))
+        runs = []
+        for position, run in enumerate(manifest.runs):
+            if not isinstance(run, Mapping):
+                raise ArtifactError(f"{where} has runs[{position}] = {run!r}, expected an object")
+            runs.append(RunEntry.from_json(run, where=f"{where}, runs[{position}]"))
+        return replace(manifest, runs=tuple(runs))
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()

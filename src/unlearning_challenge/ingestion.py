@@ -175,7 +175,7 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
         device=str(device),
         package_version=__version__,
         arrays_sha256=arrays_sha256,
-        runs=tuple(r.to_json() for r in records),
+        runs=tuple(r.entry() for r in records),
         **details,
     )
 

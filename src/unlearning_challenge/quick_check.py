@@ -47,11 +47,11 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     else:
         lines.append(f"message: {' '.join((manifest.message or '').split())}")
     if runs:
-        seconds = float(runs[-1].get("seconds") or 0.0)
+        seconds = float(runs[-1].seconds or 0.0)
         lines.append(f"run_seconds: {seconds:.3f}")
-        if timing.get("clock") == "cpu" and runs[-1].get("cpu_seconds") is not None:
+        if timing.get("clock") == "cpu" and runs[-1].cpu_seconds is not None:
             # On a CPU the budget counts the run's CPU seconds (all its threads and processes).
-            seconds = float(runs[-1]["cpu_seconds"])
+            seconds = float(runs[-1].cpu_seconds)
             lines += [f"run_cpu_seconds: {seconds:.3f}", "budget_clock: cpu (the budget counts CPU seconds)"]
         if budget is None:
             reference = timing.get("reference_budget_seconds")
@@ -60,7 +60,7 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
                          f"is {float(reference):.3f})")
         else:
             lines.append(f"time_budget_seconds: {float(budget):.3f}")
-            if runs[-1].get("status") in ("ok", "timeout"):  # a run that crashed has no time to judge
+            if runs[-1].status in ("ok", "timeout"):  # a run that crashed has no time to judge
                 lines.append(f"within_budget: {'yes' if seconds <= float(budget) else 'no'}")
     return lines, manifest.status == "ok"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from unlearning_challenge.artifacts import RunEntry
+
 
 class RunStatus(str, Enum):
     OK = "ok"
@@ -38,3 +40,7 @@ class RunRecord:
         d = asdict(self)
         d["status"] = self.status.value
         return d
+
+    def entry(self) -> RunEntry:
+        """The run's entry in ``ingestion.json``."""
+        return RunEntry(**self.to_json())

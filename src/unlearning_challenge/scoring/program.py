@@ -65,10 +65,10 @@ class ScoringInputs:
 def _failed_runs_text(ingestion: IngestionManifest) -> str:
     lines = []
     for run in ingestion.runs:
-        if run.get("status") != "ok":
-            lines.append(f"  run {run.get('index')}: {run.get('status')}: {run.get('message')}")
-            if run.get("traceback_tail"):
-                lines.append("    " + run["traceback_tail"].strip().replace("\n", "\n    "))
+        if not run.ok:
+            lines.append(f"  run {run.index}: {run.status}: {run.message}")
+            if run.traceback_tail:
+                lines.append("    " + run.traceback_tail.strip().replace("\n", "\n    "))
     return "\n".join(lines)
 
 

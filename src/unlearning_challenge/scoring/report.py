@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from unlearning_challenge.artifacts import IngestionManifest, ModelFamily
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, RunEntry
 from unlearning_challenge.metric import EPSILON_CAP, bucket_points, example_points
 from unlearning_challenge.scoring.mia import MembershipInference
 from unlearning_challenge.scoring.program import ScoringInputs
@@ -354,11 +354,8 @@ def _examples(result: ScoreResult, inputs: ScoringInputs) -> tuple[dict[str, Any
     return {"all": eps.size <= 2 * EXAMPLES_PER_GROUP, "per_group": EXAMPLES_PER_GROUP}, plot
 
 
-def _noted_runs(ingestion: IngestionManifest) -> list[dict[str, Any]]:
-    runs = [run for run in ingestion.runs if isinstance(run, dict)]
-    return [{"index": run.get("index"), "status": run.get("status"), "seconds": run.get("seconds"),
-             "message": run.get("message", "")}
-            for run in runs if run.get("status") != "ok" or run.get("message")]
+def _noted_runs(ingestion: IngestionManifest) -> list[RunEntry]:
+    return [run for run in ingestion.runs if not run.ok or run.message]
 
 
 def _time(result: ScoreResult, inputs: ScoringInputs) -> tuple[dict[str, Any], str]:
@@ -367,7 +364,7 @@ def _time(result: ScoreResult, inputs: ScoringInputs) -> tuple[dict[str, Any], s
     ingestion = inputs.ingestion
     budget = None if ingestion.time_budget_seconds is None else float(ingestion.time_budget_seconds)
     seconds = np.asarray(inputs.unlearned.seconds, dtype=np.float64)
-    cpu = [run.get("cpu_seconds") for run in ingestion.runs if isinstance(run, dict)]
+    cpu = [run.cpu_seconds for run in ingestion.runs]
     cpu_clock = ingestion.budget_clock == "cpu" and len(cpu) == seconds.size and None not in cpu
     used = np.asarray(cpu, dtype=np.float64) if cpu_clock else seconds
     noted = _noted_runs(ingestion)
