@@ -261,10 +261,10 @@ def _branch_and_bound(grid: _Intervals, table: np.ndarray, suffix_max: np.ndarra
         other_below_hi = np.searchsorted(grid.other, hi, side="left")
         min_fp = np.maximum(grid.other_upto[row0] - other_below_hi, 0)
         min_fn = grid.n - np.maximum(grid.peaky_upto[row1] - peaky_below_lo, 0)
-        keep = suffix_max[min_fp, min_fn] > best
-        if not keep.any():
+        may_beat_best = suffix_max[min_fp, min_fn] > best
+        if not may_beat_best.any():
             return best
-        row0, row1, col0, col1 = row0[keep], row1[keep], col0[keep], col1[keep]
+        row0, row1, col0, col1 = row0[may_beat_best], row1[may_beat_best], col0[may_beat_best], col1[may_beat_best]
 
     # Exact evaluation of the surviving blocks, interval by interval.
     rows = np.minimum(row0[:, None, None] + np.arange(block_rows)[None, :, None], row1[:, None, None])
