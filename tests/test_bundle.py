@@ -33,7 +33,13 @@ from unlearning_challenge.platforms.dialects import (
 )
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.platforms.phases import execution_time_limit, plan_phases
-from unlearning_challenge.platforms.programs import METADATA_KEYS, check_metadata_command, read_program_metadata
+from unlearning_challenge.platforms.entry_script import ENTRY_SCRIPTS, entry_script
+from unlearning_challenge.platforms.programs import (
+    METADATA_KEYS,
+    check_metadata_command,
+    program_zip,
+    read_program_metadata,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPETITION = ROOT / "competition.yaml"
@@ -393,7 +399,7 @@ def test_rebuilding_gives_identical_bytes(repo):
     again, _ = _build(repo, out="dist2")
     assert first.codalab_bundle.read_bytes() == again.codalab_bundle.read_bytes()
     assert first.codabench_bundle.read_bytes() == again.codabench_bundle.read_bytes()
-    os.utime(repo / "ingestion_program" / "ingestion.py", (0, 0))  # timestamps do not matter
+    os.utime(repo / "ingestion_program" / "metadata", (0, 0))  # timestamps do not matter
     third, _ = _build(repo, out="dist3")
     assert third.codalab_bundle.read_bytes() == first.codalab_bundle.read_bytes()
     assert not list((repo / "dist").glob("*.tmp")) and not list((repo / "dist").glob(".*"))
@@ -508,7 +514,7 @@ def test_entry_script_prefers_the_vendored_package(tmp_path, program, script, mo
     """Run from its zip (package beside it), the script imports that package, whatever the cwd and PYTHONPATH."""
     folder = tmp_path / program
     folder.mkdir()
-    shutil.copy(ROOT / program / script, folder / script)
+    (folder / script).write_text(entry_script(module))
     package = folder / "unlearning_challenge"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -528,6 +534,51 @@ def test_entry_script_prefers_the_vendored_package(tmp_path, program, script, mo
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert f"vendored {package / (module + '.py')} ['--input', 'in', '--output', 'out']" in done.stdout
+
+
+def test_the_two_entry_scripts_differ_only_by_the_module_they_run():
+    ingestion, scoring = entry_script("ingestion"), entry_script("scoring")
+    assert "scoring" not in ingestion and "ingestion" not in scoring
+    assert scoring.replace("scoring", "ingestion") == ingestion
+    assert "from unlearning_challenge.ingestion import main" in ingestion
+    assert "    sys.exit(main(sys.argv[1:]))\n" in ingestion
+    compile(ingestion, "ingestion.py", "exec")
+    with pytest.raises(ValueError, match="module must be a module name of the package"):
+        entry_script("ingestion; import os")
+
+
+@pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])
+def test_the_program_folders_hold_only_metadata_naming_the_entry_script(program):
+    assert sorted(p.name for p in (ROOT / program).iterdir()) == ["metadata"]
+    command = read_program_metadata(ROOT / program, program)["command"]
+    assert command.split(" ")[1] == f"$program/{ENTRY_SCRIPTS[program].file_name}"
+
+
+@pytest.mark.parametrize("program", ["ingestion_program", "scoring_program"])
+def test_each_program_zip_runs_its_entry_script(tmp_path, program):
+    """Unzipped on its own (no PYTHONPATH, cwd elsewhere), the zip's script finds the vendored package."""
+    script = ENTRY_SCRIPTS[program]
+    with zipfile.ZipFile(io.BytesIO(program_zip(ROOT / program, ROOT / "src" / "unlearning_challenge", program))) as zf:
+        assert zf.read(script.file_name).decode() == entry_script(script.module)
+        zf.extractall(tmp_path / "program")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(tmp_path / "program" / script.file_name), "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "--output" in done.stdout
+
+
+def test_program_folder_holding_its_entry_script_is_refused(repo):
+    (repo / "scoring_program" / "score.py").write_text("print('old')\n")
+    with pytest.raises(BundleError, match=r"scoring_program already holds score\.py; remove it \(the build writes"):
+        _build(repo)
+
+
+def test_program_metadata_running_another_script_is_refused(repo):
+    path = repo / "ingestion_program" / "metadata"
+    path.write_text(path.read_text().replace("$program/ingestion.py", "$program/run.py"))
+    with pytest.raises(BundleError, match=r"does not run \$program/ingestion\.py, the entry script the build writes"):
+        _build(repo)
 
 
 def test_program_folder_without_metadata_is_refused(repo):

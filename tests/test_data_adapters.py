@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, SplitConfig
+from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, DatasetKind, SplitConfig
 from unlearning_challenge.data import (
     DataError,
     build_dataset,
@@ -291,6 +291,7 @@ def test_unknown_kind():
 
 def test_every_config_kind_has_a_builder():
     assert sorted(DATASET_BUILDERS) == sorted(DATASET_KINDS)
+    assert all(type(kind) is DatasetKind for kind in DATASET_BUILDERS), "keyed by the members, spelled once"
 
 
 def test_no_warning_for_clean_kaggle(tmp_path):

@@ -91,8 +91,8 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
                        local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
     assert outcome.ok, (outcome.problems, printed)
-    assert outcome.ingestion["status"] == "ok"
-    runs = outcome.ingestion["runs"]
+    assert outcome.ingestion.status == "ok"
+    runs = outcome.ingestion.runs
     assert len(runs) == NUM_MODELS
     assert [run["confinement"] for run in runs] == ["landlock"] * NUM_MODELS, [run["confinement"] for run in runs]
     assert all(run["process_cap"].startswith("seccomp supervisor") for run in runs), [r["process_cap"] for r in runs]
@@ -115,7 +115,7 @@ def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path,
     outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, competition=COMPETITION,
                        num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
-    (run,) = outcome.ingestion["runs"]
+    (run,) = outcome.ingestion.runs
     assert run["status"] == "ok", (run, printed)
     assert run["process_cap"].startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
     held = int(run["output_tail"].split("held ")[1].split()[0])

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from unlearning_challenge.artifacts import FORMAT_VERSION, INGESTION_FORMAT
+
 from unlearning_challenge.platforms.docker_image import (
     DockerImageError,
     ImageBuild,
@@ -133,8 +135,9 @@ def _ingestion_json(folder: Path, status: str, confinements: list[str]) -> None:
     folder.mkdir(parents=True)
     cap = "seccomp supervisor: at most 512 live processes"
     runs = [{"index": i, "status": "ok", "confinement": c, "process_cap": cap} for i, c in enumerate(confinements)]
-    (folder / "ingestion.json").write_text(json.dumps({"status": status, "message": "m", "runs": runs,
-                                                       "worker_user": "root", "isolation_warning": "no CAP_SETUID"}))
+    (folder / "ingestion.json").write_text(json.dumps({
+        "format": INGESTION_FORMAT, "format_version": FORMAT_VERSION, "status": status, "message": "m", "runs": runs,
+        "worker_user": "root", "isolation_warning": "no CAP_SETUID"}))
 
 
 def test_judge_accepts_a_clean_rehearsal_and_reports_it(tmp_path):
@@ -174,6 +177,14 @@ def test_judge_without_ingestion_output(tmp_path):
     outcome = judge([StepResult("ingestion", 1, 1.0, 60)], tmp_path / "res", tmp_path / "scores")
     assert f"the ingestion left no ingestion.json in {tmp_path / 'res'}" in outcome.problems
     assert confinement_summary(None) == "no runs recorded"
+
+
+def test_judge_names_an_unreadable_ingestion_json(tmp_path):
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "ingestion.json").write_text('{"status": "ok"}')
+    outcome = judge([StepResult("ingestion", 0, 1.0, 60)], tmp_path / "res", tmp_path / "scores")
+    assert outcome.ingestion is None
+    assert "ingestion output: ingestion.json is not a unlearning-challenge/ingestion manifest" in outcome.problems
 
 
 def test_no_engine_is_named_with_what_to_do(tmp_path, monkeypatch):

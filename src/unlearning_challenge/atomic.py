@@ -44,19 +44,38 @@ def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data)
 
 
-def copy_file(source: str | Path, path: str | Path) -> None:
+def copy_file(source: str | Path, path: str | Path, *, durable: bool = True) -> None:
     """Copy the bytes of ``source`` to ``path``."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=durable) as tmp:
         shutil.copyfile(source, tmp)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def copy_tree(source: str | Path, path: str | Path, *, ignore=None) -> None:
+    """Copy the folder ``source`` to ``path`` (which must not exist), symlinks kept as links.
+
+    The copy is made in a temporary folder beside ``path`` and renamed: ``path`` appears
+    complete or not at all. ``ignore``: as :func:`shutil.copytree`'s. Not flushed to disk
+    (used for folders read at once and deleted after).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        # copytree gives the copy the source folder's mode and times, as a plain copytree would
+        shutil.copytree(source, tmp, symlinks=True, ignore=ignore, dirs_exist_ok=True)
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str | Path, text: str, *, durable: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, SplitConfig
+from unlearning_challenge.config import DATASET_KINDS, DatasetConfig, DatasetKind, SplitConfig
 from unlearning_challenge.data.dataset import NUM_AGE_GROUPS, DataError, FaceDataset, Splits
 from unlearning_challenge.data.splits import check_splits, make_splits
 from unlearning_challenge.data.synthetic import age_to_group, generate_synthetic
@@ -423,19 +423,19 @@ def _build_casia(cfg: DatasetConfig) -> FaceDataset:
 
 def _build_csv(cfg: DatasetConfig) -> FaceDataset:
     if not cfg.manifest:
-        raise DataError("dataset kind 'csv' needs dataset.manifest (the csv file)")
+        raise DataError(f"dataset kind {DatasetKind.CSV!r} needs dataset.manifest (the csv file)")
     manifest = Path(cfg.manifest)
     if cfg.root and not manifest.is_absolute():
         manifest = Path(cfg.root) / manifest
     return load_csv_manifest(manifest, root=cfg.root, image_size=cfg.image_size)
 
 
-# One builder per kind of config.DATASET_KINDS (a test checks that they match).
+# One builder per member of config.DatasetKind (a test checks that they match).
 DATASET_BUILDERS = {
-    "synthetic": generate_synthetic,
-    "kaggle": _build_kaggle,
-    "casia": _build_casia,
-    "csv": _build_csv,
+    DatasetKind.SYNTHETIC: generate_synthetic,
+    DatasetKind.KAGGLE: _build_kaggle,
+    DatasetKind.CASIA: _build_casia,
+    DatasetKind.CSV: _build_csv,
 }
 
 
@@ -455,7 +455,7 @@ def build_dataset_and_splits(dataset_cfg: DatasetConfig, split_cfg: SplitConfig)
     val and test in the ratio ``val_fraction : test_fraction``, drawn with
     ``split_cfg.seed``; ``forget_fraction`` is not used (forget.csv is).
     """
-    if dataset_cfg.kind == "kaggle":
+    if dataset_cfg.kind == DatasetKind.KAGGLE:
         total = split_cfg.val_fraction + split_cfg.test_fraction
         if not (0 < split_cfg.val_fraction and 0 < split_cfg.test_fraction):
             raise DataError("split: val_fraction and test_fraction must be positive")

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import yaml
 
+from unlearning_challenge.artifacts import INGESTION_MANIFEST, ArtifactError, IngestionManifest, read_ingestion_manifest
+
 PLATFORMS = ("codabench", "codalab")
 # Codabench's cap_drop_list: every capability docker grants by default.
 CODABENCH_CAP_DROP = [
@@ -289,7 +291,7 @@ class Outcome:
     """What a rehearsal found: the steps, the ingestion's record, the score lines, and what failed."""
 
     steps: list[StepResult]
-    ingestion: dict | None
+    ingestion: IngestionManifest | None  # None when the ingestion left none (or an unreadable one)
     scores_txt: str | None
     problems: list[str]
     scores: dict | None = None  # scores.json, full precision
@@ -302,12 +304,17 @@ class Outcome:
 def judge(steps: list[StepResult], ingestion_output: Path, scoring_output: Path) -> Outcome:
     problems = [f"the {s.name} step was stopped at the phase's execution_time_limit ({s.limit} s)"
                 if s.timed_out else f"the {s.name} step exited with {s.exit_code}" for s in steps if not s.ok]
-    manifest_path = ingestion_output / "ingestion.json"
-    ingestion = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
-    if ingestion is None:
-        problems.append(f"the ingestion left no ingestion.json in {ingestion_output}")
-    elif ingestion.get("status") != "ok":
-        problems.append(f"ingestion status {ingestion.get('status')}: {ingestion.get('message')}")
+    ingestion = None
+    if not (ingestion_output / INGESTION_MANIFEST).is_file():
+        problems.append(f"the ingestion left no {INGESTION_MANIFEST} in {ingestion_output}")
+    else:
+        try:
+            ingestion = read_ingestion_manifest(ingestion_output)
+        except ArtifactError as exc:
+            problems.append(str(exc))
+        else:
+            if ingestion.status != "ok":
+                problems.append(f"ingestion status {ingestion.status}: {ingestion.message}")
     scores_path = scoring_output / "scores.txt"
     scores_txt = scores_path.read_text() if scores_path.is_file() else None
     if scores_txt is None:
@@ -317,9 +324,9 @@ def judge(steps: list[StepResult], ingestion_output: Path, scoring_output: Path)
     return Outcome(steps, ingestion, scores_txt, problems, scores)
 
 
-def confinement_summary(ingestion: dict | None, field: str = "confinement") -> str:
+def confinement_summary(ingestion: IngestionManifest | None, field: str = "confinement") -> str:
     """e.g. "32 of 32 runs: landlock" from one field of ingestion.json's per-run records."""
-    runs = (ingestion or {}).get("runs") or []
+    runs = ingestion.runs if ingestion is not None else ()
     counts: dict[str, int] = {}
     for run in runs:
         key = run.get(field) or "not recorded"
@@ -332,9 +339,9 @@ def report(platform: str, image: str, outcome: Outcome, folder: Path, gpu: bool)
     lines += [f"  {step.line()}" for step in outcome.steps]
     lines.append(f"  confinement: {confinement_summary(outcome.ingestion)}")
     lines.append(f"  process cap: {confinement_summary(outcome.ingestion, 'process_cap')}")
-    if outcome.ingestion and outcome.ingestion.get("worker_user"):
-        warning = outcome.ingestion.get("isolation_warning")
-        lines.append(f"  worker user: {outcome.ingestion['worker_user']}" + (f" ({warning})" if warning else ""))
+    if outcome.ingestion is not None and outcome.ingestion.worker_user:
+        warning = outcome.ingestion.isolation_warning
+        lines.append(f"  worker user: {outcome.ingestion.worker_user}" + (f" ({warning})" if warning else ""))
     if outcome.scores_txt:
         lines.append(outcome.scores_txt.rstrip("\n"))
     lines += [f"{platform} rehearsal failed: {problem}" for problem in outcome.problems]

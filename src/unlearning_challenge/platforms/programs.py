@@ -1,8 +1,8 @@
 """The ingestion and scoring program zips: a checked ``metadata`` command and the vendored package.
 
-Each program zip holds its folder (``metadata`` and a thin entry script) plus
-the package ``unlearning_challenge/`` vendored beside the script, so it runs
-on the competition image from the zip alone.
+Each program zip holds its folder (``metadata``), the entry script its command
+runs (rendered by :mod:`.entry_script`) and the package ``unlearning_challenge/``
+vendored beside the script, so it runs on the competition image from the zip alone.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from unlearning_challenge.platforms.entry_script import ENTRY_SCRIPTS, entry_script
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.platforms.zips import deterministic_zip, folder_files
 
@@ -84,14 +85,27 @@ def read_program_metadata(program_dir: Path, program: str) -> dict:
 
 
 def program_zip(program_dir: Path, package_dir: Path, program: str) -> bytes:
-    """A program folder with the package vendored beside its entry script."""
+    """A program folder with its entry script written and the package vendored beside it.
+
+    ``program``: ``"ingestion_program"`` or ``"scoring_program"`` (see ``ENTRY_SCRIPTS``).
+    The folder holds ``metadata`` only; one that holds the entry script or the package
+    itself is refused (the build writes both).
+    """
     if not program_dir.is_dir():
         raise BundleError(f"program folder {program_dir} does not exist")
     if not (package_dir / "__init__.py").is_file():
         raise BundleError(f"package folder {package_dir} not found (it is vendored into the program zips)")
-    read_program_metadata(program_dir, program)
+    metadata = read_program_metadata(program_dir, program)
+    script = ENTRY_SCRIPTS[program]
+    if f"$program/{script.file_name}" not in metadata["command"].split(" "):
+        raise BundleError(f"{program_dir / 'metadata'}: command {metadata['command']!r} does not run "
+                          f"$program/{script.file_name}, the entry script the build writes into the zip")
     own = folder_files(program_dir)
     if any(name.split("/")[0] == PACKAGE_NAME for name, _ in own):
         raise BundleError(f"{program_dir} already holds {PACKAGE_NAME}/; remove it (the build vendors the package)")
+    if any(name == script.file_name for name, _ in own):
+        raise BundleError(f"{program_dir} already holds {script.file_name}; remove it (the build writes the entry "
+                          "script from unlearning_challenge/platforms/entry_script.py)")
     vendored = folder_files(package_dir, prefix=PACKAGE_NAME + "/")
-    return deterministic_zip((name, path.read_bytes()) for name, path in own + vendored)
+    files = [(name, path.read_bytes()) for name, path in own + vendored]
+    return deterministic_zip([*files, (script.file_name, entry_script(script.module).encode("utf-8"))])

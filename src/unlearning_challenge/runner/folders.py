@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from unlearning_challenge.atomic import write_bytes
 from unlearning_challenge.config import PhaseConfig
 from unlearning_challenge.data import FaceDataset, Splits, save_dataset
 from unlearning_challenge.runner.isolation import copy_submission
@@ -51,8 +52,9 @@ class RunFolders:
         for sub in ("out", "tmp"):
             (run_dir / sub).mkdir(parents=True)
         copy_submission(self.submission, run_dir / WORKER_SUBMISSION)
-        (run_dir / WORKER_MODEL).write_bytes(self.original_bytes)
-        (run_dir / WORKER_DATA).write_bytes(self.data_bytes)
+        # Not flushed to disk: the files are read by the run and deleted after it.
+        write_bytes(run_dir / WORKER_MODEL, self.original_bytes, durable=False)
+        write_bytes(run_dir / WORKER_DATA, self.data_bytes, durable=False)
         model = self.config.model
         job = Job(
             index=index,

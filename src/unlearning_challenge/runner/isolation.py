@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from unlearning_challenge.atomic import copy_tree
+
 DEFAULT_WORKER_USER = "nobody"
 MAX_WORKER_PROCESSES = 512
 MAX_FILE_BYTES = 4 * 2**30
@@ -144,4 +146,4 @@ def worker_limits(memory_limit_bytes: int, identity: WorkerIdentity):
 
 def copy_submission(source: Path, target: Path) -> None:
     """Copy the submission folder (no symlinks followed out of it) into the run folder."""
-    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_tree(source, target, ignore=shutil.ignore_patterns("__pycache__"))

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from unlearning_challenge.atomic import write_text
+
 JOB_FILE = "job.json"
 
 
@@ -49,7 +51,7 @@ class Job:
 
     def write(self) -> Path:
         """Write the job into its run folder; return the file's path."""
-        self.file.write_text(json.dumps(asdict(self)))
+        write_text(self.file, json.dumps(asdict(self)), durable=False)  # read once by the worker
         return self.file
 
     @classmethod
