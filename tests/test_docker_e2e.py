@@ -94,8 +94,8 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
     assert outcome.ingestion.status == "ok"
     runs = outcome.ingestion.runs
     assert len(runs) == NUM_MODELS
-    assert [run["confinement"] for run in runs] == ["landlock"] * NUM_MODELS, [run["confinement"] for run in runs]
-    assert all(run["process_cap"].startswith("seccomp supervisor") for run in runs), [r["process_cap"] for r in runs]
+    assert [run.confinement for run in runs] == ["landlock"] * NUM_MODELS, [run.confinement for run in runs]
+    assert all(run.process_cap.startswith("seccomp supervisor") for run in runs), [r.process_cap for r in runs]
     assert all(step.seconds < step.limit for step in outcome.steps)
     scores = _scores_txt(outcome.scores_txt)
     assert scores["num_models"] == NUM_MODELS
@@ -116,8 +116,8 @@ def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path,
                        num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
     (run,) = outcome.ingestion.runs
-    assert run["status"] == "ok", (run, printed)
-    assert run["process_cap"].startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
-    held = int(run["output_tail"].split("held ")[1].split()[0])
-    assert held < MAX_RUN_PROCESSES, run["output_tail"]  # one forking process: the count is exact
+    assert run.ok, (run, printed)
+    assert run.process_cap.startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
+    held = int(run.output_tail.split("held ")[1].split()[0])
+    assert held < MAX_RUN_PROCESSES, run.output_tail  # one forking process: the count is exact
     assert "process cap: 1 of 1 runs: seccomp supervisor" in printed

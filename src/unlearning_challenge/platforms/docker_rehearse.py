@@ -329,7 +329,7 @@ def confinement_summary(ingestion: IngestionManifest | None, field: str = "confi
     runs = ingestion.runs if ingestion is not None else ()
     counts: dict[str, int] = {}
     for run in runs:
-        key = run.get(field) or "not recorded"
+        key = getattr(run, field) or "not recorded"
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{n} of {len(runs)} runs: {kind}" for kind, n in sorted(counts.items())) or "no runs recorded"
 
