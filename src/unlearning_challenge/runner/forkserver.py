@@ -209,10 +209,10 @@ def _name_process(name: bytes) -> None:
         pass
 
 
-def _close_fds_except(keep: set[int]) -> None:
-    """Close every descriptor the server had open, except ``keep``."""
+def _close_fds_except(still_needed: set[int]) -> None:
+    """Close every descriptor the server had open, except those in ``still_needed``."""
     for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
-        if fd not in keep:
+        if fd not in still_needed:
             try:
                 os.close(fd)
             except OSError:

@@ -40,12 +40,12 @@ def own_children() -> set[int]:
     return set(children_of(os.getpid()))
 
 
-def kill_leftovers(keep: set[int] = frozenset()) -> list[int]:
-    """SIGKILL every child of this process except ``keep`` (orphans of killed workers are
+def kill_leftovers(spared: set[int] = frozenset()) -> list[int]:
+    """SIGKILL every child of this process except the pids in ``spared`` (orphans of killed workers are
     reparented here, as this process is a subreaper), reap them. Returns the pids killed."""
     killed = []
     for _ in range(50):
-        pids = [p for p in children_of(os.getpid()) if p not in keep]
+        pids = [p for p in children_of(os.getpid()) if p not in spared]
         if not pids:
             break
         for pid in pids:
