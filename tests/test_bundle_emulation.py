@@ -34,7 +34,7 @@ known from the data (the original model's accuracies, nothing forgotten). Each
 ingestion evaluates its models on one thread, so the two platforms run side by side.
 Scoring without an ingestion output fails loudly on this phase too.
 
-On request (about 8 minutes on two cores): the sample submission on the real Check
+On request (5 to 10 minutes on two cores): the sample submission on the real Check
 phase, 32 trainings per platform, which must fit the phase's time budget:
 
     EMULATE_PLATFORMS=1 .venv/bin/python -m pytest tests/test_bundle_emulation.py
@@ -75,8 +75,7 @@ TINY_QUEUE = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"  # a made-up vhost, to see i
 PLATFORMS = ("codalab", "codabench")
 
 # The sample submission on the real Check phase: only when asked, and once the phase's data exist.
-when_asked = pytest.mark.skipif(not os.environ.get("EMULATE_PLATFORMS"),
-                                reason="set EMULATE_PLATFORMS=1 to run (about 8 minutes)")
+when_asked = pytest.mark.skipif(not os.environ.get("EMULATE_PLATFORMS"), reason="set EMULATE_PLATFORMS=1 to run (minutes)")
 with_check_data = pytest.mark.skipif(
     not (ROOT / "input_data" / "manifest.json").is_file() or not (ROOT / "reference_data" / "manifest.json").is_file(),
     reason="the Check phase's data are not generated yet (make reference PHASE=phases/default.yaml)",
