@@ -26,10 +26,20 @@ copy of the input data (a tiny model retrains in a few seconds, and 20% of
 that is less than the sample's epoch needs on a busy CPU); the command line
 stays the platforms' own.
 
-Slow, on request: the real Check phase from ``competition.yaml``
-(needs ``make reference``; runs the submission N=32 times, minutes on a CPU):
+Always on too (marked ``slow``: about two minutes on two cores, in every ``make test``):
+the real Check phase as ``competition.yaml`` gives it (the committed ``input_data/`` and
+``reference_data/``, the phase's budget, the programs' own metadata) with the
+``do_nothing`` baseline, whose 32 runs cost only their evaluation: the scores are then
+known from the data (the original model's accuracies, nothing forgotten). Each
+ingestion evaluates its models on one thread, so the two platforms run side by side.
+Scoring without an ingestion output fails loudly on this phase too.
+
+On request (5 to 10 minutes on two cores): the sample submission on the real Check
+phase, 32 trainings per platform, which must fit the phase's time budget:
 
     EMULATE_PLATFORMS=1 .venv/bin/python -m pytest tests/test_bundle_emulation.py
+
+The real phase's tests are skipped when its data are not generated (``make reference``).
 """
 
 from __future__ import annotations
@@ -41,12 +51,14 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from unlearning_challenge.artifacts import read_ingestion_manifest, read_input_manifest, read_reference_manifest
 from unlearning_challenge.platforms.build import BuildResult, build_bundles
 from unlearning_challenge.platforms.competition import load_competition
 from unlearning_challenge.platforms.submission_zip import pack_submission
@@ -62,8 +74,7 @@ TINY_BUDGET_SECONDS = 120.0  # per run, before the ingestion scales it to this m
 TINY_QUEUE = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"  # a made-up vhost, to see it reach the v2 yaml
 PLATFORMS = ("codalab", "codabench")
 
-# The slow variant on the real Check phase: only when asked, and once its data exist.
-slow_check_phase = pytest.mark.slow
+# The sample submission on the real Check phase: only when asked, and once the phase's data exist.
 when_asked = pytest.mark.skipif(not os.environ.get("EMULATE_PLATFORMS"), reason="set EMULATE_PLATFORMS=1 to run (minutes)")
 with_check_data = pytest.mark.skipif(
     not (ROOT / "input_data" / "manifest.json").is_file() or not (ROOT / "reference_data" / "manifest.json").is_file(),
@@ -321,7 +332,23 @@ def test_codabench_v2_bundle_is_complete(tiny_built):
                 assert zf.read(program) == other.read(program)
 
 
-# --------------------------------------------------------------------------- the real Check phase (slow)
+# --------------------------------------------------------------------------- the real Check phase
+
+
+def run_on_both_platforms(built: Built, where: str) -> dict[str, Future]:
+    """Each platform's chain (ingestion, then scoring) on ``built``, the two side by side.
+
+    Each ingestion evaluates its models on one thread (``OMP_NUM_THREADS=1``), so on two
+    cores the pair takes about the time of one. Returns a finished future per platform:
+    ``result()`` is its scoring output folder, or raises what failed in its chain.
+    """
+    with ThreadPoolExecutor(max_workers=len(PLATFORMS)) as pool:
+        return {platform: pool.submit(RUNNERS[platform], built, f"{platform}_{where}") for platform in PLATFORMS}
+
+
+def _ingestion_runs(output: Path) -> list[str]:
+    """The status of each run in the ingestion output that the scoring step read (``input/res`` beside ``output``)."""
+    return [run["status"] for run in read_ingestion_manifest(output.parent / "input" / "res").runs]
 
 
 @pytest.fixture(scope="module")
@@ -329,19 +356,55 @@ def check_built(tmp_path_factory) -> Built:
     return _build(tmp_path_factory.mktemp("emulation_check"), COMPETITION, "Check", DO_NOTHING)
 
 
-@slow_check_phase
-@when_asked
+@pytest.fixture(scope="module")
+def check_outputs(check_built) -> dict[str, Future]:
+    return run_on_both_platforms(check_built, "check")
+
+
+@pytest.mark.slow
 @with_check_data
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_check_phase_through_each_platforms_worker(check_built, platform):
-    _check_scores(RUNNERS[platform](check_built, f"{platform}_check"), check_built.columns)
+def test_check_phase_through_each_platforms_worker(check_built, check_outputs, platform):
+    """do_nothing returns the original model: every unlearned model is the original, whose accuracies
+    the input data record, and nothing is forgotten."""
+    output = check_outputs[platform].result()
+    scores = _check_scores(output, check_built.columns)
+    inputs, reference = read_input_manifest(ROOT / "input_data"), read_reference_manifest(ROOT / "reference_data")
+    assert _ingestion_runs(output) == ["ok"] * inputs.num_models
+    assert scores["num_models"] == inputs.num_models == reference.num_models
+    original, retrained = inputs.original, reference.retrained
+    for split in ("retain", "test", "forget"):
+        assert scores[f"{split}_accuracy_unlearned"] == pytest.approx(getattr(original, f"{split}_accuracy"), abs=1e-6)
+        assert scores[f"{split}_accuracy_retrained"] == pytest.approx(getattr(retrained, f"{split}_accuracy"), abs=1e-6)
+    assert scores["retain_accuracy_ratio"] == pytest.approx(original.retain_accuracy / retrained.retain_accuracy)
+    assert scores["test_accuracy_ratio"] == pytest.approx(original.test_accuracy / retrained.test_accuracy)
+    assert scores["forget_quality"] < 0.02 and scores["score"] < 0.02, "the original model forgot nothing"
+    assert 0 < scores["mean_run_seconds"] < inputs.time_budget_seconds
 
 
-@slow_check_phase
-@when_asked
 @with_check_data
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_check_phase_scoring_fails_loudly_without_ingestion_output(check_built, platform):
     done, output = score_without_ingestion_output(check_built, platform)
     assert done.returncode != 0, _log(done)
+    assert "ingestion output is missing" in done.stderr, _log(done)
     assert not (output / "scores.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def check_sample_outputs(tmp_path_factory) -> tuple[Built, dict[str, Future]]:
+    built = _build(tmp_path_factory.mktemp("emulation_check_sample"), COMPETITION, "Check", SAMPLE)
+    return built, run_on_both_platforms(built, "check_sample")
+
+
+@pytest.mark.slow
+@when_asked
+@with_check_data
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_sample_submission_on_check_phase_through_each_platforms_worker(check_sample_outputs, platform):
+    """The sample submission's 32 trainings fit the real phase's budget on this machine."""
+    built, outputs = check_sample_outputs
+    output = outputs[platform].result()
+    scores = _check_scores(output, built.columns)
+    assert _ingestion_runs(output) == ["ok"] * read_input_manifest(ROOT / "input_data").num_models
+    assert 0 <= scores["score"] <= 1 and 0 <= scores["forget_quality"] <= 1
