@@ -348,7 +348,7 @@ def run_on_both_platforms(built: Built, where: str) -> dict[str, Future]:
 
 def _ingestion_runs(output: Path) -> list[str]:
     """The status of each run in the ingestion output that the scoring step read (``input/res`` beside ``output``)."""
-    return [run["status"] for run in read_ingestion_manifest(output.parent / "input" / "res").runs]
+    return [run.status for run in read_ingestion_manifest(output.parent / "input" / "res").runs]
 
 
 @pytest.fixture(scope="module")
