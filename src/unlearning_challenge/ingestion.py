@@ -255,12 +255,12 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
 
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
-    extra = {"timing": timing, "worker_user": session.identity.name, "isolation_warning": warning}
+    manifest_details = {"timing": timing, "worker_user": session.identity.name, "isolation_warning": warning}
 
     def write(status: str, message: str, sha: str | None) -> None:
         write_manifest(output_dir, ingestion_manifest(
             config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=torch_device, arrays_sha256=sha, **extra))
+            budget=budget, device=torch_device, arrays_sha256=sha, **manifest_details))
 
     try:
         with session:
@@ -275,7 +275,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                                                    config=config, device=torch_device, dataset=dataset, splits=splits)
                     finally:
                         session.stop_runs()  # inside the lock: nothing a run left outlives it
-                        extra["worker_start"] = session.worker_start
+                        manifest_details["worker_start"] = session.worker_start
             except KeyboardInterrupt:
                 write("failed", "interrupted", None)
                 raise
