@@ -11,10 +11,13 @@ SUBMISSION ?= starting_kit/sample_submission
 NUM_MODELS ?=
 NO_TIME_LIMIT ?=
 OUT ?=
+# shown or hidden: override the phase's ingestion.participant_output (rehearse a private phase's rules)
+PARTICIPANT_OUTPUT ?=
 
 LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
-                     $(if $(OUT),--output $(OUT))
+                     $(if $(OUT),--output $(OUT)) \
+                     $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
 .PHONY: install test local-score quick-check reference bench baselines packages
 
@@ -33,7 +36,8 @@ local-score: install
 
 # One run of SUBMISSION: retain/test/forget accuracy, membership-inference accuracy, seconds against the budget.
 quick-check: install
-	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) $(if $(OUT),--output $(OUT))
+	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) \
+		$(if $(OUT),--output $(OUT)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
 reference: install
 	$(CLI) reference --config $(PHASE) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA)

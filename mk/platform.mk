@@ -48,7 +48,8 @@ docker-check: docker
 docker-rehearse: $(DOCKER_SDK)
 	$(CLI) docker-rehearse --platform $(PLATFORM) --competition $(COMPETITION) --submission $(SUBMISSION) \
 		$(if $(NUM_MODELS),--num-models $(NUM_MODELS)) $(if $(NO_TIME_LIMIT),--no-time-limit) \
-		$(if $(LOCAL_BASE),--local-base) $(if $(OUT),--output $(OUT))
+		$(if $(LOCAL_BASE),--local-base) $(if $(OUT),--output $(OUT)) \
+		$(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
 # The end-to-end test: builds the image and rehearses the sample on both platforms (tens of minutes;
 # not part of `make test`). Starts its own docker daemon when none answers.

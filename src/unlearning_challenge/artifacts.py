@@ -401,6 +401,7 @@ class RunEntry(_Record):
     seconds: float | None = _key(float, optional=True)  # wall seconds
     cpu_seconds: float | None = _key(float, optional=True, none_as_null=True)  # of all its processes (None: unknown)
     message: str = _key(str, optional=True, default="")  # one line for people ("" when ok)
+    failure: str = _key(str, optional=True, default="")  # why it failed, a closed set of kinds ("" when ok)
     traceback_tail: str = _key(str, optional=True, default="")  # the end of the submission's traceback
     output_tail: str = _key(str, optional=True, default="")  # the end of what it printed
     output_bytes: int | None = _key(int, optional=True)  # how much it printed
@@ -445,6 +446,8 @@ class IngestionManifest(_Record):
     worker_user: str | None = _key(str, optional=True, none_as_null=True)  # the user the runs ran as
     isolation_warning: str | None = _key(str, optional=True, none_as_null=True)  # why isolation is weaker, if so
     worker_start: str | None = _key(str, optional=True)  # how workers were started (None: unknown)
+    # "shown" or "hidden": whether runs' output, tracebacks and error text were kept (None: unknown)
+    participant_output: str | None = _key(str, optional=True)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str) -> "IngestionManifest":

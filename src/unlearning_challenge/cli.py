@@ -93,11 +93,15 @@ def _local_score(args: argparse.Namespace) -> int:
         ingest += ["--num-models", str(args.num_models)]
     if args.no_time_limit:
         ingest.append("--no-time-limit")
+    if args.participant_output:
+        ingest += ["--participant-output", args.participant_output]
     ingest_code = subprocess.call(ingest)
     score = [sys.executable, "-m", "unlearning_challenge.scoring", "--res", str(res),
              "--ref", str(args.reference_data), "--output", str(scores)]
     if args.num_models:
         score += ["--num-models", str(args.num_models)]
+    if args.participant_output:
+        score += ["--participant-output", args.participant_output]
     score_code = subprocess.call(score)
     if ingest_code or score_code:
         print(f"local-score: the submission failed (ingestion exit {ingest_code}, scoring exit {score_code}); "
@@ -110,7 +114,8 @@ def _local_score(args: argparse.Namespace) -> int:
 def _quick_check(args: argparse.Namespace) -> int:
     from unlearning_challenge.quick_check import run_quick_check
 
-    return run_quick_check(args.submission, args.input_data, args.output, no_time_limit=args.no_time_limit)
+    return run_quick_check(args.submission, args.input_data, args.output, no_time_limit=args.no_time_limit,
+                           participant_output=args.participant_output)
 
 
 def _docker_build(args: argparse.Namespace) -> int:
@@ -128,8 +133,16 @@ def _docker_rehearse(args: argparse.Namespace) -> int:
 
     outcome = rehearse(args.platform, args.submission, root=Path.cwd(), competition=args.competition, phase=args.phase,
                        num_models=args.num_models, no_time_limit=args.no_time_limit, local_base=args.local_base,
-                       output=args.output)
+                       output=args.output, participant_output=args.participant_output)
     return 0 if outcome.ok else 1
+
+
+def _add_participant_output(parser: argparse.ArgumentParser) -> None:
+    from unlearning_challenge.config import ParticipantOutput
+
+    parser.add_argument("--participant-output", choices=ParticipantOutput.values(), default=None,
+                        help="shown: keep the runs' output, tracebacks and error text; hidden: only fixed sentences, "
+                             "as in a private phase (default: the phase config's ingestion.participant_output)")
 
 
 def _build_arg(text: str) -> str:
@@ -192,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-models", type=int, default=None, help="quick check with the first k models")
     p.add_argument("--no-time-limit", action="store_true")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/local-<time>)")
+    _add_participant_output(p)
     p.set_defaults(func=_local_score)
 
     p = sub.add_parser("quick-check", help="one run of a submission: accuracies, membership inference, seconds "
@@ -200,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-data", type=Path, default=Path("input_data"))
     p.add_argument("--no-time-limit", action="store_true", help="report a slow run's accuracies instead of failing it")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/quick-<time>)")
+    _add_participant_output(p)
     p.set_defaults(func=_quick_check)
 
     p = sub.add_parser("docker-build", help="build the competition image (docker SDK, clean staged context)")
@@ -219,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-time-limit", action="store_true", help="no per-run budget (the phase's step limit stays)")
     p.add_argument("--local-base", action="store_true", help="build the image, when stale, as docker-build --local-base")
     p.add_argument("--output", type=Path, default=None, help="fresh folder for the run folders (default: runs/docker-<platform>-<time>)")
+    _add_participant_output(p)
     p.set_defaults(func=_docker_rehearse)
 
     _add_platform_commands(sub)

@@ -76,6 +76,13 @@ class RateBounds(Choice):
     CLOPPER_PEARSON = "clopper-pearson"  # one-sided 1 - alpha upper bounds on FPR and FNR
 
 
+class ParticipantOutput(Choice):
+    """What of a run participants may read: its printed output, tracebacks and error text."""
+
+    SHOWN = "shown"  # in ingestion.json and the programs' logs (public data: the Check phase)
+    HIDDEN = "hidden"  # only fixed sentences written by the trusted side (private data)
+
+
 class ReferenceBackend(Choice):
     """Where reference models train."""
 
@@ -187,9 +194,15 @@ class IngestionConfig:
     # Fork workers from a trusted server that has torch imported (see forkserver.py);
     # false: start each worker as a new Python process (seconds slower per run).
     fork_server: bool = True
+    # "shown": participants read their runs' output, tracebacks and error text; "hidden":
+    # nothing the submission controls reaches them. None: hidden unless dataset.kind is
+    # synthetic (see PhaseConfig.participant_output).
+    participant_output: ParticipantOutput | None = None
 
     def __post_init__(self) -> None:
         _as_choices(self)
+        if self.participant_output in ParticipantOutput.values():
+            object.__setattr__(self, "participant_output", ParticipantOutput(self.participant_output))
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,14 @@ class PhaseConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    @property
+    def participant_output(self) -> ParticipantOutput:
+        """``ingestion.participant_output``, or its default: shown for synthetic data, hidden for any other."""
+        if self.ingestion.participant_output is not None:
+            return self.ingestion.participant_output
+        synthetic = self.dataset.kind == DatasetKind.SYNTHETIC
+        return ParticipantOutput.SHOWN if synthetic else ParticipantOutput.HIDDEN
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (closed choices as their strings), as in the YAML file."""
@@ -314,6 +335,10 @@ def _check_values(config: PhaseConfig, source: str) -> None:
         )
     if not 0 < config.scoring.alpha < 1:
         raise ConfigError(f"{source}: 'scoring.alpha' must be in (0, 1), got {config.scoring.alpha}")
+    output = config.ingestion.participant_output
+    if output is not None and output not in ParticipantOutput.values():
+        raise ConfigError(f"{source}: 'ingestion.participant_output' must be {_either(ParticipantOutput)}, "
+                          f"got {output!r}")
     if not 0 < config.ingestion.time_fraction:
         raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
 

@@ -12,11 +12,17 @@ evaluates the returned weights itself
 ``ingestion.json``
     status (``ok`` / ``failed``), message, fingerprints, time budget and one
     record per run (status, seconds, message, traceback and output tails).
+
+With ``participant_output: hidden`` (the phase config's default for private data, or
+``--participant-output hidden``) nothing the submission controls reaches this
+program's output folder, stdout or stderr: each run is kept as
+:func:`~unlearning_challenge.runner.disclosure.for_participants` shows it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -47,11 +53,13 @@ from unlearning_challenge.artifacts import (
     write_family,
     write_manifest,
 )
-from unlearning_challenge.config import PhaseConfig, load_config
+from unlearning_challenge.config import ParticipantOutput, PhaseConfig, load_config
 from unlearning_challenge.data import FaceDataset, Splits, load_dataset, split_fingerprint
+from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.calibration import Clock, calibration_step_seconds
 from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
 from unlearning_challenge.reference.models import pick_device
+from unlearning_challenge.runner.disclosure import WITHHELD, for_participants
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.isolation import locked
 from unlearning_challenge.runner.limits import RunLimits
@@ -67,6 +75,10 @@ class OutputFolderError(IngestionError):
     """The output folder cannot be written (nothing can be recorded there either)."""
 
 
+class WithheldError(IngestionError):
+    """The ingestion failed during the runs of a phase that hides what runs control; the message says only that."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingestion", description="Run a submission's unlearning N times.")
     parser.add_argument("--input", required=True, type=Path, help="input data folder (input_data/)")
@@ -77,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-budget", type=float, default=None, help="per-run budget in seconds (default: from the input data)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--memory-limit-gib", type=float, default=None, help="cap each worker's address space (0: none)")
+    parser.add_argument("--participant-output", choices=ParticipantOutput.values(), default=None,
+                        help="keep runs' output, tracebacks and error text (shown) or only fixed sentences (hidden); "
+                             "default: the phase config's ingestion.participant_output")
     return parser
 
 
@@ -159,8 +174,10 @@ def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatas
 
 def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: list[RunRecord], *, status: str,
                        message: str, num_models: int, budget: float | None, device: torch.device,
-                       arrays_sha256: str | None, **details) -> IngestionManifest:
-    """The output's manifest; ``details``: timing, worker_user, isolation_warning, worker_start."""
+                       arrays_sha256: str | None, participant_output: ParticipantOutput,
+                       **details) -> IngestionManifest:
+    """The output's manifest, with each run as participants may read it; ``details``: timing,
+    worker_user, isolation_warning, worker_start."""
     return IngestionManifest(
         status=status,
         message=message,
@@ -175,7 +192,8 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
         device=str(device),
         package_version=__version__,
         arrays_sha256=arrays_sha256,
-        runs=tuple(r.entry() for r in records),
+        runs=tuple(for_participants(r, participant_output).entry() for r in records),
+        participant_output=participant_output.value,
         **details,
     )
 
@@ -206,10 +224,10 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
                 try:
                     outputs.append(evaluate_saved_model(Path(job.output), config.model, dataset, splits, device))
                 except UnusableModelError as exc:
-                    record.status, record.message = RunStatus.BAD_OUTPUT, str(exc)
+                    record.status, record.message, record.failure = RunStatus.BAD_OUTPUT, str(exc), exc.failure.value
                 else:
                     if limits.over_budget(record):
-                        record.status = RunStatus.TIMEOUT
+                        record.status, record.failure = RunStatus.TIMEOUT, Failure.OVER_BUDGET.value
                         record.message = limits.over_budget_message(record, budget_explanation)
             folders.remove(index)
             bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
@@ -222,14 +240,14 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
 
 def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_models: int | None = None,
                   budget_seconds: float | None = None, no_time_limit: bool = False, device: str | None = None,
-                  memory_limit_gib: float | None = None, log=print) -> int:
+                  memory_limit_gib: float | None = None, participant_output: str | None = None, log=print) -> int:
     """Run the submission in ``submission`` (a folder holding unlearning.py) on ``input_dir``; write ``output_dir``.
 
     ``num_models``: run only the first k of the N runs (default: all); ``budget_seconds``:
     the per-run budget instead of the input data's; ``no_time_limit``: do not enforce
     the budget; ``device``: torch device (default: cuda when available, else cpu);
-    ``memory_limit_gib``: cap each worker's address space (0: none; default: the phase's).
-    Returns 0 when all runs are ok.
+    ``memory_limit_gib``: cap each worker's address space (0: none; default: the phase's);
+    ``participant_output``: "shown" or "hidden" (default: the phase's). Returns 0 when all runs are ok.
     """
     check_output_writable(output_dir)
     config, manifest, dataset, splits = load_input(input_dir)
@@ -237,6 +255,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     num_models = manifest.num_models if num_models is None else num_models
     if not 1 <= num_models <= manifest.num_models:
         raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
+    disclosure = ParticipantOutput(participant_output) if participant_output else config.participant_output
     torch_device = pick_device(device)
     budget, timing = time_budget(config, manifest, dataset, splits, torch_device,
                                  no_time_limit=no_time_limit, budget_seconds=budget_seconds)
@@ -251,7 +270,8 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
         log(f"warning: {warning}")
     budget_text = "no time limit" if budget is None else (
         f"budget {budget:.1f} {timing['unit']} per run ({timing['explanation']})")
-    log(f"ingestion: {num_models} run(s) of {submission} on {torch_device}, {budget_text}")
+    log(f"ingestion: {num_models} run(s) of {submission} on {torch_device}, {budget_text}; "
+        f"participant output {disclosure.value}")
 
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
@@ -260,7 +280,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     def write(status: str, message: str, sha: str | None) -> None:
         write_manifest(output_dir, ingestion_manifest(
             config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=torch_device, arrays_sha256=sha, **manifest_details))
+            budget=budget, device=torch_device, arrays_sha256=sha, participant_output=disclosure, **manifest_details))
 
     try:
         with session:
@@ -271,8 +291,10 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                     folders = RunFolders(workspace, config, submission.resolve(), str(torch_device),
                                          input_dir / ORIGINAL_WEIGHTS, dataset, splits)
                     try:
-                        records, outputs = run_all(session, folders, num_models, budget_explanation=timing["explanation"],
-                                                   config=config, device=torch_device, dataset=dataset, splits=splits)
+                        with withheld_unless(disclosure):
+                            records, outputs = run_all(
+                                session, folders, num_models, budget_explanation=timing["explanation"], config=config,
+                                device=torch_device, dataset=dataset, splits=splits)
                     finally:
                         session.stop_runs()  # inside the lock: nothing a run left outlives it
                         manifest_details["worker_start"] = session.worker_start
@@ -282,14 +304,15 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 
-    failed = next((r for r in records if r.status != RunStatus.OK), None)
+    failed = next((for_participants(r, disclosure) for r in records if r.status != RunStatus.OK), None)
     if failed is not None:
         message = f"run {failed.index} (seed {failed.seed}) {failed.status.value}: {failed.message}"
         write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1
     try:
-        sha = write_family(output_dir / UNLEARNED_ARRAYS, family_of(outputs, records, dataset, splits))
+        with withheld_unless(disclosure):
+            sha = write_family(output_dir / UNLEARNED_ARRAYS, family_of(outputs, records, dataset, splits))
     except OSError as exc:
         message = f"the runs completed but {UNLEARNED_ARRAYS} could not be written to {output_dir}: {exc}"
         write("failed", message, None)
@@ -299,6 +322,21 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     write("ok", message, sha)
     log(f"ingestion: {message}; mean {np.mean([r.seconds for r in records]):.2f} s per run; output in {output_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def withheld_unless(disclosure: ParticipantOutput):
+    """Where an error's text may quote what a run left (names, values): with ``hidden``, turn any
+    exception but an interrupt into a :class:`WithheldError` that says only which kind it was."""
+    try:
+        yield
+    except (KeyboardInterrupt, WithheldError, OSError):
+        raise
+    except Exception as exc:
+        if disclosure == ParticipantOutput.SHOWN:
+            raise
+        raise WithheldError(f"internal error in the ingestion program ({type(exc).__module__}."
+                            f"{type(exc).__qualname__}; details {WITHHELD})") from None
 
 
 def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: FaceDataset,
@@ -322,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         code = run_ingestion(
             input_dir=args.input, output_dir=args.output, submission=args.submission, num_models=args.num_models,
             budget_seconds=args.time_budget, no_time_limit=args.no_time_limit, device=args.device,
-            memory_limit_gib=args.memory_limit_gib, log=lambda text: print(text, file=sys.stderr),
+            memory_limit_gib=args.memory_limit_gib, participant_output=args.participant_output,
+            log=lambda text: print(text, file=sys.stderr),
         )
     except (IngestionError, ArtifactError, ValueError, OSError) as exc:
         print(f"ingestion failed: {exc}", file=sys.stderr)

@@ -65,8 +65,12 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     return lines, manifest.status == "ok"
 
 
-def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, no_time_limit: bool = False) -> int:
-    """One ingestion run of ``submission`` into ``output``; print the summary to stdout; 0 when the run succeeded."""
+def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, no_time_limit: bool = False,
+                    participant_output: str | None = None) -> int:
+    """One ingestion run of ``submission`` into ``output``; print the summary to stdout; 0 when the run succeeded.
+
+    ``participant_output`` ("shown" or "hidden") overrides the phase's setting, as in ``local-score``.
+    """
     out = output or Path("runs") / time.strftime("quick-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         print(f"quick-check: output folder {out} is not empty; choose another with OUT=...", file=sys.stderr)
@@ -75,6 +79,8 @@ def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, 
                "--output", str(out), "--submission", str(submission), "--num-models", "1"]
     if no_time_limit:
         command.append("--no-time-limit")
+    if participant_output:
+        command += ["--participant-output", participant_output]
     start = time.perf_counter()
     code = subprocess.call(command)
     lines, ok = summary_lines(out)

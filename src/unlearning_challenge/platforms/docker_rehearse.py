@@ -372,8 +372,12 @@ def phase_items(result, platform: str, label: str) -> tuple[dict[str, bytes], in
 
 def rehearse(platform: str, submission: Path, *, root: Path, competition: Path, phase: str = "Check",
              num_models: int | None = None, no_time_limit: bool = False, local_base: bool = False,
-             output: Path | None = None, log=lambda line: print(line, file=sys.stderr)) -> Outcome:
-    """Bundle, image (each rebuilt when stale), then both steps of ``phase`` as ``platform``'s worker runs them."""
+             output: Path | None = None, participant_output: str | None = None,
+             log=lambda line: print(line, file=sys.stderr)) -> Outcome:
+    """Bundle, image (each rebuilt when stale), then both steps of ``phase`` as ``platform``'s worker runs them.
+
+    ``participant_output`` ("shown" or "hidden") overrides the phase's setting in both programs.
+    """
     from unlearning_challenge.platforms.build import build_bundles
     from unlearning_challenge.platforms.competition import load_competition
     from unlearning_challenge.platforms.docker_image import ImageBuild, docker_client, ensure_image
@@ -394,6 +398,8 @@ def rehearse(platform: str, submission: Path, *, root: Path, competition: Path, 
     items, limit = phase_items(result, platform, phase)
     packed = pack_submission(submission, folder / "submission.zip").path
     extra = ["--num-models", str(num_models)] if num_models else []
+    if participant_output:
+        extra += ["--participant-output", participant_output]
     rehearsal = Rehearsal(client, image, items, packed, limit, folder,
                           extra_ingestion_args=extra + (["--no-time-limit"] if no_time_limit else []),
                           extra_scoring_args=extra, gpu=gpu_requests())

@@ -10,6 +10,7 @@ import torch
 
 from unlearning_challenge.config import ModelConfig
 from unlearning_challenge.data import FaceDataset, Splits
+from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.models import (
     CheckpointError,
     architecture_problems,
@@ -58,7 +59,12 @@ def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits,
 
 
 class UnusableModelError(ValueError):
-    """The weights a run left cannot be evaluated; the message says why (a bad output)."""
+    """The weights a run left cannot be evaluated; the message says why (a bad output), and ``failure``
+    which kind of problem it is."""
+
+    def __init__(self, message: str, failure: Failure):
+        super().__init__(message)
+        self.failure = failure
 
 
 def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDataset, splits: Splits,
@@ -69,17 +75,19 @@ def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDatase
     architecture, or not finite: nothing from the run is trusted before these checks.
     """
     if not path.is_file():
-        raise UnusableModelError("the run reported done but left no model weights")
+        raise UnusableModelError("the run reported done but left no model weights", Failure.NO_WEIGHTS)
     try:
         state = load_weights(path)
     except CheckpointError as exc:
-        raise UnusableModelError(f"unreadable model weights: {exc}") from None
+        raise UnusableModelError(f"unreadable model weights: {exc}", Failure.UNREADABLE_WEIGHTS) from None
     problems = architecture_problems(state, model_cfg)
     if problems:
-        raise UnusableModelError("the returned model is not a ResNet-18 with 10 classes: " + "; ".join(problems))
+        raise UnusableModelError("the returned model is not a ResNet-18 with 10 classes: " + "; ".join(problems),
+                                 Failure.WRONG_ARCHITECTURE)
     bad = nonfinite_parameters(state)
     if bad:
-        raise UnusableModelError(f"the returned model has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[:3]}")
+        raise UnusableModelError(f"the returned model has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[:3]}",
+                                 Failure.NONFINITE_WEIGHTS)
     model = build_model(model_cfg)
     model.load_state_dict(state)
     return evaluate_model(model, dataset, splits, device)

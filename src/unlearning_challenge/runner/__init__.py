@@ -6,6 +6,7 @@
   run's private folder and its job;
 - :mod:`.protocol`: the worker's messages (:class:`Event`, :class:`Stage`) on the control socket;
 - :mod:`.outcome`: a run's status and message; :mod:`.record`: :class:`RunRecord`, :class:`RunStatus`;
+- :mod:`.disclosure`: what participants may read of a run (everything, or only fixed sentences);
 - :mod:`.limits`: :class:`RunLimits`, the budget and the hard limits;
 - :mod:`.handle`: start one worker, tell it to go, time it, stop it;
 - :mod:`.worker`: the worker process itself (the only place participant code is imported);
@@ -13,7 +14,8 @@
 - :mod:`.environment`: the worker's environment; :mod:`.isolation`: the worker's user and the
   trusted folders kept from it;
 - :mod:`.landlock`: filesystem, network and signal confinement;
-- :mod:`.proccap`: the cap on the processes a run may hold; :mod:`.reaping`: orphans and leftovers;
+- :mod:`.proccap`: the seccomp filter: the cap on the processes a run may hold, and no network;
+  :mod:`.reaping`: orphans and leftovers;
 - :mod:`.shared_memory`: /dev/shm between runs;
 - :mod:`.procfs`: the process table; :mod:`.hints`: hints for code from the 2023 edition.
 

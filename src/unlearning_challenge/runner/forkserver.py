@@ -37,7 +37,7 @@ import time
 import traceback
 import warnings
 
-from unlearning_challenge.runner.isolation import WorkerIdentity, worker_limits
+from unlearning_challenge.runner.isolation import WorkerIdentity, keep_out_of_proc, worker_limits
 
 READY_TIMEOUT_SECONDS = 300.0
 _PR_SET_NAME = 15
@@ -250,6 +250,7 @@ def _fork_worker(server: socket.socket, request: dict, fds: list[int]) -> int:
 
 def serve(server: socket.socket) -> int:
     """Import what workers need, say ready, then fork one worker per request until the socket closes."""
+    keep_out_of_proc()  # its stderr is the ingestion's
     for module in PRELOAD:
         __import__(module)
     for module in PARTICIPANT_PRELOAD:

@@ -18,6 +18,8 @@ _INTEGER_KEY = re.compile(r"^KeyError: \d+$")
 _DICT_ATTRIBUTE = re.compile(r"^AttributeError: 'dict' object has no attribute")
 _MISSING_MODULE = re.compile(r"^(?:ModuleNotFoundError|ImportError): No module named '([^']+)'")
 _UNDEFINED_NAME = re.compile(r"^NameError: name '([^']+)' is not defined")
+# What a refused socket() says (runner/proccap.py): OSError, or urllib's and requests' wrappers of it.
+_NO_NETWORK = re.compile(r"\[Errno 97\]|Address family not supported by protocol")
 
 
 def batch_hint() -> str:
@@ -45,11 +47,18 @@ def undefined_name_hint(name: str) -> str:
             f"import or define {name!r} in unlearning.py")
 
 
+def network_hint() -> str:
+    return ("runs have no network: socket() is refused for every address family but AF_UNIX, so nothing can be "
+            "downloaded or sent; ship what unlearning() needs (weights, files) in the submission folder")
+
+
 def run_hint(message: str, stage: str | None) -> str:
     """One hint for a run that failed with ``message`` in ``stage``, or ""."""
     message = message.strip()
     if stage == "call" and any(p.search(message) for p in (_UNPACKING, _INTEGER_KEY, _DICT_ATTRIBUTE)):
         return batch_hint()
+    if _NO_NETWORK.search(message):
+        return network_hint()
     if "/kaggle" in message:
         return kaggle_path_hint()
     if stage in ("import", "call") and (found := _MISSING_MODULE.search(message)):

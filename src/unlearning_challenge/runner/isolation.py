@@ -47,6 +47,19 @@ CAP_SETGID = 6
 CAP_SETUID = 7
 
 
+_PR_SET_DUMPABLE = 4
+
+
+def keep_out_of_proc() -> None:
+    """Make this trusted process non-dumpable: a run cannot then open its descriptors (its stdout
+    and stderr, which the platform shows) through ``/proc/PID/fd``, even as the same user and
+    where Landlock is missing; only CAP_SYS_PTRACE could. No-op off Linux."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def missing_capabilities(status_file: Path = Path("/proc/self/status")) -> list[str]:
     """Names of CAP_SETUID / CAP_SETGID absent from this process's effective set ([] if unknown)."""
     try:

@@ -9,12 +9,19 @@ without finishing.
 
 from __future__ import annotations
 
+from unlearning_challenge.failures import Failure
 from unlearning_challenge.runner.hints import run_hint
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.protocol import Event, Stage, stage_of
 from unlearning_challenge.runner.record import RunRecord, RunStatus
 
 TRACEBACK_TAIL_CHARS = 4000
+_STAGE_FAILURES = {
+    Stage.SETUP: Failure.SETUP,
+    Stage.IMPORT: Failure.RAISED_ON_IMPORT,
+    Stage.CALL: Failure.RAISED_IN_CALL,
+    Stage.RETURN: Failure.BAD_RETURN,
+}
 
 
 def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits, exit_code: int | None) -> None:
@@ -24,6 +31,8 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
     stopped the run ("wall", "cpu"; "" if none); ``exit_code``: the worker's own, if it exited.
     """
     event = message.get("event")
+    if timed_out:
+        record.failure = Failure.TIMED_OUT.value
     if timed_out == "cpu":
         record.status = RunStatus.TIMEOUT
         record.message = (f"killed after {record.seconds:.1f} s: past the hard limit of {limits.cpu_limit:.1f} "
@@ -40,6 +49,7 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
     elif event == Event.ERROR.value:
         stage = stage_of(message)
         record.status = RunStatus.BAD_OUTPUT if stage is Stage.RETURN else RunStatus.CRASHED
+        record.failure = _STAGE_FAILURES.get(stage, Failure.REPORTED_ERROR).value
         record.message = f"{message.get('message', 'error')} ({'' if stage is None else stage.during})"
         hint = run_hint(str(message.get("message", "")), message.get("stage"))
         if hint:
@@ -49,4 +59,5 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
         how = f"exit code {exit_code}" if exit_code is not None and exit_code >= 0 else (
             f"signal {-exit_code}" if exit_code is not None else "no exit code")
         record.status = RunStatus.CRASHED
+        record.failure = Failure.EXITED.value
         record.message = f"the worker process ended without finishing the run ({how})"

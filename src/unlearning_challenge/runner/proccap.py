@@ -1,4 +1,4 @@
-"""A cap on the number of processes a run may hold, enforced by the trusted side.
+"""A cap on the number of processes a run may hold, enforced by the trusted side; and no network.
 
 ``RLIMIT_NPROC`` holds only for a user other than root, and counts every
 process of that user: it caps a worker dropped to ``nobody``, but not one that
@@ -6,7 +6,7 @@ keeps root (a Codabench container drops the capability to change user) nor
 one that shares a participant's own user with their browser. This cap holds
 in every such setting, with no privilege:
 
-- the worker installs a seccomp filter (:func:`install_fork_filter`, before any
+- the worker installs a seccomp filter (:func:`install_run_filter`, before any
   participant code) that hands every process creation (``fork``, ``vfork``,
   ``clone`` without ``CLONE_THREAD``) to a listener; threads are not counted,
   ``clone3`` answers ENOSYS so that the C library falls back to ``clone``;
@@ -17,11 +17,16 @@ in every such setting, with no privilege:
   processes at each request and lets it through, or fails it with EAGAIN (as
   ``RLIMIT_NPROC`` does) once ``limit`` are alive.
 
+The same filter cuts the network for every run, whatever its user and whether
+or not Landlock is there: ``socket()`` fails with EAFNOSUPPORT for every family
+but ``AF_UNIX`` (``socketpair`` and Unix sockets stay: data-loader workers use
+them), and ``io_uring_setup`` is refused (io_uring can open sockets itself).
+
 A request is answered only after the count, so a burst of forks proceeds at
 the supervisor's pace; requests let through just before a count may not show
 in it yet, so a run holds at most twice ``limit`` processes in the worst case.
 Needs Linux 5.0+ (seccomp user notification) on x86_64 or aarch64; elsewhere
-:func:`install_fork_filter` says why not, and the run records it.
+:func:`install_run_filter` says why not, and the run records it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from unlearning_challenge.runner.procfs import parent_of, processes
 
@@ -46,18 +52,37 @@ _SECCOMP_SET_MODE_FILTER = 1
 _FLAG_TSYNC, _FLAG_NEW_LISTENER, _FLAG_TSYNC_ESRCH = 1 << 0, 1 << 3, 1 << 4
 _RET_ALLOW, _RET_USER_NOTIF, _RET_ERRNO = 0x7FFF0000, 0x7FC00000, 0x00050000
 _CLONE_THREAD = 0x00010000
+_AF_UNIX = 1
 _NOT_A_SYSCALL = 0xFFFFFFFF
 # struct seccomp_notif (80 bytes) and seccomp_notif_resp (24 bytes): _IOWR('!', 0 / 1, ...)
 _NOTIF_SIZE, _NOTIF_RESP = 80, struct.Struct("=QqiI")
 _IOCTL_NOTIF_RECV, _IOCTL_NOTIF_SEND = 0xC0502100, 0xC0182101
 _NOTIF_FLAG_CONTINUE = 1
-# Per machine: (seccomp syscall, audit arch, clone, fork, vfork, clone3)
+
+
+@dataclass(frozen=True)
+class Syscalls:
+    """One machine's numbers: the seccomp syscall, the audit arch and the syscalls the filter watches."""
+
+    seccomp: int
+    arch: int
+    clone: int
+    fork: int
+    vfork: int
+    clone3: int
+    socket: int
+    io_uring_setup: int
+
+
 _ARCHES = {
-    "x86_64": (317, 0xC000003E, 56, 57, 58, 435),
-    "aarch64": (277, 0xC00000B7, 220, _NOT_A_SYSCALL, _NOT_A_SYSCALL, 435),
+    "x86_64": Syscalls(317, 0xC000003E, 56, 57, 58, 435, 41, 425),
+    "aarch64": Syscalls(277, 0xC00000B7, 220, _NOT_A_SYSCALL, _NOT_A_SYSCALL, 435, 198, 425),
 }
 # How long a count at the limit is reused before the processes are counted again.
 _FULL_RECOUNT_SECONDS = 0.05
+# The errno a refused socket() gets: "[Errno 97] Address family not supported by protocol".
+NETWORK_ERRNO = errno.EAFNOSUPPORT
+NETWORK_FILTER = "no network (seccomp: socket() refused for every family but AF_UNIX, io_uring refused)"
 
 
 class _SockFilter(ctypes.Structure):
@@ -68,45 +93,113 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _program(arch: int, clone: int, fork: int, vfork: int, clone3: int) -> list[tuple[int, int, int, int]]:
-    """The filter, as classic BPF over ``struct seccomp_data`` (nr at 0, arch at 4, args[0] at 16)."""
+def _assemble(lines: list[tuple]) -> list[tuple[int, int, int, int]]:
+    """Classic BPF from ``(code, k, jump_if_true, jump_if_false)`` lines and ``"label:"`` strings;
+    a jump names a label further down (None: the next instruction)."""
+    labels, position = {}, 0
+    for line in lines:
+        if isinstance(line, str):
+            labels[line.rstrip(":")] = position
+        else:
+            position += 1
+    program = []
+    for line in lines:
+        if isinstance(line, str):
+            continue
+        code, k, *jumps = line
+        here = len(program) + 1
+        jt, jf = ((labels[j] - here) if j is not None else 0 for j in (jumps + [None, None])[:2])
+        if not (0 <= jt < 256 and 0 <= jf < 256):
+            raise ValueError(f"BPF jumps go forward only, by at most 255: {line}")
+        program.append((code, jt, jf, k))
+    return program
+
+
+def _program(numbers: Syscalls, *, supervise_forks: bool) -> list[tuple[int, int, int, int]]:
+    """The filter over ``struct seccomp_data`` (nr at 0, arch at 4, args[0] at 16).
+
+    Process creations go to the listener (``supervise_forks``; else they are allowed),
+    threads are allowed; ``socket()`` of any family but AF_UNIX and ``io_uring_setup``
+    are refused; ``clone3``, another ABI (i386 through int 0x80) and x32 answer ENOSYS.
+    """
     load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
-    return [
-        (load, 0, 0, 4),  # 0: arch
-        (jeq, 0, 11, arch),  # 1: another ABI (e.g. i386 through int 0x80) -> 13
-        (load, 0, 0, 0),  # 2: syscall number
-        (jge, 9, 0, 0x40000000),  # 3: x32 ABI -> 13
-        (jeq, 8, 0, clone3),  # 4: clone3 -> 13 (its flags are out of the filter's reach)
-        (jeq, 3, 0, clone),  # 5: clone -> 9
-        (jeq, 5, 0, fork),  # 6: fork -> 12
-        (jeq, 4, 0, vfork),  # 7: vfork -> 12
-        (ret, 0, 0, _RET_ALLOW),  # 8
-        (load, 0, 0, 16),  # 9: clone's flags (low 32 bits of args[0])
-        (jset, 0, 1, _CLONE_THREAD),  # 10: a thread -> 11, a process -> 12
-        (ret, 0, 0, _RET_ALLOW),  # 11
-        (ret, 0, 0, _RET_USER_NOTIF),  # 12
-        (ret, 0, 0, _RET_ERRNO | errno.ENOSYS),  # 13
-    ]
+    process = _RET_USER_NOTIF if supervise_forks else _RET_ALLOW
+    return _assemble([
+        (load, 4),  # arch
+        (jeq, numbers.arch, None, "enosys"),
+        (load, 0),  # syscall number
+        (jge, 0x40000000, "enosys"),  # x32 ABI
+        (jeq, numbers.clone3, "enosys"),  # its flags are out of the filter's reach
+        (jeq, numbers.clone, "clone"),
+        (jeq, numbers.fork, "process"),
+        (jeq, numbers.vfork, "process"),
+        (jeq, numbers.socket, "socket"),
+        (jeq, numbers.io_uring_setup, "no_network"),  # io_uring can open sockets by itself
+        (ret, _RET_ALLOW),
+        "clone:",
+        (load, 16),  # clone's flags (low 32 bits of args[0])
+        (jset, _CLONE_THREAD, "allow", "process"),
+        "socket:",
+        (load, 16),  # socket's family (args[0])
+        (jeq, _AF_UNIX, "allow", "no_network"),
+        "allow:",
+        (ret, _RET_ALLOW),
+        "process:",
+        (ret, process),
+        "no_network:",
+        (ret, _RET_ERRNO | NETWORK_ERRNO),
+        "enosys:",
+        (ret, _RET_ERRNO | errno.ENOSYS),
+    ])
 
 
-def install_fork_filter() -> tuple[int | None, str]:
-    """In the worker: hand every later process creation to a listener. Returns (listener fd, "")
-    or (None, why not). Sets no_new_privs (Landlock sets it too)."""
-    machine = _ARCHES.get(platform.machine())
-    if machine is None:
-        return None, f"no process cap on {platform.machine()} (x86_64 and aarch64 only)"
-    seccomp_nr, *numbers = machine
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
-        return None, f"no process cap: prctl(NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}"
-    instructions = _program(*numbers)
+@dataclass(frozen=True)
+class RunFilter:
+    """What :func:`install_run_filter` installed: the process cap's listener (None: no cap) and,
+    in words, what capped processes (or why nothing did) and what cut the network (or why nothing did)."""
+
+    listener: int | None
+    process_cap: str
+    network: str
+
+
+def _install(numbers: Syscalls, libc, *, supervise_forks: bool) -> int:
+    """The filter's listener fd (0 without ``supervise_forks``), or -1 with errno set."""
+    instructions = _program(numbers, supervise_forks=supervise_forks)
     array = (_SockFilter * len(instructions))(*[_SockFilter(*i) for i in instructions])
     program = _SockFprog(len(instructions), array)
-    for flags in (_FLAG_NEW_LISTENER | _FLAG_TSYNC | _FLAG_TSYNC_ESRCH, _FLAG_NEW_LISTENER):
-        fd = libc.syscall(seccomp_nr, _SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(program))
-        if fd >= 0:
-            return fd, ""
-    return None, f"no process cap: seccomp user notification refused ({os.strerror(ctypes.get_errno())})"
+    options = ((_FLAG_NEW_LISTENER | _FLAG_TSYNC | _FLAG_TSYNC_ESRCH, _FLAG_NEW_LISTENER) if supervise_forks
+               else (_FLAG_TSYNC, 0))
+    for flags in options:
+        result = libc.syscall(numbers.seccomp, _SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(program))
+        if result >= 0:
+            return result
+    return -1
+
+
+def install_run_filter() -> RunFilter:
+    """In the worker, before any participant code: hand every later process creation to a
+    listener and cut the network, for this process and every one it starts (for good).
+
+    Where seccomp user notification is refused (Linux before 5.0), the network is still
+    cut by a filter without a listener. Sets no_new_privs (Landlock sets it too).
+    """
+    numbers = _ARCHES.get(platform.machine())
+    if numbers is None:
+        why = f"{platform.machine()} (x86_64 and aarch64 only)"
+        return RunFilter(None, f"no process cap on {why}", f"no network filter on {why}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+        why = f"prctl(NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}"
+        return RunFilter(None, f"no process cap: {why}", f"no network filter: {why}")
+    listener = _install(numbers, libc, supervise_forks=True)
+    if listener >= 0:
+        return RunFilter(listener, "", NETWORK_FILTER)
+    refused = f"seccomp user notification refused ({os.strerror(ctypes.get_errno())})"
+    if _install(numbers, libc, supervise_forks=False) >= 0:
+        return RunFilter(None, f"no process cap: {refused}", NETWORK_FILTER)
+    return RunFilter(None, f"no process cap: {refused}",
+                     f"no network filter: seccomp refused ({os.strerror(ctypes.get_errno())})")
 
 
 def descendants_count(root: int, exclude: set[int]) -> int:

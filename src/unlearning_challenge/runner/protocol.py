@@ -1,8 +1,8 @@
 """The worker's messages on the control socket: what it reports, and at which stage of a run.
 
 Each message is one JSON line, ``{"event": ..., **fields}``, at most ``MAX_MESSAGE``
-characters; nothing is pickled. The worker sends ``ready`` (with ``confinement``
-and ``process_cap``, and the listener of its process cap as a passed descriptor),
+characters; nothing is pickled. The worker sends ``ready`` (with ``confinement``,
+``process_cap`` and ``network``, and the listener of its process cap as a passed descriptor),
 then ``done`` or ``error`` (with ``stage``, ``message`` and ``traceback``). The
 trusted side reads them as plain dicts: a run's own code can write on the socket
 too, so nothing in a message is trusted beyond its text.

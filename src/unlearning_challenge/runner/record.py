@@ -26,11 +26,14 @@ class RunRecord:
     # CPU seconds of the run's processes (all threads, children included), from go to the end
     cpu_seconds: float | None = None
     message: str = ""
+    # why it failed, as the trusted side classified it (a runner.disclosure.Failure value; "" when ok)
+    failure: str = ""
     traceback_tail: str = ""
     output_tail: str = ""
     output_bytes: int = 0
     exit_code: int | None = None
-    # "landlock" when the worker was confined, else why it was not (see landlock.py)
+    # "landlock" when the worker was confined, else why it was not (see landlock.py); then what cut
+    # its network, or why nothing did (see proccap.py)
     confinement: str = ""
     # what capped the number of the run's processes, or why nothing did (see proccap.py)
     process_cap: str = ""

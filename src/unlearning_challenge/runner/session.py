@@ -21,7 +21,12 @@ from pathlib import Path
 from unlearning_challenge.runner.environment import worker_env
 from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
-from unlearning_challenge.runner.isolation import MAX_WORKER_PROCESSES, give_to_worker, worker_identity
+from unlearning_challenge.runner.isolation import (
+    MAX_WORKER_PROCESSES,
+    give_to_worker,
+    keep_out_of_proc,
+    worker_identity,
+)
 from unlearning_challenge.runner.job import Job
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.outcome import conclude
@@ -41,7 +46,7 @@ class RunSession:
 
     The worker's identity is chosen at construction (``identity``, and
     ``isolation_warning`` when it could not be dropped); entering makes this process
-    a child subreaper and starts the fork server when ``fork_server`` is asked for;
+    non-dumpable (runs cannot reach its descriptors through /proc), a child subreaper and starts the fork server when ``fork_server`` is asked for;
     :meth:`stop_runs` (also on exit) kills whatever the runs left; exit closes the
     fork server.
     """
@@ -60,6 +65,7 @@ class RunSession:
         self._current: tuple[Job, Worker] | None = None
 
     def __enter__(self) -> "RunSession":
+        keep_out_of_proc()
         subreaper = become_subreaper()
         self.own_processes = own_children()
         self.fork_server = self._started_fork_server = self._start_fork_server(subreaper)
@@ -124,7 +130,8 @@ class RunSession:
         if ready.get("event") != Event.READY.value:
             conclude(record, ready, "", self.limits, self._stop(record, worker))
         else:
-            record.confinement = ready.get("confinement") or "landlock"
+            record.confinement = "; ".join(
+                text for text in (ready.get("confinement") or "landlock", str(ready.get("network") or "")) if text)
             self._go(record, worker)
             clear_shared_memory(self.shared_memory_before)
         return record

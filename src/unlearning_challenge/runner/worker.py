@@ -89,13 +89,14 @@ def main(argv: list[str]) -> int:
     stage = Stage.SETUP
     try:
         confinement = _confine(job) if job.sandbox else "disabled by the phase config"
-        from unlearning_challenge.runner.proccap import install_fork_filter
+        from unlearning_challenge.runner.proccap import install_run_filter
 
         torch, net, loaders = _setup(job)
-        listener, process_cap = install_fork_filter()  # after the setup: nothing answers it yet
-        send(ctrl_fd, Event.READY, pass_fd=listener, confinement=confinement, process_cap=process_cap)
-        if listener is not None:
-            os.close(listener)  # the trusted side holds it now
+        run_filter = install_run_filter()  # after the setup: nothing answers it yet
+        send(ctrl_fd, Event.READY, pass_fd=run_filter.listener, confinement=confinement,
+             process_cap=run_filter.process_cap, network=run_filter.network)
+        if run_filter.listener is not None:
+            os.close(run_filter.listener)  # the trusted side holds it now
         if os.read(go_fd, 16).strip() != b"go":
             return 3
         os.close(go_fd)

@@ -11,6 +11,11 @@ output holds the per-example losses. Exits
 non-zero when ingestion failed or its output is missing, corrupt or does not
 match the reference: on Codabench only this program's exit code fails a
 submission.
+
+In a phase whose ``participant_output`` is ``hidden`` (the reference folder's phase
+config, or ``--participant-output``) a failed ingestion is reported by its runs'
+indices, statuses and the fixed sentences the ingestion wrote, never by text a
+run controlled (see :mod:`unlearning_challenge.runner.disclosure`).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from unlearning_challenge.artifacts import (
     read_reference_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
-from unlearning_challenge.config import ScoringConfig, load_config
+from unlearning_challenge.config import ParticipantOutput, PhaseConfig, ScoringConfig, load_config
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
+from unlearning_challenge.failures import Failure
+from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.mia import membership_inference
 from unlearning_challenge.scoring.result import ScoreResult, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
@@ -62,18 +69,47 @@ class ScoringInputs:
     quick_check: bool  # True: only the first k models of each side are scored
 
 
-def _failed_runs_text(ingestion: IngestionManifest) -> str:
+def _failed_runs_text(ingestion: IngestionManifest, disclosure: ParticipantOutput) -> str:
+    """The failed runs, each with its message and traceback; with ``hidden``, only what the trusted side wrote."""
     lines = []
     for run in ingestion.runs:
-        if not run.ok:
+        if run.ok:
+            continue
+        if disclosure == ParticipantOutput.SHOWN:
             lines.append(f"  run {run.index}: {run.status}: {run.message}")
             if run.traceback_tail:
                 lines.append("    " + run.traceback_tail.strip().replace("\n", "\n    "))
+        else:
+            lines.append(f"  run {run.index}: {run.status}: {_trusted_description(run, ingestion)}")
     return "\n".join(lines)
 
 
-def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> ScoringInputs:
-    """Read and cross-check both sides. ``num_models`` = k scores the first k models of each side."""
+def _hidden_by_ingestion(ingestion: IngestionManifest) -> bool:
+    """Whether the ingestion itself kept only what the trusted side wrote."""
+    return ingestion.participant_output == ParticipantOutput.HIDDEN.value
+
+
+def _trusted_description(run, ingestion: IngestionManifest) -> str:
+    """A failed run in words the trusted side chose: its message when the ingestion hid what runs
+    control, else the fixed sentence of its kind of failure."""
+    if _hidden_by_ingestion(ingestion):
+        return run.message
+    return Failure(run.failure).sentence if run.failure in Failure.values() else "failed"
+
+
+def _failed_ingestion_message(ingestion: IngestionManifest, disclosure: ParticipantOutput) -> str:
+    if disclosure == ParticipantOutput.SHOWN or _hidden_by_ingestion(ingestion):
+        message = ingestion.message
+    else:
+        message = f"it wrote status {ingestion.status!r} (its message is {WITHHELD})"
+    details = _failed_runs_text(ingestion, disclosure)
+    return f"the submission failed during ingestion: {message}" + (f"\n{details}" if details else "")
+
+
+def read_inputs(res: Path, ref: Path, *, num_models: int | None = None,
+                disclosure: ParticipantOutput = ParticipantOutput.SHOWN) -> ScoringInputs:
+    """Read and cross-check both sides. ``num_models`` = k scores the first k models of each side;
+    ``disclosure`` says what a failed ingestion's message may quote."""
     if not (res / INGESTION_MANIFEST).is_file():
         raise ScoringError(
             f"the ingestion output is missing ({INGESTION_MANIFEST} not found in {res}): "
@@ -81,8 +117,7 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> Scori
         )
     ingestion = read_ingestion_manifest(res)
     if ingestion.status != "ok":
-        details = _failed_runs_text(ingestion)
-        raise ScoringError(f"the submission failed during ingestion: {ingestion.message}" + (f"\n{details}" if details else ""))
+        raise ScoringError(_failed_ingestion_message(ingestion, disclosure))
     reference = read_reference_manifest(ref)
     unlearned = read_family(res / UNLEARNED_ARRAYS, expected_sha256=ingestion.arrays_sha256, what="ingestion output")
     retrained = read_family(ref / REFERENCE_ARRAYS, expected_sha256=reference.arrays_sha256, what="reference data")
@@ -119,10 +154,27 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None) -> Scori
     return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
 
 
+def phase_config(ref: Path) -> PhaseConfig | None:
+    """The reference folder's phase config (None when it has none)."""
+    path = ref / PHASE_FILE
+    return load_config(path) if path.is_file() else None
+
+
 def scoring_config(ref: Path) -> ScoringConfig:
     """The ``scoring`` section of the reference folder's phase config (defaults when it has none)."""
-    path = ref / PHASE_FILE
-    return load_config(path).scoring if path.is_file() else ScoringConfig()
+    config = phase_config(ref)
+    return ScoringConfig() if config is None else config.scoring
+
+
+def participant_output(ref: Path, override: str | None) -> ParticipantOutput:
+    """``override``, else the reference folder's phase setting; hidden when that cannot be read."""
+    if override:
+        return ParticipantOutput(override)
+    try:
+        config = phase_config(ref)
+    except (OSError, ValueError):
+        return ParticipantOutput.HIDDEN
+    return ParticipantOutput.HIDDEN if config is None else config.participant_output
 
 
 def _family_sample(family: ModelFamily) -> FamilySample:
@@ -198,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref", type=Path, help="reference data folder (default: <input>/ref)")
     parser.add_argument("--output", required=True, type=Path, help="folder for scores.txt, scores.json, detailed_results.html")
     parser.add_argument("--num-models", type=int, default=None, help="score only the first k models of each side (quick check)")
+    parser.add_argument("--participant-output", choices=ParticipantOutput.values(), default=None,
+                        help="whether a failed ingestion's run output may be quoted (shown) or not (hidden); "
+                             "default: the reference data's phase config")
     return parser
 
 
@@ -209,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if res is None or ref is None:
         parser.error("give --input (holding res/ and ref/) or both --res and --ref")
     try:
-        inputs = read_inputs(res, ref, num_models=args.num_models)
+        disclosure = participant_output(ref, args.participant_output)
+        inputs = read_inputs(res, ref, num_models=args.num_models, disclosure=disclosure)
         if inputs.quick_check:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
                   f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
