@@ -24,7 +24,7 @@ else:  # the same parser, as the tomli package (declared in the `test` extra)
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
-IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL"}  # distribution name -> module name, where they differ
+IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pynacl": "nacl"}  # distribution name -> module name, where they differ
 
 
 def _instructions() -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ npz so that a truncated or altered file is refused.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -36,7 +37,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from unlearning_challenge.atomic import write_json, write_npz
+from unlearning_challenge.atomic import npz_bytes, write_bytes, write_json, write_npz
+from unlearning_challenge.sealing import SEALED_SUFFIX, SealingError, seal, unseal
 
 FORMAT_VERSION = 1
 INPUT_FORMAT = "unlearning-challenge/input"
@@ -47,6 +49,7 @@ MANIFEST = "manifest.json"
 INGESTION_MANIFEST = "ingestion.json"
 REFERENCE_ARRAYS = "reference.npz"
 UNLEARNED_ARRAYS = "unlearned.npz"
+SEALED_UNLEARNED_ARRAYS = UNLEARNED_ARRAYS + SEALED_SUFFIX
 DATASET_FILE = "dataset.npz"
 ORIGINAL_WEIGHTS = "original.safetensors"
 PHASE_FILE = "phase.yaml"
@@ -168,29 +171,41 @@ _OPTIONAL_DTYPES = {
 }
 
 
-def write_family(path: str | Path, family: ModelFamily) -> str:
-    """Write the arrays atomically; return the file's sha256."""
+def write_family(path: str | Path, family: ModelFamily, *, sealed_for: Path | None = None) -> str:
+    """Write the arrays atomically, sealed with the public key of the input data folder ``sealed_for``
+    if given (see :mod:`unlearning_challenge.sealing`); return the file's sha256."""
     dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
-    write_npz(path, {k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()})
-    return sha256_file(path)
+    data = npz_bytes({k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()})
+    if sealed_for is not None:
+        data = seal(data, sealed_for)
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def read_family(path: str | Path, *, expected_sha256: str | None, what: str) -> ModelFamily:
+def read_family(path: str | Path, *, expected_sha256: str | None, what: str,
+                unsealed_with: Path | None = None) -> ModelFamily:
     """Read and check a family's npz (dtypes, shapes, finiteness of accuracies and seconds).
 
-    ``what`` names the artifact in error messages (e.g. "reference data").
+    ``what`` names the artifact in error messages (e.g. "reference data"); ``unsealed_with``:
+    the reference data folder whose private key opens a sealed file.
     Logits may hold non-finite values (a diverged model): the metric caps those examples.
     """
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{what}: {path.name} is missing from {path.parent}")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    data = path.read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise ArtifactError(
             f"{what}: {path.name} does not match the checksum in its manifest "
             "(truncated, corrupt or altered); regenerate it"
         )
+    if unsealed_with is not None:
+        try:
+            data = unseal(data, unsealed_with, what=f"{what}: {path.name}")
+        except SealingError as exc:
+            raise ArtifactError(str(exc)) from None
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
             arrays = {key: f[key] for key in f.files}
     except Exception as exc:
         raise ArtifactError(f"{what}: cannot read {path.name}: {exc}") from exc
@@ -441,7 +456,9 @@ class IngestionManifest(_Record):
     time_limit_enforced: bool | None = _key(bool, optional=True, none_as_null=True)  # a budget was enforced
     device: str | None = _key(str, optional=True, none_as_null=True)  # torch device of the runs
     package_version: str | None = _key(str, optional=True, none_as_null=True)  # this package's version
-    arrays_sha256: str | None = _key(str, optional=True, none_as_null=True)  # sha256 of unlearned.npz (ok only)
+    arrays_sha256: str | None = _key(str, optional=True, none_as_null=True)  # sha256 of the arrays' file (ok only)
+    # True: the arrays are unlearned.npz.sealed, readable only with the reference data's key (sealing.py)
+    arrays_sealed: bool | None = _key(bool, optional=True)
     timing: Mapping[str, Any] | None = _key(dict, optional=True, none_as_null=True)  # how the budget was derived
     worker_user: str | None = _key(str, optional=True, none_as_null=True)  # the user the runs ran as
     isolation_warning: str | None = _key(str, optional=True, none_as_null=True)  # why isolation is weaker, if so

@@ -21,16 +21,17 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = True, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path; on success it is renamed to ``path``.
 
     ``durable``: flush the file to disk before the rename; False for a file read
     right away and deleted after (a run's output), where the flush only costs time.
+    ``mode``: the file's permissions (default: 0666 less the umask), set before anything is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -44,8 +45,8 @@ def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
-    with atomic_path(path, durable=durable) as tmp:
+def write_bytes(path: str | Path, data: bytes, *, durable: bool = True, mode: int | None = None) -> None:
+    with atomic_path(path, durable=durable, mode=mode) as tmp:
         tmp.write_bytes(data)
 
 
@@ -82,11 +83,16 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    """Write arrays as an npz file (no object arrays: readable without pickle)."""
+def npz_bytes(arrays: dict[str, np.ndarray], compress: bool = True) -> bytes:
+    """Arrays as the bytes of an npz file (no object arrays: readable without pickle)."""
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {key!r} has dtype object; npz files here never hold pickles")
     buffer = io.BytesIO()
     (np.savez_compressed if compress else np.savez)(buffer, **arrays)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write arrays as an npz file (no object arrays: readable without pickle)."""
+    write_bytes(path, npz_bytes(arrays, compress))

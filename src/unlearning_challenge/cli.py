@@ -40,6 +40,7 @@ def _reference(args: argparse.Namespace) -> int:
             print(f"reference: interrupted; the finished models stay in {work}: run the same command to resume",
                   file=sys.stderr)
             return 130
+    _seal_keys_for_hidden_phase(config, args.input_data, args.reference_data)
     if summary is None:
         return 0
     original, retrained = summary["original"], summary["retrained"]
@@ -49,6 +50,30 @@ def _reference(args: argparse.Namespace) -> int:
           f"test {retrained['test_accuracy']:.3f}, forget {retrained['forget_accuracy']:.3f}; "
           f"{summary['mean_retrain_seconds']:.1f} s per model")
     print(f"wrote {args.input_data} and {args.reference_data}")
+    return 0
+
+
+def _seal_keys_for_hidden_phase(config, input_data: Path, reference_data: Path) -> None:
+    """A phase that hides what runs control seals their arrays: give its data a key pair if they have none."""
+    from unlearning_challenge.config import ParticipantOutput
+    from unlearning_challenge.sealing import has_public_key, make_keys
+
+    if config.participant_output == ParticipantOutput.HIDDEN and not has_public_key(input_data):
+        make_keys(input_data, reference_data)
+        print(f"made a sealing key pair (participant output is hidden): {input_data} and {reference_data}")
+
+
+def _seal_keys(args: argparse.Namespace) -> int:
+    from unlearning_challenge.sealing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, make_keys
+
+    for folder in (args.input_data, args.reference_data):
+        if not folder.is_dir():
+            print(f"seal-keys: {folder} is not a folder; give the phase's input and reference data folders",
+                  file=sys.stderr)
+            return 2
+    make_keys(args.input_data, args.reference_data, replace=args.replace)
+    print(f"wrote {args.input_data / PUBLIC_KEY_FILE} (public: seals the runs' arrays) and "
+          f"{args.reference_data / PRIVATE_KEY_FILE} (private: only the scoring program reads it)")
     return 0
 
 
@@ -197,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retime", type=int, default=0, metavar="K",
                    help="take the time budget from K models retrained again on this machine (e.g. the platform's worker)")
     p.set_defaults(func=_reference)
+
+    p = sub.add_parser("seal-keys", help="make the key pair a phase with hidden participant output seals its runs' "
+                                         "arrays with (public key into the input data, private into the reference data)")
+    p.add_argument("--input-data", type=Path, required=True)
+    p.add_argument("--reference-data", type=Path, required=True)
+    p.add_argument("--replace", action="store_true", help="replace an existing pair")
+    p.set_defaults(func=_seal_keys)
 
     p = sub.add_parser("local-score", help="rehearse a submission: ingestion then scoring, as the platform runs them")
     p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))

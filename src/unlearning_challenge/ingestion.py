@@ -8,7 +8,9 @@ evaluates the returned weights itself
 
 ``unlearned.npz``
     a :class:`~unlearning_challenge.artifacts.ModelFamily` (forget logits,
-    accuracies, run seconds, seeds), only when every run succeeded;
+    accuracies, run seconds, seeds), only when every run succeeded; in a hidden
+    phase whose input data hold a sealing key, ``unlearned.npz.sealed`` instead,
+    readable only by the scoring program (see :mod:`unlearning_challenge.sealing`);
 ``ingestion.json``
     status (``ok`` / ``failed``), message, fingerprints, time budget and one
     record per run (status, seconds, message, traceback and output tails).
@@ -44,6 +46,7 @@ from unlearning_challenge.artifacts import (
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
     SUBMISSION_FILE,
+    SEALED_UNLEARNED_ARRAYS,
     UNLEARNED_ARRAYS,
     ArtifactError,
     IngestionManifest,
@@ -65,6 +68,7 @@ from unlearning_challenge.runner.isolation import locked
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.record import RunRecord, RunStatus
 from unlearning_challenge.runner.session import RunSession
+from unlearning_challenge.sealing import PUBLIC_KEY_FILE, has_public_key
 
 
 class IngestionError(RuntimeError):
@@ -256,6 +260,10 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     if not 1 <= num_models <= manifest.num_models:
         raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
     disclosure = ParticipantOutput(participant_output) if participant_output else config.participant_output
+    if disclosure == ParticipantOutput.HIDDEN and not has_public_key(input_dir):
+        log(f"warning: participant output is hidden but the input data hold no {PUBLIC_KEY_FILE}: the runs' "
+            f"arrays ({UNLEARNED_ARRAYS}, which participants can download) are not sealed; make a key pair with "
+            "`unlearning-challenge seal-keys` before publishing a private phase")
     torch_device = pick_device(device)
     budget, timing = time_budget(config, manifest, dataset, splits, torch_device,
                                  no_time_limit=no_time_limit, budget_seconds=budget_seconds)
@@ -310,11 +318,15 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
         write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1
+    sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
+    arrays_file = SEALED_UNLEARNED_ARRAYS if sealed else UNLEARNED_ARRAYS
+    manifest_details["arrays_sealed"] = sealed
     try:
         with withheld_unless(disclosure):
-            sha = write_family(output_dir / UNLEARNED_ARRAYS, family_of(outputs, records, dataset, splits))
+            sha = write_family(output_dir / arrays_file, family_of(outputs, records, dataset, splits),
+                               sealed_for=input_dir if sealed else None)
     except OSError as exc:
-        message = f"the runs completed but {UNLEARNED_ARRAYS} could not be written to {output_dir}: {exc}"
+        message = f"the runs completed but {arrays_file} could not be written to {output_dir}: {exc}"
         write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1

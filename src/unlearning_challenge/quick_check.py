@@ -34,7 +34,10 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     budget = manifest.time_budget_seconds
     timing = manifest.timing or {}
     lines = [f"status: {manifest.status}"]
-    if manifest.status == "ok":
+    if manifest.status == "ok" and manifest.arrays_sealed:
+        lines.append("accuracies: n/a (the arrays are sealed for the scoring program in a hidden phase; "
+                     "rerun with PARTICIPANT_OUTPUT=shown to see them)")
+    elif manifest.status == "ok":
         family = read_family(res / UNLEARNED_ARRAYS, expected_sha256=manifest.arrays_sha256, what="ingestion output")
         mia = membership_inference(family)
         mia_text = f"{mia.mean:.6f}" if mia.available else f"n/a ({mia.unavailable})"

@@ -58,13 +58,22 @@ class BuildResult:
         return [plan for plan in self.plans if plan.included]
 
 
+def _disclosure_text(plan: PhasePlan) -> str:
+    """Which of a phase's outputs participants read, and why, in words."""
+    source = plan.participant_output_source
+    if plan.hidden:
+        return (f"participant output hidden ({source}): runs' output, tracebacks and error text are withheld, "
+                "their arrays sealed for the scoring program, and the Codabench yaml sets hide_prediction_output")
+    return f"participant output shown ({source}): participants read their runs' output and tracebacks"
+
+
 def _log_plans(plans: list[PhasePlan], log: Callable[[str], None]) -> None:
     for plan in plans:
         if plan.included:
             source = ("" if plan.phase.execution_time_limit is None
                       else f", set in competition.yaml; the formula gives {plan.computed_time_limit} s")
             log(f"{plan.phase.name}: included (N={plan.num_models}, {plan.time_budget_seconds:.1f} s per run, "
-                f"execution_time_limit {plan.execution_time_limit} s{source})")
+                f"execution_time_limit {plan.execution_time_limit} s{source}); {_disclosure_text(plan)}")
         else:
             log(f"{plan.phase.name}: left out: {plan.explanation()}")
 

@@ -194,6 +194,8 @@ def codabench_yaml(competition: Competition, plans: list[PhasePlan], layout: Bun
         })
         if p.public_data:
             phase["public_data"] = files.input_data
+        if plan.hidden:  # a second line: the programs already write nothing a run controls
+            phase["hide_prediction_output"] = True
         doc["phases"].append(phase)
     board = competition.leaderboard
     doc["leaderboards"] = [{

@@ -22,9 +22,10 @@ from unlearning_challenge.artifacts import (
     read_input_manifest,
     read_reference_manifest,
 )
-from unlearning_challenge.config import ConfigError, load_config
+from unlearning_challenge.config import ConfigError, ParticipantOutput, load_config
 from unlearning_challenge.platforms.competition import Competition, Phase, TimeLimitSettings, date_only
 from unlearning_challenge.platforms.errors import BundleError
+from unlearning_challenge.sealing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
 
 __all__ = [
     "PhasePlan",
@@ -69,6 +70,13 @@ class PhasePlan:
     execution_time_limit: int | None = None
     computed_time_limit: int | None = None  # the formula's value, whether or not the phase sets its own
     budget_retain_epochs: float | None = None  # the budget as passes over the retain set (time_fraction x epochs)
+    participant_output: ParticipantOutput | None = None  # the phase config's ingestion.participant_output
+    participant_output_source: str = ""  # why: "set in its phase config" or the dataset kind's default
+
+    @property
+    def hidden(self) -> bool:
+        """Whether participants read only what the trusted side writes (see runner/disclosure.py)."""
+        return self.participant_output == ParticipantOutput.HIDDEN
 
     @property
     def included(self) -> bool:
@@ -158,6 +166,11 @@ def plan_phase(phase: Phase, root: Path, limits: TimeLimitSettings) -> PhasePlan
         plan.reasons.append(f"input data manifest has no valid num_models (got {num_models!r})")
     if not isinstance(budget, (int, float)) or not budget > 0:
         plan.reasons.append(f"input data manifest has no valid time_budget_seconds (got {budget!r})")
+    plan.participant_output = config.participant_output
+    plan.participant_output_source = ("set in its phase config" if config.ingestion.participant_output is not None
+                                      else f"the default for {config.dataset.kind} data")
+    if plan.hidden:
+        plan.reasons.extend(_sealing_key_problems(phase, root))
     if plan.reasons:
         return plan
     plan.num_models = num_models
@@ -167,6 +180,19 @@ def plan_phase(phase: Phase, root: Path, limits: TimeLimitSettings) -> PhasePlan
     plan.computed_time_limit = execution_time_limit(num_models, float(budget), limits, scaled_budget=scaled)
     plan.execution_time_limit = phase.execution_time_limit or plan.computed_time_limit
     return plan
+
+
+def _sealing_key_problems(phase: Phase, root: Path) -> list[str]:
+    """Why a hidden phase's data cannot seal the runs' arrays for the scoring program ([] when they can)."""
+    missing = [f"{folder}/{name}" for folder, name in ((phase.input_data, PUBLIC_KEY_FILE),
+                                                      (phase.reference_data, PRIVATE_KEY_FILE))
+               if not (root / folder / name).is_file()]
+    if not missing:
+        return []
+    return [f"the phase hides what runs control (participant_output: hidden) but {' and '.join(missing)} "
+            "is missing, so the runs' arrays would reach participants unsealed; make the key pair with "
+            f"`python -m unlearning_challenge seal-keys --input-data {phase.input_data} "
+            f"--reference-data {phase.reference_data}`"]
 
 
 def plan_phases(competition: Competition, root: str | Path) -> list[PhasePlan]:

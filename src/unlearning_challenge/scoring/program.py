@@ -31,6 +31,7 @@ from unlearning_challenge.artifacts import (
     INGESTION_MANIFEST,
     PHASE_FILE,
     REFERENCE_ARRAYS,
+    SEALED_UNLEARNED_ARRAYS,
     UNLEARNED_ARRAYS,
     ArtifactError,
     IngestionManifest,
@@ -119,7 +120,9 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None,
     if ingestion.status != "ok":
         raise ScoringError(_failed_ingestion_message(ingestion, disclosure))
     reference = read_reference_manifest(ref)
-    unlearned = read_family(res / UNLEARNED_ARRAYS, expected_sha256=ingestion.arrays_sha256, what="ingestion output")
+    arrays_file = SEALED_UNLEARNED_ARRAYS if ingestion.arrays_sealed else UNLEARNED_ARRAYS
+    unlearned = read_family(res / arrays_file, expected_sha256=ingestion.arrays_sha256, what="ingestion output",
+                            unsealed_with=ref if ingestion.arrays_sealed else None)
     retrained = read_family(ref / REFERENCE_ARRAYS, expected_sha256=reference.arrays_sha256, what="reference data")
     for key in ("split_fingerprint", "config_fingerprint"):
         if getattr(ingestion, key) != getattr(reference, key):
