@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import docker_daemon
+from unlearning_challenge.runner.proccap import NETWORK_FILTER
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPETITION = Path("competition.yaml")
@@ -94,7 +96,8 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
     assert outcome.ingestion.status == "ok"
     runs = outcome.ingestion.runs
     assert len(runs) == NUM_MODELS
-    assert [run.confinement for run in runs] == ["landlock"] * NUM_MODELS, [run.confinement for run in runs]
+    confined = f"landlock; {NETWORK_FILTER}"  # Landlock, and no socket but AF_UNIX for root with no capability
+    assert [run.confinement for run in runs] == [confined] * NUM_MODELS, [run.confinement for run in runs]
     assert all(run.process_cap.startswith("seccomp supervisor") for run in runs), [r.process_cap for r in runs]
     assert all(step.seconds < step.limit for step in outcome.steps)
     scores = _scores_txt(outcome.scores_txt)
@@ -121,3 +124,24 @@ def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path,
     held = int(run.output_tail.split("held ")[1].split()[0])
     assert held < MAX_RUN_PROCESSES, run.output_tail  # one forking process: the count is exact
     assert "process cap: 1 of 1 runs: seccomp supervisor" in printed
+
+
+@pytest.mark.parametrize("platform", ["codabench", "codalab"])
+def test_a_hidden_phase_leaks_nothing_a_run_controls_in_the_image(engine, platform, tmp_path, capsys):
+    """The exfiltrating submission under hidden participant output, as each worker runs it: the marker it
+    prints, writes to stderr and raises (with a class named after it) is in no file and no log of either step."""
+    from unlearning_challenge.platforms.docker_rehearse import rehearse
+
+    submission = tmp_path / "submission"
+    shutil.copytree(ROOT / "tests" / "hostile" / "exfiltrates", submission)
+    (submission / "listeners.json").write_text(json.dumps({"tcp": 9, "udp": 9, "udp6": 9}))
+    (submission / "ending.txt").write_text("raise")
+    outcome = rehearse(platform, submission, root=ROOT, competition=COMPETITION, num_models=1,
+                       local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal",
+                       participant_output="hidden")
+    printed = capsys.readouterr()
+    (run,) = outcome.ingestion.runs
+    assert (run.status, run.failure, run.confinement) == ("crashed", "raised_in_call", f"landlock; {NETWORK_FILTER}")
+    leaks = [str(path) for path in (tmp_path / "rehearsal").rglob("*")
+             if "LEAKMARK" in path.name or (path.is_file() and b"LEAKMARK" in path.read_bytes())]
+    assert not leaks and "LEAKMARK" not in printed.out + printed.err, leaks

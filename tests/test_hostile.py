@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_module
+from unlearning_challenge.runner.proccap import NETWORK_FILTER
 from pathlib import Path
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
@@ -131,7 +132,7 @@ def test_planted_result_files_change_nothing(tiny_phase, tmp_path):
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["ingestion.json", "unlearned.npz"]
     assert {p: sha(p) for d in (input_dir, reference_dir) for p in d.iterdir()} == before
     assert not (tmp_path / "scores.txt").exists() and not Path("/tmp/scores.txt").exists()
-    assert manifest["runs"][0]["confinement"] == "landlock"
+    assert manifest["runs"][0]["confinement"] == f"landlock; {NETWORK_FILTER}"
 
 
 def test_trusted_files_are_out_of_reach(tiny_phase, tmp_path):
