@@ -32,7 +32,7 @@ test: install
 	$(PY) -m pytest -q
 
 local-score: install
-	$(CLI) local-score --submission $(SUBMISSION) --input-data input_data --reference-data reference_data $(LOCAL_SCORE_FLAGS)
+	$(CLI) local-score --submission $(SUBMISSION) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) $(LOCAL_SCORE_FLAGS)
 
 # One run of SUBMISSION: retain/test/forget accuracy, membership-inference accuracy, seconds against the budget.
 quick-check: install

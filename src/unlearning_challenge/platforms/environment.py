@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name
 
 DISTRIBUTION = "unlearning-challenge"
 EXTRA = "participant"
-IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "pillow": "PIL", "safetensors": "safetensors.torch"}
+IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "pillow": "PIL", "safetensors": "safetensors.torch",
+                "pynacl": "nacl"}
 START, END = "<!-- packages-table:start -->", "<!-- packages-table:end -->"
 
 
