@@ -177,6 +177,9 @@ def test_sealed_arrays_open_only_with_their_reference_key(tmp_path):
     opened = read_family(tmp_path / "unlearned.npz.sealed", expected_sha256=sha, what="ingestion output",
                          unsealed_with=reference)
     np.testing.assert_array_equal(opened.forget_logits, family.forget_logits)
+    constant = ModelFamily(**{**vars(family), "forget_logits": np.zeros_like(family.forget_logits)})
+    write_family(tmp_path / "constant.sealed", constant, sealed_for=inputs)
+    assert (tmp_path / "constant.sealed").stat().st_size == len(sealed)  # the size says nothing of the values
     with pytest.raises(ArtifactError, match="ingestion output: unlearned.npz.sealed is sealed, but the reference data "
                                             "hold no sealing_key: score it with the reference data whose input data "
                                             "sealed it"):

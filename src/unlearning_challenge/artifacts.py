@@ -175,7 +175,9 @@ def write_family(path: str | Path, family: ModelFamily, *, sealed_for: Path | No
     """Write the arrays atomically, sealed with the public key of the input data folder ``sealed_for``
     if given (see :mod:`unlearning_challenge.sealing`); return the file's sha256."""
     dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
-    data = npz_bytes({k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()})
+    arrays = {k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()}
+    # Sealed: not compressed, so that the file's size depends on the shapes alone, not on the values.
+    data = npz_bytes(arrays, compress=sealed_for is None)
     if sealed_for is not None:
         data = seal(data, sealed_for)
     write_bytes(path, data)
