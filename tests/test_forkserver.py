@@ -9,7 +9,7 @@ from unlearning_challenge.ingestion import load_input
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.limits import RunLimits
-from unlearning_challenge.runner.record import RunStatus
+from unlearning_challenge.artifacts import RunStatus
 from unlearning_challenge.runner.session import RunSession
 
 from conftest import ROOT

@@ -12,7 +12,8 @@ from unlearning_challenge.artifacts import (
     IngestionManifest,
     InputManifest,
     ReferenceManifest,
-    RunEntry,
+    RunRecord,
+    RunStatus,
     read_ingestion_manifest,
     read_input_manifest,
     read_reference_manifest,
@@ -92,7 +93,7 @@ def test_ingestion_manifest_short_and_full_forms(tmp_path):
                              split_fingerprint="b", num_models=1, num_models_reference=4, time_budget_seconds=None,
                              budget_clock="wall", time_limit_enforced=False, device="cpu", package_version="0",
                              arrays_sha256="c", timing={"clock": "wall"}, worker_user="nobody",
-                             isolation_warning=None, runs=(RunEntry(index=0, status="ok", cpu_seconds=1.5),))
+                             isolation_warning=None, runs=(RunRecord(index=0, status="ok", cpu_seconds=1.5),))
     write_manifest(tmp_path, full)
     data = json.loads((tmp_path / "ingestion.json").read_text())
     assert data["time_budget_seconds"] is None and data["isolation_warning"] is None
@@ -101,22 +102,32 @@ def test_ingestion_manifest_short_and_full_forms(tmp_path):
 
 
 def test_a_runners_record_is_written_and_read_back_unchanged(tmp_path):
-    from unlearning_challenge.runner.record import RunRecord, RunStatus
-
     record = RunRecord(index=3, seed=7, status=RunStatus.TIMEOUT, seconds=2.5, cpu_seconds=None,
                        message="past the budget", output_tail="hello\n", output_bytes=6, exit_code=-9,
                        confinement="landlock", process_cap="RLIMIT_NPROC", extra={"note": 1})
-    write_manifest(tmp_path, IngestionManifest(status="failed", message="m", runs=(record.entry(),)))
+    write_manifest(tmp_path, IngestionManifest(status="failed", message="m", runs=(record,)))
     (written,) = json.loads((tmp_path / "ingestion.json").read_text())["runs"]
-    assert written == record.to_json() and written["cpu_seconds"] is None and written["status"] == "timeout"
+    assert written == {"index": 3, "seed": 7, "status": "timeout", "seconds": 2.5, "cpu_seconds": None,
+                       "message": "past the budget", "traceback_tail": "", "output_tail": "hello\n",
+                       "output_bytes": 6, "exit_code": -9, "confinement": "landlock", "process_cap": "RLIMIT_NPROC",
+                       "extra": {"note": 1}}
     (run,) = read_ingestion_manifest(tmp_path).runs
-    assert run == record.entry() and not run.ok and run.message == "past the budget"
+    assert run == record and run.status is RunStatus.TIMEOUT and not run.ok and run.message == "past the budget"
+
+
+def test_a_run_record_takes_only_known_statuses_and_failures():
+    assert RunRecord(index=0, status="ok").status is RunStatus.OK
+    assert RunRecord(index=0, failure="exited").failure.sentence.startswith("the worker process ended")
+    with pytest.raises(ValueError, match="'fine' is not a valid RunStatus"):
+        RunRecord(index=0, status="fine")
 
 
 @pytest.mark.parametrize("runs, message", [
     ([3], r"runs\[0\] = 3, expected an object"),
     ([{"index": 0, "status": "ok"}, {"index": 1}], r"runs\[1\] lacks the key 'status'"),
     ([{"index": 0, "status": "ok", "seconds": "fast"}], r"runs\[0\] has 'seconds' = 'fast', expected a number"),
+    ([{"index": 0, "status": "fine"}], r"runs\[0\] has 'status' = 'fine', expected one of ok, timeout, crashed, "
+                                      "bad_output"),
 ])
 def test_a_bad_run_entry_is_named(tmp_path, runs, message):
     (tmp_path / "ingestion.json").write_text(json.dumps({

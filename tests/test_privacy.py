@@ -11,7 +11,6 @@ named after it, and its exit status.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from unlearning_challenge.config import ConfigError, ParticipantOutput, config_f
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.runner.disclosure import for_participants
 from unlearning_challenge.runner.hints import run_hint
-from unlearning_challenge.runner.record import RunRecord, RunStatus
+from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.sealing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, SealingError, make_keys
 from unlearning_challenge.scoring.program import ScoringError, read_inputs
 
@@ -109,7 +108,7 @@ def test_the_phases_say_what_participants_read():
 
 def _failed_record(**fields) -> RunRecord:
     values = dict(index=3, seed=1000003, status=RunStatus.CRASHED, seconds=1.5, cpu_seconds=2.0,
-                  message=f"{PREFIX}Error: {PREFIX} 140 137 (inside unlearning())", failure=Failure.RAISED_IN_CALL.value,
+                  message=f"{PREFIX}Error: {PREFIX} 140 137 (inside unlearning())", failure=Failure.RAISED_IN_CALL,
                   traceback_tail=f"Traceback ... {PREFIX}", output_tail=f"{PREFIX} 1 2 3", output_bytes=4096,
                   exit_code=37, confinement="landlock", process_cap="seccomp supervisor",
                   extra={"refused_process_creations": 137})
@@ -130,10 +129,10 @@ def test_a_hidden_record_keeps_only_what_the_trusted_side_wrote():
 
 
 def test_a_hidden_record_keeps_the_trusted_time_limit_message_and_never_an_unknown_failure_text():
-    timed_out = _failed_record(status=RunStatus.TIMEOUT, failure=Failure.TIMED_OUT.value,
+    timed_out = _failed_record(status=RunStatus.TIMEOUT, failure=Failure.TIMED_OUT,
                                message="killed after 9.0 s: past the hard limit of 4.5 s per run")
     assert for_participants(timed_out, HIDDEN).message == timed_out.message
-    unknown = for_participants(_failed_record(failure="made-up"), HIDDEN)
+    unknown = for_participants(_failed_record(failure=None), HIDDEN)
     assert unknown.message.startswith("the run reported an error at no known stage (details withheld")
 
 
@@ -143,7 +142,7 @@ def test_hidden_scoring_quotes_no_run_text_whatever_the_ingestion_kept(tmp_path,
 
     record = for_participants(_failed_record(), written_as)
     write_manifest(tmp_path, IngestionManifest(status="failed", message=f"run 3 (seed 1000003) crashed: {record.message}",
-                                               runs=(record.entry(),), participant_output=written_as.value))
+                                               runs=(record,), participant_output=written_as.value))
     with pytest.raises(ScoringError) as hidden:
         read_inputs(tmp_path, tmp_path, disclosure=HIDDEN)
     assert PREFIX not in str(hidden.value)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from unlearning_challenge.scoring import statistics
-from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest, RunEntry
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest, RunRecord
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
 from unlearning_challenge.scoring.result import ScoreResult
@@ -35,7 +35,7 @@ def make_inputs(n: int = 8, e: int = 12, *, budget: float | None = 1.2, quick: b
     labels = rng.integers(0, 10, e)
     unlearned = _family(rng, n, e, labels, 0.4, 1.0)
     retrained = _family(rng, n, e, labels, 0.0, 6.0)
-    runs = [RunEntry(index=i, seed=i, status="ok", seconds=float(unlearned.seconds[i]),
+    runs = [RunRecord(index=i, seed=i, status="ok", seconds=float(unlearned.seconds[i]),
                      message=run_message if i == 0 else "") for i in range(n)]
     ingestion = IngestionManifest(status="ok", message=message, phase="check", device="cpu", time_budget_seconds=budget,
                                   time_limit_enforced=budget is not None, runs=tuple(runs))

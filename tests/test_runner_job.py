@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 
@@ -12,7 +12,7 @@ from unlearning_challenge.runner.job import Job, JobError, JobModel
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.outcome import conclude
 from unlearning_challenge.runner.protocol import Stage, parse, stage_of
-from unlearning_challenge.runner.record import RunRecord, RunStatus
+from unlearning_challenge.artifacts import RunRecord, RunStatus
 
 
 def a_job(run_dir) -> Job:
@@ -64,15 +64,13 @@ LIMITS = RunLimits(Clock.WALL, 10.0, wall_limit=20.0, cpu_limit=None)
     ({}, "", RunStatus.CRASHED, "the worker process ended without finishing the run (signal 9)"),
 ])
 def test_a_runs_last_message_maps_to_one_status(message, timed_out, status, text):
-    record = replace(RunRecord(index=0, seed=1), seconds=21.0)
-    conclude(record, message, timed_out, LIMITS, exit_code=-9)
+    record = conclude(RunRecord(index=0, seed=1, seconds=21.0), message, timed_out, LIMITS, exit_code=-9)
     assert (record.status, record.message) == (status, text)
 
 
 def test_the_wall_backstop_of_a_cpu_budget_says_how_much_cpu_the_run_had():
     limits = RunLimits(Clock.CPU, 10.0, wall_limit=45.0, cpu_limit=15.0)
-    record = replace(RunRecord(index=0, seed=1), seconds=45.2, cpu_seconds=6.5)
-    conclude(record, {}, "wall", limits, exit_code=-9)
+    record = conclude(RunRecord(index=0, seed=1, seconds=45.2, cpu_seconds=6.5), {}, "wall", limits, exit_code=-9)
     assert record.status is RunStatus.TIMEOUT
     assert record.message == (
         "killed after 45.2 s: past the hard limit of 45.0 s per run (the wall-clock backstop, 3 times the hard "

@@ -32,12 +32,14 @@ import io
 import json
 import math
 from dataclasses import MISSING, dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from unlearning_challenge.atomic import npz_bytes, write_bytes, write_json, write_npz
+from unlearning_challenge.atomic import npz_bytes, write_bytes, write_json
+from unlearning_challenge.failures import Failure
 from unlearning_challenge.sealing import SEALED_SUFFIX, SealingError, seal, unseal
 
 FORMAT_VERSION = 1
@@ -294,10 +296,17 @@ _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
                dict: "an object", list: "a list"}
 
 
-def _key(kind: type, *, optional: bool = False, none_as_null: bool = False, default: Any = None) -> Any:
-    """A manifest field of JSON kind ``kind`` (a number for ``float``; a nested record for a _Record)."""
+def _key(kind: type, *, optional: bool = False, none_as_null: bool = False, default: Any = None,
+         default_factory: Any = MISSING) -> Any:
+    """A manifest field of JSON kind ``kind`` (a number for ``float``; a nested record for a _Record;
+    a string for an Enum, whose members are its values). A required field may still have a
+    ``default`` for records built in code; a file must hold it."""
     metadata = {"kind": kind, "optional": optional, "none_as_null": none_as_null}
-    return field(default=default, metadata=metadata) if optional else field(metadata=metadata)
+    if not optional:
+        return field(metadata=metadata) if default is None else field(default=default, metadata=metadata)
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _checked(data: Mapping[str, Any], key: str, kind: type, where: str, *, optional: bool) -> Any:
@@ -307,6 +316,11 @@ def _checked(data: Mapping[str, Any], key: str, kind: type, where: str, *, optio
             return None
         raise ArtifactError(f"{where} lacks the key '{key}'")
     value = data[key]
+    if issubclass(kind, Enum):
+        if value not in {member.value for member in kind}:
+            raise ArtifactError(f"{where} has '{key}' = {value!r}, expected one of "
+                                f"{', '.join(member.value for member in kind)}")
+        return kind(value)
     json_kind = dict if issubclass(kind, _Record) else kind
     accepted = (int, float) if json_kind is float else json_kind
     if (isinstance(value, bool) and json_kind is not bool) or not isinstance(value, accepted):
@@ -327,6 +341,8 @@ class _Record:
         for f in fields(cls):
             if values[f.name] is None and f.default is not None and f.default is not MISSING:
                 values[f.name] = f.default
+            elif values[f.name] is None and f.default_factory is not MISSING:
+                values[f.name] = f.default_factory()
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -348,6 +364,8 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Enum):
+        return value.value
     return value
 
 
@@ -408,28 +426,49 @@ class ReferenceManifest(PhaseDataManifest):
     retrained: ModelSummary | None = _key(ModelSummary, optional=True)  # mean accuracies of the N retrained models
 
 
+class RunStatus(str, Enum):
+    """How a run ended."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    BAD_OUTPUT = "bad_output"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, kw_only=True)
-class RunEntry(_Record):
-    """One run in ``ingestion.json``: how it ended, its times and what it printed."""
+class RunRecord(_Record):
+    """One run: how it ended, its times and what it printed. The runner builds it (a new record
+    at each step, with :func:`dataclasses.replace`) and ``ingestion.json`` stores it as is."""
 
     index: int = _key(int)  # 0 .. N-1
-    status: str = _key(str)  # "ok", "timeout", "crashed" or "bad_output"
+    status: RunStatus = _key(RunStatus, default=RunStatus.CRASHED)
     seed: int | None = _key(int, optional=True)  # the seed the run was given
-    seconds: float | None = _key(float, optional=True)  # wall seconds
-    cpu_seconds: float | None = _key(float, optional=True, none_as_null=True)  # of all its processes (None: unknown)
+    seconds: float = _key(float, optional=True, default=0.0)  # wall seconds, from go to the end
+    # CPU seconds of the run's processes (all threads, children included), from go to the end (None: unknown)
+    cpu_seconds: float | None = _key(float, optional=True, none_as_null=True)
     message: str = _key(str, optional=True, default="")  # one line for people ("" when ok)
-    failure: str = _key(str, optional=True, default="")  # why it failed, a closed set of kinds ("" when ok)
+    failure: Failure | None = _key(Failure, optional=True)  # why it failed, as the trusted side classified it
     traceback_tail: str = _key(str, optional=True, default="")  # the end of the submission's traceback
     output_tail: str = _key(str, optional=True, default="")  # the end of what it printed
-    output_bytes: int | None = _key(int, optional=True)  # how much it printed
+    output_bytes: int | None = _key(int, optional=True, default=0)  # how much it printed (None: withheld)
     exit_code: int | None = _key(int, optional=True, none_as_null=True)  # the worker's exit status
-    confinement: str | None = _key(str, optional=True)  # "landlock", or why the worker was not confined
-    process_cap: str | None = _key(str, optional=True)  # what capped its processes, or why nothing did
-    extra: Mapping[str, Any] | None = _key(dict, optional=True)  # anything else recorded
+    # "landlock" when the worker was confined, else why it was not (see runner/landlock.py); then what cut
+    # its network, or why nothing did (see runner/proccap.py)
+    confinement: str = _key(str, optional=True, default="")
+    process_cap: str = _key(str, optional=True, default="")  # what capped its processes, or why nothing did
+    extra: Mapping[str, Any] = _key(dict, optional=True, default_factory=dict)  # anything else recorded
+
+    def __post_init__(self) -> None:  # a status or failure given as its string becomes its member (or fails)
+        object.__setattr__(self, "status", RunStatus(self.status))
+        if self.failure is not None:
+            object.__setattr__(self, "failure", Failure(self.failure))
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == RunStatus.OK
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -447,7 +486,7 @@ class IngestionManifest(_Record):
 
     status: str = _key(str)  # "ok" (every run ok, arrays written) or "failed"
     message: str | None = _key(str, optional=True)  # one line for people: what happened
-    runs: tuple[RunEntry, ...] = _key(list, optional=True, default=())  # one entry per run started
+    runs: tuple[RunRecord, ...] = _key(list, optional=True, default=())  # one record per run started
     phase: str | None = _key(str, optional=True, none_as_null=True)  # the phase config's name
     config_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
     split_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
@@ -475,7 +514,7 @@ class IngestionManifest(_Record):
         for position, run in enumerate(manifest.runs):
             if not isinstance(run, Mapping):
                 raise ArtifactError(f"{where} has runs[{position}] = {run!r}, expected an object")
-            runs.append(RunEntry.from_json(run, where=f"{where}, runs[{position}]"))
+            runs.append(RunRecord.from_json(run, where=f"{where}, runs[{position}]"))
         return replace(manifest, runs=tuple(runs))
 
     def to_json(self) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class Failure(str, Enum):
     WRONG_ARCHITECTURE = "wrong_architecture"
     NONFINITE_WEIGHTS = "nonfinite_weights"
 
+    def __str__(self) -> str:
+        return self.value
+
     @property
     def sentence(self) -> str:
         """The failure in words, naming nothing the submission controls."""

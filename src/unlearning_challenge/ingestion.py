@@ -31,6 +31,7 @@ import signal
 import stat
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 # Before torch loads OpenMP: idle threads sleep, so CPU time counts work (timing.OMP_WAIT_POLICY).
@@ -52,6 +53,8 @@ from unlearning_challenge.artifacts import (
     IngestionManifest,
     InputManifest,
     ModelFamily,
+    RunRecord,
+    RunStatus,
     read_input_manifest,
     write_family,
     write_manifest,
@@ -66,7 +69,6 @@ from unlearning_challenge.runner.disclosure import WITHHELD, for_participants
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.isolation import locked
 from unlearning_challenge.runner.limits import RunLimits
-from unlearning_challenge.runner.record import RunRecord, RunStatus
 from unlearning_challenge.runner.session import RunSession
 from unlearning_challenge.sealing import PUBLIC_KEY_FILE, has_public_key
 
@@ -196,7 +198,7 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
         device=str(device),
         package_version=__version__,
         arrays_sha256=arrays_sha256,
-        runs=tuple(for_participants(r, participant_output).entry() for r in records),
+        runs=tuple(for_participants(r, participant_output) for r in records),
         participant_output=participant_output.value,
         **details,
     )
@@ -220,19 +222,15 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
         for index in bar:
             job = next_job
             record = session.run(job)
-            records.append(record)
             if record.status == RunStatus.OK and index + 1 < num_models:
                 next_job = folders.prepare(index + 1)
                 session.start(next_job)
             if record.status == RunStatus.OK:
-                try:
-                    outputs.append(evaluate_saved_model(Path(job.output), config.model, dataset, splits, device))
-                except UnusableModelError as exc:
-                    record.status, record.message, record.failure = RunStatus.BAD_OUTPUT, str(exc), exc.failure.value
-                else:
-                    if limits.over_budget(record):
-                        record.status, record.failure = RunStatus.TIMEOUT, Failure.OVER_BUDGET.value
-                        record.message = limits.over_budget_message(record, budget_explanation)
+                record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
+                                         config=config, device=device, dataset=dataset, splits=splits)
+                if output is not None:
+                    outputs.append(output)
+            records.append(record)
             folders.remove(index)
             bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
             if record.status != RunStatus.OK:
@@ -240,6 +238,21 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
     finally:
         bar.close()
     return records, outputs
+
+
+def _judged(record: RunRecord, weights: Path, limits: RunLimits, *, budget_explanation: str, config: PhaseConfig,
+            device: torch.device, dataset: FaceDataset, splits: Splits) -> tuple[RunRecord, ModelOutputs | None]:
+    """A run that ended ok, judged by the trusted side: its weights evaluated here (``bad_output``
+    when unusable), its time against the budget (``timeout`` when over). Returns the record and
+    the model's outputs (None when it failed)."""
+    try:
+        output = evaluate_saved_model(weights, config.model, dataset, splits, device)
+    except UnusableModelError as exc:
+        return replace(record, status=RunStatus.BAD_OUTPUT, message=str(exc), failure=exc.failure), None
+    if limits.over_budget(record):
+        return replace(record, status=RunStatus.TIMEOUT, failure=Failure.OVER_BUDGET,
+                       message=limits.over_budget_message(record, budget_explanation)), None
+    return record, output
 
 
 def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_models: int | None = None,

@@ -5,7 +5,8 @@
 - :mod:`.job`: the typed :class:`Job` a worker reads (JSON, validated); :mod:`.folders`: each
   run's private folder and its job;
 - :mod:`.protocol`: the worker's messages (:class:`Event`, :class:`Stage`) on the control socket;
-- :mod:`.outcome`: a run's status and message; :mod:`.record`: :class:`RunRecord`, :class:`RunStatus`;
+- :mod:`.outcome`: a run's status and message (the record itself, :class:`~unlearning_challenge.artifacts.RunRecord`,
+  is what `ingestion.json` stores);
 - :mod:`.disclosure`: what participants may read of a run (everything, or only fixed sentences);
 - :mod:`.limits`: :class:`RunLimits`, the budget and the hard limits;
 - :mod:`.handle`: start one worker, tell it to go, time it, stop it;

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.config import ParticipantOutput
 from unlearning_challenge.failures import Failure
-from unlearning_challenge.runner.record import RunRecord, RunStatus
 
 # Messages the trusted side writes from its own measurements only (times and limits): kept under hidden.
 _TRUSTED_MESSAGES = (Failure.TIMED_OUT, Failure.OVER_BUDGET)
@@ -28,7 +28,7 @@ def for_participants(record: RunRecord, output: ParticipantOutput) -> RunRecord:
     submission controls (output, traceback, exception text, exit status, process counts)."""
     if output == ParticipantOutput.SHOWN:
         return record
-    failure = Failure(record.failure) if record.failure in Failure.values() else Failure.REPORTED_ERROR
+    failure = record.failure or Failure.REPORTED_ERROR
     if record.status == RunStatus.OK:
         message = ""
     elif failure in _TRUSTED_MESSAGES:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from unlearning_challenge.artifacts import RunRecord
 from unlearning_challenge.reference.calibration import Clock
-from unlearning_challenge.runner.record import RunRecord
 
 # With the CPU clock, a run is also stopped after this many times its CPU hard limit in
 # wall seconds (a run that sleeps uses no CPU time).

@@ -9,11 +9,13 @@ without finishing.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.runner.hints import run_hint
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.protocol import Event, Stage, stage_of
-from unlearning_challenge.runner.record import RunRecord, RunStatus
 
 TRACEBACK_TAIL_CHARS = 4000
 _STAGE_FAILURES = {
@@ -24,40 +26,39 @@ _STAGE_FAILURES = {
 }
 
 
-def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits, exit_code: int | None) -> None:
-    """Set ``record``'s status, message and traceback.
+def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits, exit_code: int | None) -> RunRecord:
+    """``record`` with its status, failure, message and traceback.
 
     ``message``: the worker's last message ({} if none); ``timed_out``: which hard limit
     stopped the run ("wall", "cpu"; "" if none); ``exit_code``: the worker's own, if it exited.
     """
     event = message.get("event")
     if timed_out:
-        record.failure = Failure.TIMED_OUT.value
-    if timed_out == "cpu":
-        record.status = RunStatus.TIMEOUT
-        record.message = (f"killed after {record.seconds:.1f} s: past the hard limit of {limits.cpu_limit:.1f} "
-                          "CPU seconds per run")
-    elif timed_out:
-        record.status = RunStatus.TIMEOUT
-        record.message = f"killed after {record.seconds:.1f} s: past the hard limit of {limits.wall_limit:.1f} s per run"
-        if limits.cpu_limit is not None and record.cpu_seconds is not None:
-            record.message += (f" (the wall-clock backstop, {limits.wall_limit / limits.cpu_limit:g} times the hard limit "
-                               f"of {limits.cpu_limit:.1f} CPU seconds; the run had used {record.cpu_seconds:.1f} CPU "
-                               "seconds: it slept, or the machine was too busy to give it a fair share of a core)")
-    elif event == Event.DONE.value:
-        record.status = RunStatus.OK
-    elif event == Event.ERROR.value:
+        return replace(record, status=RunStatus.TIMEOUT, failure=Failure.TIMED_OUT,
+                       message=_time_limit_message(record, timed_out, limits))
+    if event == Event.DONE.value:
+        return replace(record, status=RunStatus.OK)
+    if event == Event.ERROR.value:
         stage = stage_of(message)
-        record.status = RunStatus.BAD_OUTPUT if stage is Stage.RETURN else RunStatus.CRASHED
-        record.failure = _STAGE_FAILURES.get(stage, Failure.REPORTED_ERROR).value
-        record.message = f"{message.get('message', 'error')} ({'' if stage is None else stage.during})"
+        text = f"{message.get('message', 'error')} ({'' if stage is None else stage.during})"
         hint = run_hint(str(message.get("message", "")), message.get("stage"))
-        if hint:
-            record.message += f"; {hint}"
-        record.traceback_tail = str(message.get("traceback", ""))[-TRACEBACK_TAIL_CHARS:]
-    else:
-        how = f"exit code {exit_code}" if exit_code is not None and exit_code >= 0 else (
-            f"signal {-exit_code}" if exit_code is not None else "no exit code")
-        record.status = RunStatus.CRASHED
-        record.failure = Failure.EXITED.value
-        record.message = f"the worker process ended without finishing the run ({how})"
+        return replace(record, status=RunStatus.BAD_OUTPUT if stage is Stage.RETURN else RunStatus.CRASHED,
+                       failure=_STAGE_FAILURES.get(stage, Failure.REPORTED_ERROR),
+                       message=f"{text}; {hint}" if hint else text,
+                       traceback_tail=str(message.get("traceback", ""))[-TRACEBACK_TAIL_CHARS:])
+    how = f"exit code {exit_code}" if exit_code is not None and exit_code >= 0 else (
+        f"signal {-exit_code}" if exit_code is not None else "no exit code")
+    return replace(record, status=RunStatus.CRASHED, failure=Failure.EXITED,
+                   message=f"the worker process ended without finishing the run ({how})")
+
+
+def _time_limit_message(record: RunRecord, timed_out: str, limits: RunLimits) -> str:
+    """Why a run was killed at a hard limit: ``timed_out`` is "cpu" or "wall"."""
+    if timed_out == "cpu":
+        return f"killed after {record.seconds:.1f} s: past the hard limit of {limits.cpu_limit:.1f} CPU seconds per run"
+    message = f"killed after {record.seconds:.1f} s: past the hard limit of {limits.wall_limit:.1f} s per run"
+    if limits.cpu_limit is not None and record.cpu_seconds is not None:
+        message += (f" (the wall-clock backstop, {limits.wall_limit / limits.cpu_limit:g} times the hard limit "
+                    f"of {limits.cpu_limit:.1f} CPU seconds; the run had used {record.cpu_seconds:.1f} CPU "
+                    "seconds: it slept, or the machine was too busy to give it a fair share of a core)")
+    return message

@@ -16,8 +16,10 @@ for what is and is not protected.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from unlearning_challenge.artifacts import RunRecord
 from unlearning_challenge.runner.environment import worker_env
 from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
@@ -37,7 +39,6 @@ from unlearning_challenge.runner.reaping import (
     own_children,
     reaped_children_cpu_seconds,
 )
-from unlearning_challenge.runner.record import RunRecord
 from unlearning_challenge.runner.shared_memory import clear_shared_memory, shared_memory_entries
 
 
@@ -124,20 +125,18 @@ class RunSession:
     def run(self, job: Job) -> RunRecord:
         """Run ``job`` in its worker (started now unless :meth:`start` did), stop it, clean up; its record."""
         worker = self._current[1] if self._current is not None and self._current[0] == job else self.start(job)
-        record = RunRecord(index=job.index, seed=job.seed)
         ready = worker.wait_ready(exclude=self.own_processes)
-        record.process_cap = self._process_cap_text(worker, ready)
+        record = RunRecord(index=job.index, seed=job.seed, process_cap=self._process_cap_text(worker, ready))
         if ready.get("event") != Event.READY.value:
-            conclude(record, ready, "", self.limits, self._stop(record, worker))
-        else:
-            record.confinement = "; ".join(
-                text for text in (ready.get("confinement") or "landlock", str(ready.get("network") or "")) if text)
-            self._go(record, worker)
-            clear_shared_memory(self.shared_memory_before)
+            exit_code, record = self._stop(record, worker)
+            return conclude(record, ready, "", self.limits, exit_code)
+        confinement = (ready.get("confinement") or "landlock", str(ready.get("network") or ""))
+        record = self._go(replace(record, confinement="; ".join(text for text in confinement if text)), worker)
+        clear_shared_memory(self.shared_memory_before)
         return record
 
-    def _go(self, record: RunRecord, worker: Worker) -> None:
-        """Let a ready worker run, then stop it; the record gets its wall and CPU seconds.
+    def _go(self, record: RunRecord, worker: Worker) -> RunRecord:
+        """Let a ready worker run, then stop it; ``record`` with its wall and CPU seconds and outcome.
 
         The CPU seconds are what this process reaps while the run's processes end
         (the worker and every leftover are reaped here, a subreaper), less the
@@ -145,24 +144,23 @@ class RunSession:
         """
         reaped_before = reaped_children_cpu_seconds()
         end = worker.go(self.limits.wall_limit, self.limits.cpu_limit)
-        record.seconds = end.seconds
-        exit_code = self._stop(record, worker)
+        exit_code, record = self._stop(replace(record, seconds=end.seconds), worker)
+        extra = dict(record.extra)
         if worker.supervisor is not None and worker.supervisor.refused:
-            record.extra["refused_process_creations"] = worker.supervisor.refused
-        record.cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
-        conclude(record, end.message, end.timed_out, self.limits, exit_code)
+            extra["refused_process_creations"] = worker.supervisor.refused
+        cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
+        record = replace(record, extra=extra, cpu_seconds=cpu_seconds)
+        return conclude(record, end.message, end.timed_out, self.limits, exit_code)
 
-    def _stop(self, record: RunRecord, worker: Worker) -> int | None:
-        """Kill the worker and whatever it left running; record its exit and output. Returns its exit code."""
+    def _stop(self, record: RunRecord, worker: Worker) -> tuple[int | None, RunRecord]:
+        """Kill the worker and whatever it left running. Returns its exit code, and ``record``
+        with that exit code, its output and the leftovers killed."""
         exit_code = worker.exit_code()
         self._stop_current()
         leftovers = kill_leftovers(self.own_processes)
-        if leftovers:
-            record.extra["killed_leftover_processes"] = len(leftovers)
-        record.exit_code = exit_code
-        record.output_tail = worker.output.tail()
-        record.output_bytes = worker.output.total
-        return exit_code
+        extra = {**record.extra, "killed_leftover_processes": len(leftovers)} if leftovers else record.extra
+        return exit_code, replace(record, exit_code=exit_code, output_tail=worker.output.tail(),
+                                  output_bytes=worker.output.total, extra=extra)
 
     def _process_cap_text(self, worker: Worker, ready: dict) -> str:
         """What capped the run's processes (several caps may hold at once)."""

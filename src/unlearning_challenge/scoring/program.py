@@ -44,7 +44,6 @@ from unlearning_challenge.artifacts import (
 from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ParticipantOutput, PhaseConfig, ScoringConfig, load_config
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
-from unlearning_challenge.failures import Failure
 from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.mia import membership_inference
 from unlearning_challenge.scoring.result import ScoreResult, scores_txt
@@ -95,7 +94,7 @@ def _trusted_description(run, ingestion: IngestionManifest) -> str:
     control, else the fixed sentence of its kind of failure."""
     if _hidden_by_ingestion(ingestion):
         return run.message
-    return Failure(run.failure).sentence if run.failure in Failure.values() else "failed"
+    return run.failure.sentence if run.failure is not None else "failed"
 
 
 def _failed_ingestion_message(ingestion: IngestionManifest, disclosure: ParticipantOutput) -> str:

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, RunEntry
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, RunRecord
 from unlearning_challenge.metric import EPSILON_CAP, bucket_points, example_points
 from unlearning_challenge.scoring.mia import MembershipInference
 from unlearning_challenge.scoring.program import ScoringInputs
@@ -354,7 +354,7 @@ def _examples(result: ScoreResult, inputs: ScoringInputs) -> tuple[dict[str, Any
     return {"all": eps.size <= 2 * EXAMPLES_PER_GROUP, "per_group": EXAMPLES_PER_GROUP}, plot
 
 
-def _noted_runs(ingestion: IngestionManifest) -> list[RunEntry]:
+def _noted_runs(ingestion: IngestionManifest) -> list[RunRecord]:
     return [run for run in ingestion.runs if not run.ok or run.message]
 
 
