@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from unlearning_challenge.metric import BOUNDS
+
 
 class ConfigError(ValueError):
     """A phase config is missing a key, has an unknown key or a bad value."""
@@ -69,11 +71,10 @@ class BudgetScaling(Choice):
     NONE = "none"  # the reference machine's time as is
 
 
-class RateBounds(Choice):
-    """How scoring estimates the attacks' error rates (see ``docs/metric.md``)."""
-
-    EMPIRICAL = "empirical"  # the published rule
-    CLOPPER_PEARSON = "clopper-pearson"  # one-sided 1 - alpha upper bounds on FPR and FNR
+# How scoring estimates the attacks' error rates (see ``docs/metric.md``): the metric's own
+# vocabulary, metric.BOUNDS: EMPIRICAL ("empirical", the published rule) and CLOPPER_PEARSON
+# ("clopper-pearson", one-sided 1 - alpha upper bounds on FPR and FNR).
+RateBounds = Choice("RateBounds", {bound.upper().replace("-", "_"): bound for bound in BOUNDS})
 
 
 class ParticipantOutput(Choice):

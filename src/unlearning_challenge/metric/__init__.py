@@ -12,10 +12,26 @@ Pure functions, arrays in and arrays out:
 See ``docs/metric.md`` for the rules and how they are computed.
 """
 
-from ._confidence import logit_scaled_confidence
+import importlib
+
 from ._constants import ALPHA, BOUNDS, DELTA, EPSILON_CAP, MAX_ABS_CONFIDENCE
-from ._epsilon import per_example_epsilons
-from ._score import bucket_points, example_points, final_score, forget_quality
+
+# The functions, by the module that defines them: imported on first use, so that the
+# constants (the rate estimates' names, which phase configs use) come without numpy, scipy or torch.
+_FUNCTIONS = {
+    "logit_scaled_confidence": "._confidence",
+    "per_example_epsilons": "._epsilon",
+    "bucket_points": "._score",
+    "example_points": "._score",
+    "final_score": "._score",
+    "forget_quality": "._score",
+}
+
+
+def __getattr__(name: str):
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ALPHA",
