@@ -16,6 +16,7 @@ import pytest
 
 from unlearning_challenge.artifacts import FORMAT_VERSION, INGESTION_FORMAT
 
+from unlearning_challenge.platforms.commands import codabench_argv, codalab_argv, metadata_command
 from unlearning_challenge.platforms.docker_image import (
     DockerImageError,
     ImageBuild,
@@ -28,11 +29,8 @@ from unlearning_challenge.platforms.docker_image import (
 from unlearning_challenge.platforms.docker_rehearse import (
     RehearsalError,
     StepResult,
-    codabench_argv,
-    codalab_argv,
     confinement_summary,
     judge,
-    metadata_command,
     rehearse,
     report,
 )

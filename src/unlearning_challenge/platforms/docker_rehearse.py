@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 import yaml
 
 from unlearning_challenge.artifacts import INGESTION_MANIFEST, ArtifactError, IngestionManifest, read_ingestion_manifest
+from unlearning_challenge.platforms.commands import codabench_argv, codalab_argv, metadata_command
 
 PLATFORMS = ("codabench", "codalab")
 # Codabench's cap_drop_list: every capability docker grants by default.
@@ -54,40 +54,6 @@ HOST_MEMORY_RESERVE_MIB = 512  # CodaLab's worker: --memory <available - 512>MB
 
 class RehearsalError(RuntimeError):
     """The rehearsal cannot run (no bundle phase, bad submission); the message says what to do."""
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def codabench_argv(command: str, kind: str, is_scoring: bool) -> list[str]:
-    """compute_worker.py's replace_legacy_metadata_command, then the SDK's shlex split of a string command."""
-    replacements = [
-        ("$input", "/app/input_data" if kind == "ingestion" else "/app/input"), ("$output", "/app/output"),
-        ("$program", "/app/program"), ("$ingestion_program", "/app/program"), ("$hidden", "/app/input/ref"),
-        ("$shared", "/app/shared"), ("$submission_program", "/app/ingested_program"), ("$tmp", "/app/output"),
-        ("$predictions", "/app/input/res" if is_scoring else "/app/output"),
-    ]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return shlex.split(command)
-
-
-def codalab_argv(command: str, step: str, run_dir: Path, shared_dir: Path) -> list[str]:
-    """worker.py: plain replaces in its order, then ``split(' ')``."""
-    run = str(run_dir)
-    program = f"{run}/ingestion_program" if step == "ingestion" else f"{run}/program"
-    replacements = [("$program", program)]
-    if step == "ingestion":
-        replacements += [("$ingestion_program", f"{run}/ingestion_program"), ("$submission_program", f"{run}/program")]
-    replacements += [("$predictions", f"{run}/input/res"), ("$input", f"{run}/input"), ("$output", f"{run}/output"),
-                     ("$tmp", f"{run}/temp"), ("$shared", str(shared_dir))]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return command.split(" ")
-
-
-def metadata_command(program_dir: Path) -> str:
-    return yaml.safe_load((program_dir / "metadata").read_text())["command"]
 
 
 # --------------------------------------------------------------------------- one container
