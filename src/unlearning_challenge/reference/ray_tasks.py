@@ -126,7 +126,7 @@ def _open_work(work_root: str, fingerprint: str):
     """The work folder's data, as this node sees it (it must be the driver's)."""
     from unlearning_challenge.artifacts import ArtifactError
     from unlearning_challenge.data import load_dataset, split_fingerprint
-    from unlearning_challenge.reference.generate import WorkFolder
+    from unlearning_challenge.reference.work import WorkFolder
 
     work = WorkFolder(Path(work_root))
     if not work.dataset.is_file():
@@ -141,7 +141,7 @@ def _open_work(work_root: str, fingerprint: str):
 
 def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int, seed: int) -> int:
     from unlearning_challenge.atomic import write_npz
-    from unlearning_challenge.reference.generate import train_retrained
+    from unlearning_challenge.reference.work import train_retrained
 
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
@@ -151,7 +151,7 @@ def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, devic
 
 
 def _original_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int) -> None:
-    from unlearning_challenge.reference.generate import train_original
+    from unlearning_challenge.reference.work import train_original
 
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
