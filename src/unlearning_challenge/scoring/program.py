@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from unlearning_challenge.artifacts import (
     ArtifactError,
     IngestionManifest,
     ModelFamily,
-    ReferenceManifest,
     read_family,
     read_ingestion_manifest,
     read_reference_manifest,
@@ -39,7 +37,7 @@ from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ScoringConfig, load_config
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 from unlearning_challenge.scoring.mia import membership_inference
-from unlearning_challenge.scoring.result import ScoreResult, scores_txt
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 
 SCORES_TXT = "scores.txt"
@@ -49,17 +47,6 @@ DETAILED_RESULTS = "detailed_results.html"
 
 class ScoringError(RuntimeError):
     """The submission cannot be scored; the message says why."""
-
-
-@dataclass(frozen=True)
-class ScoringInputs:
-    """Both families, checked against each other, and both manifests."""
-
-    unlearned: ModelFamily  # the submission's N runs (or the first k: quick check)
-    retrained: ModelFamily  # the reference's N retrained models (or the first k)
-    ingestion: IngestionManifest
-    reference: ReferenceManifest
-    quick_check: bool  # True: only the first k models of each side are scored
 
 
 def _failed_runs_text(ingestion: IngestionManifest) -> str:
