@@ -37,6 +37,7 @@ from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ScoringConfig, load_config
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 from unlearning_challenge.scoring.mia import membership_inference
+from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 
@@ -170,8 +171,6 @@ def add_statistics(result: ScoreResult, **options) -> ScoreResult:
 
 def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs) -> None:
     """``detailed_results.html``, ``scores.json`` and ``scores.txt`` into ``output``."""
-    from unlearning_challenge.scoring.report import detailed_results_html
-
     output.mkdir(parents=True, exist_ok=True)
     write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs))
     write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check))
