@@ -53,7 +53,7 @@ bytes do not depend on the CPU's vector instructions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -158,8 +158,98 @@ def _q(x: np.ndarray) -> np.ndarray:
     return (np.round(np.asarray(x, dtype=np.float64) * 1048576.0) / 1048576.0).astype(np.float32)
 
 
-def _draw(cfg: DatasetConfig) -> tuple[SyntheticPersons, dict[str, np.ndarray]]:
-    """Person traits and per-image drawing parameters."""
+@dataclass(frozen=True)
+class _FaceParams:
+    """What each of ``M`` images is drawn with: float32 arrays on a 2**-20 grid.
+
+    Shapes are ``[M]``, ``[M, 3]`` for RGB colours (0..1) and ``[M, K, 2]``
+    for spot positions (u, v). The head's size and offset are in frame units
+    (the image spans -1..1); the features' positions and sizes in head units
+    (``U`` in head half-widths, ``V`` in head half-heights, from the head's
+    centre, ``V`` pointing down). Strengths, opacities and on/off switches are
+    in 0..1. :meth:`rows` gives a chunk ready to broadcast against pixels.
+    """
+
+    # pose and head
+    rotation_cos: np.ndarray
+    rotation_sin: np.ndarray
+    offset_x: np.ndarray  # head centre in frame units
+    offset_y: np.ndarray
+    head_half_width: np.ndarray  # frame units
+    head_half_height: np.ndarray  # frame units
+    chin_taper: np.ndarray  # how much narrower the head is towards the chin
+    # colours [M, 3]
+    skin_colour: np.ndarray
+    hair_colour: np.ndarray
+    brow_colour: np.ndarray
+    iris_colour: np.ndarray
+    lip_colour: np.ndarray
+    clothes_colour: np.ndarray
+    frame_colour: np.ndarray  # glasses
+    hat_colour: np.ndarray
+    mask_colour: np.ndarray
+    background_colour: np.ndarray
+    background_gradient: np.ndarray  # relative change per frame unit, downwards
+    # eyes, brows, nose, mouth (head units)
+    eye_y: np.ndarray
+    eye_x: np.ndarray  # distance of each eye from the middle
+    eye_half_width: np.ndarray
+    eye_half_height: np.ndarray
+    iris_radius: np.ndarray  # fraction of eye_half_width
+    gaze: np.ndarray  # sideways shift of both irises, in 0.35 eye half-widths
+    brow_thickness: np.ndarray  # 1: an adult's
+    brow_raise: np.ndarray
+    nose_length: np.ndarray  # from the eyes down to the nostrils
+    mouth_half_width: np.ndarray
+    lip_thickness: np.ndarray  # 1: an adult's
+    smile: np.ndarray  # curvature of the mouth; negative: down
+    mouth_open: np.ndarray
+    # age cues
+    childhood: np.ndarray  # 1 at birth, 0 from 20
+    ageing: np.ndarray  # 0 until 25, 1 at 90
+    blush: np.ndarray
+    acne: np.ndarray
+    acne_spots: np.ndarray  # [M, 4, 2]
+    forehead_lines: np.ndarray  # [M, 3], top line last
+    crows_feet: np.ndarray
+    eye_bags: np.ndarray
+    nasolabial_folds: np.ndarray
+    marionette_lines: np.ndarray
+    age_spots: np.ndarray
+    age_spot_positions: np.ndarray  # [M, 3, 2]
+    # hair (head units)
+    hair_volume: np.ndarray  # radius of the hair cap
+    hairline: np.ndarray  # V of the hairline in the middle
+    hairline_curve: np.ndarray  # how fast the hairline goes down at the sides
+    hair_opacity: np.ndarray
+    side_hair_length: np.ndarray  # V down to which the hair reaches at the sides
+    long_hair_length: np.ndarray  # V down to which long hair falls behind the head (0: none)
+    baldness: np.ndarray  # size of the bald top
+    beard: np.ndarray
+    # glasses and occlusions (0 or 1)
+    glasses: np.ndarray
+    sunglasses: np.ndarray
+    hat: np.ndarray
+    face_mask: np.ndarray
+    # the photo: applied after pooling
+    light: np.ndarray  # [M, 3] brightness times colour cast
+    light_gradient_x: np.ndarray  # relative change per frame unit
+    light_gradient_y: np.ndarray
+    greyscale: np.ndarray
+    noise_amplitude: np.ndarray  # grey levels (of 255)
+
+    def quantized(self) -> "_FaceParams":
+        """Every array rounded to the 2**-20 grid, as float32."""
+        return _FaceParams(**{f.name: _q(getattr(self, f.name)) for f in fields(self)})
+
+    def rows(self, start: int, stop: int) -> "_FaceParams":
+        """Images ``start:stop`` (``B`` of them), each array with a pixel axis after the image axis:
+        ``[B, 1]``, ``[B, 1, 3]``, ``[B, 1, K, 2]``."""
+        return _FaceParams(**{f.name: getattr(self, f.name)[start:stop, None] for f in fields(self)})
+
+
+def _draw(cfg: DatasetConfig) -> tuple[SyntheticPersons, _FaceParams, int]:
+    """The persons, what each image is drawn with, and the seed of the pixel noise."""
     check_synthetic_config(cfg)
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
     n = cfg.num_persons
@@ -337,80 +427,91 @@ def _draw(cfg: DatasetConfig) -> tuple[SyntheticPersons, dict[str, np.ndarray]]:
     def per(x: np.ndarray) -> np.ndarray:
         return x[pi]
 
-    p: dict[str, np.ndarray] = {}
     rot = rng.normal(0, 0.07, m).clip(-0.2, 0.2)
     scale = rng.uniform(0.94, 1.06, m)
-    p["cos"], p["sin"] = np.cos(rot), np.sin(rot)
-    p["ox"] = rng.normal(0, 0.03, m).clip(-0.08, 0.08)
-    p["oy"] = 0.05 + rng.normal(0, 0.03, m).clip(-0.08, 0.08)
-    p["hw"] = per(hw) * scale
-    p["hh"] = per(hw * aspect) * scale
-    p["taper"] = per(taper)
-    for name, arr in (("skin", skin), ("hair", hair), ("brow", brow), ("eye", eye_col), ("lip", lip),
-                      ("cloth", cloth), ("frame", frame_col)):
-        for c in range(3):
-            p[f"{name}{c}"] = per(arr[:, c])
-    bgj = per(bg) * rng.uniform(0.9, 1.1, (m, 1)) + rng.normal(0, 0.03, (m, 3))
-    for c in range(3):
-        p[f"bg{c}"] = bgj[:, c]
-    p["bg_grad"] = rng.uniform(-0.25, 0.25, m)
-    p["ey"] = per(ey)
-    p["ex"] = per(ex)
-    p["erx"] = per(erx)
+    offset_x = rng.normal(0, 0.03, m).clip(-0.08, 0.08)
+    offset_y = 0.05 + rng.normal(0, 0.03, m).clip(-0.08, 0.08)
+    background = per(bg) * rng.uniform(0.9, 1.1, (m, 1)) + rng.normal(0, 0.03, (m, 3))
+    background_gradient = rng.uniform(-0.25, 0.25, m)
     openness = rng.uniform(0.75, 1.1, m) * np.where(rng.random(m) < 0.05, 0.15, 1.0)
-    p["ery"] = per(erx * eye_h) * openness
-    p["iris"] = per(iris_r)
-    p["gaze"] = rng.normal(0, 0.25, m).clip(-0.4, 0.4)
-    p["brow_th"] = per(brow_th)
-    p["brow_raise"] = rng.uniform(-0.02, 0.06, m)
-    p["nose"] = per(nose_len)
-    p["mouth_w"] = per(mouth_w) * rng.uniform(0.92, 1.12, m)
-    p["lip_th"] = per(lip_th)
-    p["smile"] = rng.uniform(-0.3, 1.0, m)
-    p["mouth_open"] = np.where(rng.random(m) < 0.25, rng.uniform(0.2, 0.7, m), 0.0)
-    p["child"] = per(child)
-    p["blush"] = per(blush)
-    p["acne"] = per(acne)
-    for k in range(4):
-        p[f"acne{k}u"] = per(acne_pos[:, k, 0])
-        p[f"acne{k}v"] = per(acne_pos[:, k, 1])
-    for name, value in marks.items():
-        p[name] = per(value)
-    p["old"] = per(old)
-    for k in range(3):
-        p[f"spot{k}u"] = per(spot_pos[:, k, 0])
-        p[f"spot{k}v"] = per(spot_pos[:, k, 1])
-    p["hair_vol"] = per(hair_vol)
-    p["hairline"] = per(np.where(bangs, np.maximum(hairline, -0.42) + 0.06, hairline))
-    p["hair_k"] = per(np.where(bangs, 0.35, 0.9))
-    p["hair_alpha"] = per(hair_alpha)
-    p["side_len"] = per(side_len)
-    p["long_hair"] = per(long_hair)
-    p["bald"] = per(np.clip((recede - 0.55) * 2.5, 0, 1))
-    p["beard"] = per(beard)
-    p["glasses"] = per(glasses.astype(float))
+    gaze = rng.normal(0, 0.25, m).clip(-0.4, 0.4)
+    brow_raise = rng.uniform(-0.02, 0.06, m)
+    mouth_half_width = per(mouth_w) * rng.uniform(0.92, 1.12, m)
+    smile = rng.uniform(-0.3, 1.0, m)
+    mouth_open = np.where(rng.random(m) < 0.25, rng.uniform(0.2, 0.7, m), 0.0)
     occl_on = rng.random(m) < 0.85
-    p["sunglasses"] = (per(sunglasses) & occl_on).astype(float)
-    p["hat"] = (per(hat) & occl_on).astype(float)
-    p["face_mask"] = (per(face_mask) & occl_on).astype(float)
     hat_col = rng.uniform(0.05, 0.95, (n, 3))
     mask_col = np.where(rng.random((n, 1)) < 0.6, np.array([0.62, 0.8, 0.9]), np.array([0.92, 0.92, 0.92]))
-    for c in range(3):
-        p[f"hatc{c}"] = per(hat_col[:, c])
-        p[f"maskc{c}"] = per(mask_col[:, c])
     # lighting (applied after pooling)
     bright = rng.uniform(0.85, 1.12, m)
     cast = rng.uniform(0.96, 1.04, (m, 3)) * per(cast_person)
-    for c in range(3):
-        p[f"light{c}"] = bright * cast[:, c]
     ang = rng.uniform(0, 2 * math.pi, m)
     strength = rng.uniform(0.0, 0.2, m)
-    p["lgx"], p["lgy"] = strength * np.cos(ang), strength * np.sin(ang)
-    p["greyscale"] = per(greyscale.astype(float))
-    p["noise"] = rng.uniform(1.5, 6.0, m)
-    params = {k: _q(v) for k, v in p.items()}
-    params["_noise_seed"] = rng.integers(0, 2**63, size=1, dtype=np.int64)
-    return persons, params
+    noise_amplitude = rng.uniform(1.5, 6.0, m)
+    params = _FaceParams(
+        rotation_cos=np.cos(rot),
+        rotation_sin=np.sin(rot),
+        offset_x=offset_x,
+        offset_y=offset_y,
+        head_half_width=per(hw) * scale,
+        head_half_height=per(hw * aspect) * scale,
+        chin_taper=per(taper),
+        skin_colour=per(skin),
+        hair_colour=per(hair),
+        brow_colour=per(brow),
+        iris_colour=per(eye_col),
+        lip_colour=per(lip),
+        clothes_colour=per(cloth),
+        frame_colour=per(frame_col),
+        hat_colour=per(hat_col),
+        mask_colour=per(mask_col),
+        background_colour=background,
+        background_gradient=background_gradient,
+        eye_y=per(ey),
+        eye_x=per(ex),
+        eye_half_width=per(erx),
+        eye_half_height=per(erx * eye_h) * openness,
+        iris_radius=per(iris_r),
+        gaze=gaze,
+        brow_thickness=per(brow_th),
+        brow_raise=brow_raise,
+        nose_length=per(nose_len),
+        mouth_half_width=mouth_half_width,
+        lip_thickness=per(lip_th),
+        smile=smile,
+        mouth_open=mouth_open,
+        childhood=per(child),
+        ageing=per(old),
+        blush=per(blush),
+        acne=per(acne),
+        acne_spots=per(acne_pos),
+        forehead_lines=per(np.stack([marks["fl0"], marks["fl1"], marks["fl2"]], axis=1)),
+        crows_feet=per(marks["crow"]),
+        eye_bags=per(marks["bags"]),
+        nasolabial_folds=per(marks["naso"]),
+        marionette_lines=per(marks["mario"]),
+        age_spots=per(marks["spots"]),
+        age_spot_positions=per(spot_pos),
+        hair_volume=per(hair_vol),
+        hairline=per(np.where(bangs, np.maximum(hairline, -0.42) + 0.06, hairline)),
+        hairline_curve=per(np.where(bangs, 0.35, 0.9)),
+        hair_opacity=per(hair_alpha),
+        side_hair_length=per(side_len),
+        long_hair_length=per(long_hair),
+        baldness=per(np.clip((recede - 0.55) * 2.5, 0, 1)),
+        beard=per(beard),
+        glasses=per(glasses.astype(float)),
+        sunglasses=(per(sunglasses) & occl_on).astype(float),
+        hat=(per(hat) & occl_on).astype(float),
+        face_mask=(per(face_mask) & occl_on).astype(float),
+        light=bright[:, None] * cast,
+        light_gradient_x=strength * np.cos(ang),
+        light_gradient_y=strength * np.sin(ang),
+        greyscale=per(greyscale.astype(float)),
+        noise_amplitude=noise_amplitude,
+    ).quantized()
+    noise_seed = int(rng.integers(0, 2**63, size=1, dtype=np.int64)[0])
+    return persons, params, noise_seed
 
 
 def sample_persons(cfg: DatasetConfig) -> SyntheticPersons:
@@ -430,25 +531,21 @@ class _Canvas:
     symmetric features.
     """
 
-    def __init__(self, p: dict[str, np.ndarray], res: int):
-        self.p = p
-        B = len(p["hw"])
+    def __init__(self, p: _FaceParams, res: int):
+        B = len(p.head_half_width)
         coords = ((np.arange(res, dtype=np.float32) + 0.5) / res * 2 - 1).astype(np.float32)
         X = np.tile(coords, res)[None, :]
         Y = np.repeat(coords, res)[None, :]
-        dx = X - p["ox"]
-        dy = Y - p["oy"]
-        self.U = (p["cos"] * dx + p["sin"] * dy) / p["hw"]
-        self.V = (p["cos"] * dy - p["sin"] * dx) / p["hh"]
+        dx = X - p.offset_x
+        dy = Y - p.offset_y
+        self.U = (p.rotation_cos * dx + p.rotation_sin * dy) / p.head_half_width
+        self.V = (p.rotation_cos * dy - p.rotation_sin * dx) / p.head_half_height
         self.A = np.abs(self.U)
         self.Y = Y
         self.B = B
         self.t1 = np.empty_like(self.U)
         self.t2 = np.empty_like(self.U)
         self.img = np.empty((3, B, res * res), dtype=np.float32)
-
-    def col(self, name: str) -> list[np.ndarray]:
-        return [self.p[f"{name}{c}"] for c in range(3)]
 
     def dist(self, X: np.ndarray, cx, cy, rx, ry, out: np.ndarray | None = None) -> np.ndarray:
         """((X - cx)/rx)^2 + ((V - cy)/ry)^2, into ``out`` (default: self.t1)."""
@@ -489,35 +586,40 @@ class _Canvas:
         return (self.t1 < half) & (self.A >= lo) & (self.A <= hi)
 
 
-def _render(p: dict[str, np.ndarray], size: int) -> np.ndarray:
+def _rgb(colour: np.ndarray) -> list[np.ndarray]:
+    """A chunk's colour ``[B, 1, 3]`` as its three channels ``[B, 1]``."""
+    return [colour[..., c] for c in range(3)]
+
+
+def _render(p: _FaceParams, size: int) -> np.ndarray:
     """Draw ``B`` faces: float32 ``[B, 3, size, size]`` in 0..1, before lighting and noise."""
     ss = max(2, -(-64 // size))
     res = size * ss
     cv = _Canvas(p, res)
     U, V, A = cv.U, cv.V, cv.A
     one = np.float32(1)
-    hh_f = p["hh"]  # frame units per V unit
-    hw_f = p["hw"]
+    hh_f = p.head_half_height  # frame units per V unit
+    hw_f = p.head_half_width
 
     # background with a vertical gradient
-    bgf = 1 + p["bg_grad"] * cv.Y
-    for c in range(3):
-        np.multiply(p[f"bg{c}"], bgf, out=cv.img[c])
+    bgf = 1 + p.background_gradient * cv.Y
+    for c, channel in enumerate(_rgb(p.background_colour)):
+        np.multiply(channel, bgf, out=cv.img[c])
 
-    skin = cv.col("skin")
-    hair = cv.col("hair")
+    skin = _rgb(p.skin_colour)
+    hair = _rgb(p.hair_colour)
 
     # clothes and long hair behind the head
-    cv.paint(cv.ellipse(U, 0, 1.85, 1.9, 0.62), cv.col("cloth"))
-    long_m = (A < p["hair_vol"] * 0.98) & (V > 0) & (V < p["long_hair"])
-    cv.blend(long_m, [h * 0.8 for h in hair], p["hair_alpha"])
+    cv.paint(cv.ellipse(U, 0, 1.85, 1.9, 0.62), _rgb(p.clothes_colour))
+    long_m = (A < p.hair_volume * 0.98) & (V > 0) & (V < p.long_hair_length)
+    cv.blend(long_m, [h * 0.8 for h in hair], p.hair_opacity)
     # neck and ears
     cv.paint((A < 0.4) & (V > 0.3) & (V < 1.6), [s * 0.82 for s in skin])
-    ear_y = p["ey"] + 0.12
+    ear_y = p.eye_y + 0.12
     cv.paint(cv.ellipse(A, 0.97, ear_y, 0.13, 0.2), [s * 0.9 for s in skin])
 
     # head: egg shape, narrower at the chin
-    np.multiply(V, p["taper"], out=cv.t1)
+    np.multiply(V, p.chin_taper, out=cv.t1)
     cv.t1 += one
     cv.t1 *= U
     cv.t1 *= cv.t1
@@ -526,101 +628,101 @@ def _render(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     cv.paint(head, skin)
     # shading towards the silhouette
     rim = head & (head_d > 0.72)
-    cv.shade(rim, 0.07 + 0.2 * p["old"])
+    cv.shade(rim, 0.07 + 0.2 * p.ageing)
 
-    ey, ex, erx, ery = p["ey"], p["ex"], p["erx"], p["ery"]
-    nose_y = ey + p["nose"]
-    mouth_y = nose_y + 0.22 - 0.05 * p["child"]
-    mw = p["mouth_w"]
+    ey, ex, erx, ery = p.eye_y, p.eye_x, p.eye_half_width, p.eye_half_height
+    nose_y = ey + p.nose_length
+    mouth_y = nose_y + 0.22 - 0.05 * p.childhood
+    mw = p.mouth_half_width
     th = 0.05 / hh_f  # half thickness of a fine line, in V units
 
     # cheeks
     blush_col = [np.float32(0.95), np.float32(0.45), np.float32(0.5)]
-    cv.blend(cv.ellipse(A, 0.52, nose_y + 0.03, 0.2, 0.12), blush_col, p["blush"])
+    cv.blend(cv.ellipse(A, 0.52, nose_y + 0.03, 0.2, 0.12), blush_col, p.blush)
     acne_col = [np.float32(0.78), np.float32(0.25), np.float32(0.25)]
     for k in range(4):
-        cv.blend(cv.ellipse(U, p[f"acne{k}u"], p[f"acne{k}v"], 0.07, 0.055), acne_col, p["acne"])
+        cv.blend(cv.ellipse(U, p.acne_spots[..., k, 0], p.acne_spots[..., k, 1], 0.07, 0.055), acne_col, p.acne)
 
     # wrinkles: forehead lines, crow's feet, eye bags, nasolabial and marionette lines
     for k in range(3):
         fl = ey - 0.28 - k * 0.11
-        cv.shade(cv.line(fl, 0.12, 0, 0.42 - 0.05 * k, th), p[f"fl{k}"])
+        cv.shade(cv.line(fl, 0.12, 0, 0.42 - 0.05 * k, th), p.forehead_lines[..., k])
     corner = ex + erx
     for slope in (-0.45, 0.0, 0.45):
-        cv.shade(cv.line(ey - slope * corner, slope, corner + 0.02, corner + 0.16, th), p["crow"])
+        cv.shade(cv.line(ey - slope * corner, slope, corner + 0.02, corner + 0.16, th), p.crows_feet)
     bags = cv.dist(A, ex, ey + ery * 1.5, erx * 0.9, ery * 0.9)
-    cv.shade((bags < 1) & (bags > 0.45) & (V > ey + ery * 1.5), p["bags"])
+    cv.shade((bags < 1) & (bags > 0.45) & (V > ey + ery * 1.5), p.eye_bags)
     nl_slope = 0.25 / (mw + 0.05 - 0.16)
-    cv.shade(cv.line(nose_y - 0.06 - 0.16 * nl_slope, nl_slope, 0.16, mw + 0.05, th * 1.2), p["naso"])
-    cv.shade(cv.line(mouth_y - (mw + 0.02) * 8.0, 8.0, mw + 0.02, mw + 0.05, th), p["mario"])
+    cv.shade(cv.line(nose_y - 0.06 - 0.16 * nl_slope, nl_slope, 0.16, mw + 0.05, th * 1.2), p.nasolabial_folds)
+    cv.shade(cv.line(mouth_y - (mw + 0.02) * 8.0, 8.0, mw + 0.02, mw + 0.05, th), p.marionette_lines)
     for k in range(3):
-        cv.shade(cv.ellipse(U, p[f"spot{k}u"], p[f"spot{k}v"], 0.05, 0.04), p["spots"])
+        cv.shade(cv.ellipse(U, p.age_spot_positions[..., k, 0], p.age_spot_positions[..., k, 1], 0.05, 0.04), p.age_spots)
 
     # nose: nostril shadow and a shaded side
-    cv.shade(cv.ellipse(U, 0, nose_y, 0.11 * (1 - 0.3 * p["child"]), 0.045), 0.22)
+    cv.shade(cv.ellipse(U, 0, nose_y, 0.11 * (1 - 0.3 * p.childhood), 0.045), 0.22)
     cv.shade((np.abs(U - 0.07) < 0.025) & (V > ey + 0.1) & (V < nose_y - 0.02), 0.1)
 
     # beard / stubble
     beard_m = head & (V > nose_y + 0.02) & ~cv.ellipse(U, 0, mouth_y, mw * 1.05, 0.09)
-    cv.blend(beard_m, [h * 0.9 for h in hair], p["beard"])
+    cv.blend(beard_m, [h * 0.9 for h in hair], p.beard)
 
     # mouth (a curved ellipse: smile), open mouth inside
     np.multiply(U, U, out=cv.t2)
-    cv.t2 *= (0.07 * p["smile"]) / (mw * mw)
+    cv.t2 *= (0.07 * p.smile) / (mw * mw)
     mouth_c = mouth_y - cv.t2  # centre line of the mouth
-    lip_h = 0.045 * p["lip_th"] + 0.04 * p["mouth_open"]
+    lip_h = 0.045 * p.lip_thickness + 0.04 * p.mouth_open
     lips = ((U / mw) ** 2 + ((V - mouth_c) / lip_h) ** 2) < 1
-    cv.paint(lips, cv.col("lip"))
-    inner = ((U / (mw * 0.75)) ** 2 + ((V - mouth_c) / (lip_h * p["mouth_open"] * 0.75 + 1e-3)) ** 2) < 1
+    cv.paint(lips, _rgb(p.lip_colour))
+    inner = ((U / (mw * 0.75)) ** 2 + ((V - mouth_c) / (lip_h * p.mouth_open * 0.75 + 1e-3)) ** 2) < 1
     cv.paint(inner, [np.float32(0.25), np.float32(0.05), np.float32(0.07)])
     cv.shade((np.abs(V - mouth_c) < th * 0.8) & (np.abs(U) < mw * 0.95), 0.35)
 
     # eyes: sclera, iris, pupil, upper lid
     sclera = cv.ellipse(A, ex, ey, erx, ery)
     cv.paint(sclera, [np.float32(0.96), np.float32(0.95), np.float32(0.93)])
-    ir = erx * p["iris"]
+    ir = erx * p.iris_radius
     # both eyes look the same way: |U| would mirror the gaze, so shift U first
-    iris_x = np.abs(U - p["gaze"] * erx * 0.35)
+    iris_x = np.abs(U - p.gaze * erx * 0.35)
     iris_ry = ir * hw_f / hh_f
     iris = sclera & cv.ellipse(iris_x, ex, ey, ir, iris_ry)
-    cv.paint(iris, cv.col("eye"))
+    cv.paint(iris, _rgb(p.iris_colour))
     pupil = sclera & cv.ellipse(iris_x, ex, ey, ir * 0.45, iris_ry * 0.45)
     cv.paint(pupil, [np.float32(0.03)] * 3)
     lid = cv.dist(A, ex, ey, erx * 1.12, ery * 1.35 + 0.02)
-    cv.shade((lid < 1) & ~sclera & (V < ey), 0.25 + 0.15 * p["old"])
+    cv.shade((lid < 1) & ~sclera & (V < ey), 0.25 + 0.15 * p.ageing)
 
     # eyebrows: arched bands
     bx = A - ex
-    brow_c = ey - ery - 0.11 - p["brow_raise"] + 0.9 * bx * bx
-    brow_h = 0.03 * p["brow_th"] / (hh_f / 0.7)
+    brow_c = ey - ery - 0.11 - p.brow_raise + 0.9 * bx * bx
+    brow_h = 0.03 * p.brow_thickness / (hh_f / 0.7)
     brows = (np.abs(V - brow_c) < brow_h) & (np.abs(bx) < erx * 1.3)
-    cv.blend(brows, cv.col("brow"), 1 - 0.5 * (1 - p["brow_th"].clip(0, 1)) * p["child"])
+    cv.blend(brows, _rgb(p.brow_colour), 1 - 0.5 * (1 - p.brow_thickness.clip(0, 1)) * p.childhood)
 
     # hair: cap over the head, hairline (with fringe), receding top
-    cap_d = cv.dist(U, 0, -0.08, p["hair_vol"], p["hair_vol"] * 1.05)
-    cap = (cap_d < 1) & (V < p["side_len"])
+    cap_d = cv.dist(U, 0, -0.08, p.hair_volume, p.hair_volume * 1.05)
+    cap = (cap_d < 1) & (V < p.side_hair_length)
     np.multiply(U, U, out=cv.t2)
-    cv.t2 *= p["hair_k"]
-    cv.t2 += p["hairline"]
+    cv.t2 *= p.hairline_curve
+    cv.t2 += p.hairline
     cap &= (V < cv.t2) | ~head
-    bald_top = cv.ellipse(U, 0, -0.75, 0.7 * p["bald"] + 1e-3, 0.45 * p["bald"] + 1e-3)
+    bald_top = cv.ellipse(U, 0, -0.75, 0.7 * p.baldness + 1e-3, 0.45 * p.baldness + 1e-3)
     cap &= ~bald_top
-    cv.blend(cap, hair, p["hair_alpha"])
+    cv.blend(cap, hair, p.hair_opacity)
 
     # glasses, sunglasses, hat, face mask
     gl = cv.dist(A, ex, ey, erx * 1.45, erx * 1.1 * hw_f / hh_f)
     ring = (gl < 1) & (gl > 0.72)
     bridge = (A < ex - erx * 1.2) & (np.abs(V - ey + 0.03) < th)
-    cv.blend(ring | bridge, cv.col("frame"), p["glasses"])
+    cv.blend(ring | bridge, _rgb(p.frame_colour), p.glasses)
     sun_col = [np.float32(0.06), np.float32(0.07), np.float32(0.1)]
-    cv.blend((gl < 1) | bridge, sun_col, p["sunglasses"])
+    cv.blend((gl < 1) | bridge, sun_col, p.sunglasses)
     hat_line = ey - 0.5
     hat_m = ((cv.dist(U, 0, -0.1, 1.18, 1.15) < 1) & (V < hat_line)) | (
         (np.abs(V - hat_line) < 0.06) & (A < 1.32)
     )
-    cv.blend(hat_m, cv.col("hatc"), p["hat"])
+    cv.blend(hat_m, _rgb(p.hat_colour), p.hat)
     mask_m = (A < 0.98) & (V > nose_y - 0.1) & (cv.dist(U, 0, 0.1, 1.0, 0.9) < 1)
-    cv.blend(mask_m, cv.col("maskc"), p["face_mask"])
+    cv.blend(mask_m, _rgb(p.mask_colour), p.face_mask)
 
     # anti-alias: average-pool to the output size (explicit sums in a fixed order)
     blocks = cv.img.reshape(3, cv.B, size, ss, size, ss)
@@ -632,17 +734,17 @@ def _render(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     return out.transpose(1, 0, 2, 3)
 
 
-def _finish(img: np.ndarray, p: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
+def _finish(img: np.ndarray, p: _FaceParams, noise: np.ndarray) -> np.ndarray:
     """Lighting, greyscale, noise; float [B, 3, S, S] in 0..1 -> uint8."""
     B, _, S, _ = img.shape
     coords = ((np.arange(S, dtype=np.float32) + 0.5) / S * 2 - 1).astype(np.float32)
-    grad = 1 + p["lgx"][:, :, None] * coords[None, None, :] + p["lgy"][:, :, None] * coords[None, :, None]
-    light = np.stack([p[f"light{c}"] for c in range(3)], axis=1)[:, :, :, None]  # [B, 3, 1, 1]
+    grad = 1 + p.light_gradient_x[:, :, None] * coords[None, None, :] + p.light_gradient_y[:, :, None] * coords[None, :, None]
+    light = p.light.transpose(0, 2, 1)[:, :, :, None]  # [B, 3, 1, 1]
     img = img * grad[:, None] * light
-    g = p["greyscale"][:, :, None, None]
+    g = p.greyscale[:, :, None, None]
     lum = img[:, 0:1] * 0.3 + img[:, 1:2] * 0.59 + img[:, 2:3] * 0.11
     img = img + g * (lum - img)
-    img = img * np.float32(255) + noise * p["noise"][:, :, None, None]
+    img = img * np.float32(255) + noise * p.noise_amplitude[:, :, None, None]
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
@@ -652,14 +754,14 @@ def generate_synthetic(cfg: DatasetConfig) -> FaceDataset:
     Images are ordered person by person (person_id 0, 1, ...); image_id is
     the running index.
     """
-    persons, params = _draw(cfg)
+    persons, params, noise_seed = _draw(cfg)
     size = cfg.image_size
     m = int(persons.num_images.sum())
     images = np.empty((m, 3, size, size), dtype=np.uint8)
-    noise_rng = np.random.Generator(np.random.PCG64(int(params.pop("_noise_seed")[0])))
+    noise_rng = np.random.Generator(np.random.PCG64(noise_seed))
     for start in range(0, m, _CHUNK):
         stop = min(m, start + _CHUNK)
-        p = {k: v[start:stop, None] for k, v in params.items()}
+        p = params.rows(start, stop)
         img = _render(p, size)
         # triangular noise in [-1, 1] from uniforms (no transcendental functions)
         u = noise_rng.random((2, stop - start, 3, size, size), dtype=np.float32)
