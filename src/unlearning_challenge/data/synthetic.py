@@ -248,275 +248,466 @@ class _FaceParams:
         return _FaceParams(**{f.name: getattr(self, f.name)[start:stop, None] for f in fields(self)})
 
 
+# Colour palettes (RGB in 0..1).
+_SKIN_TONES = np.array(
+    [[0.99, 0.87, 0.76], [0.93, 0.76, 0.62], [0.80, 0.58, 0.43], [0.58, 0.38, 0.25], [0.38, 0.25, 0.17]]
+)  # light to dark
+_HAIR_COLOURS = np.array(
+    [
+        [0.06, 0.05, 0.05],  # black
+        [0.20, 0.12, 0.07],  # dark brown
+        [0.38, 0.24, 0.13],  # brown
+        [0.58, 0.42, 0.25],  # light brown
+        [0.85, 0.72, 0.45],  # blond
+        [0.62, 0.26, 0.10],  # red
+    ]
+)
+_DYED_HAIR_COLOURS = np.array(
+    [[0.15, 0.35, 0.95], [0.95, 0.25, 0.65], [0.2, 0.8, 0.35], [0.55, 0.2, 0.85], [1.0, 0.5, 0.05]]
+)
+_EYE_COLOURS = np.array(
+    [[0.25, 0.14, 0.06], [0.12, 0.08, 0.05], [0.25, 0.45, 0.75], [0.3, 0.5, 0.3], [0.45, 0.45, 0.5]]
+)  # two dark, then light
+
+
+@dataclass(frozen=True)
+class _AgeStages:
+    """How far each of ``n`` faces is into each stage of life, in 0..1 ``[n]``."""
+
+    childhood: np.ndarray  # 1 at birth, 0 from 20
+    babyhood: np.ndarray  # 1 at birth, 0 from 3
+    maturity: np.ndarray  # 0 until 14, 1 from 30
+    ageing: np.ndarray  # 0 until 25, 1 at 90
+    elderliness: np.ndarray  # 0 until 60, 1 at 90
+
+    @classmethod
+    def at(cls, age: np.ndarray) -> "_AgeStages":
+        """The stages of faces that look ``age`` (float years ``[n]``)."""
+        return cls(
+            childhood=np.clip((20.0 - age) / 20.0, 0, 1),
+            babyhood=np.clip((3.0 - age) / 3.0, 0, 1),
+            maturity=np.clip((age - 14.0) / 16.0, 0, 1),
+            ageing=np.clip((age - 25.0) / 65.0, 0, 1),
+            elderliness=np.clip((age - 60.0) / 30.0, 0, 1),
+        )
+
+
+@dataclass(frozen=True)
+class _Colours:
+    """Each person's colours: RGB ``[n, 3]`` in 0..1."""
+
+    skin: np.ndarray
+    hair: np.ndarray
+    brow: np.ndarray
+    iris: np.ndarray
+    lip: np.ndarray
+    clothes: np.ndarray
+    background: np.ndarray
+    cast: np.ndarray  # a factor per channel on every photo: 1 but for the colour-atypical
+    greyscale: np.ndarray  # bool [n]: greyscale photos
+
+
+@dataclass(frozen=True)
+class _FaceShape:
+    """Each person's head and features ``[n]``: head units, but for the head's own size."""
+
+    head_half_width: np.ndarray  # frame units, before each image's scale
+    head_aspect: np.ndarray  # half-height / half-width
+    chin_taper: np.ndarray
+    eye_y: np.ndarray
+    eye_x: np.ndarray
+    eye_half_width: np.ndarray
+    eye_aspect: np.ndarray  # half-height / half-width of an open eye
+    iris_radius: np.ndarray  # fraction of eye_half_width
+    brow_thickness: np.ndarray
+    nose_length: np.ndarray
+    mouth_half_width: np.ndarray
+    lip_thickness: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Hair:
+    """Each person's hair ``[n]``, in head units (see :class:`_FaceParams`)."""
+
+    volume: np.ndarray
+    hairline: np.ndarray
+    hairline_curve: np.ndarray
+    opacity: np.ndarray
+    side_length: np.ndarray
+    long_length: np.ndarray
+    baldness: np.ndarray
+
+
+@dataclass(frozen=True)
+class _AgeMarks:
+    """How dark each person's age marks are, in 0..1 ``[n]``."""
+
+    forehead_lines: np.ndarray  # [n, 3], top line last
+    crows_feet: np.ndarray
+    nasolabial_folds: np.ndarray
+    eye_bags: np.ndarray
+    marionette_lines: np.ndarray
+    age_spots: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What stays the same in every image of each of ``n`` persons."""
+
+    stages: _AgeStages
+    colours: _Colours
+    shape: _FaceShape
+    hair: _Hair
+    marks: _AgeMarks
+    age_spot_positions: np.ndarray  # [n, 3, 2] (u, v)
+    blush: np.ndarray  # [n]
+    acne: np.ndarray  # [n]
+    acne_spots: np.ndarray  # [n, 4, 2] (u, v)
+    beard: np.ndarray  # [n] density, 0: none
+    glasses: np.ndarray  # bool [n]
+    frame_colour: np.ndarray  # [n, 3]
+    sunglasses: np.ndarray  # bool [n], worn on most images
+    hat: np.ndarray  # bool [n], worn on most images
+    face_mask: np.ndarray  # bool [n], worn on most images
+
+
 def _draw(cfg: DatasetConfig) -> tuple[SyntheticPersons, _FaceParams, int]:
-    """The persons, what each image is drawn with, and the seed of the pixel noise."""
+    """The persons, what each image is drawn with, and the seed of the pixel noise, all from ``cfg.seed``."""
     check_synthetic_config(cfg)
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
-    n = cfg.num_persons
-    G = NUM_AGE_GROUPS
-
-    # --- who: ages, labels, hard cases ---------------------------------
-    true_group = rng.permutation(np.repeat(np.arange(G), _group_counts(n))).astype(np.int64)
-    true_age = _ages_in_group(rng, true_group)
-    app_age = true_age + rng.random(n)  # continuous appearance age
-
-    n_atyp = int(round(cfg.atypical_fraction * n))
-    kind = np.zeros(n, dtype=np.int64)
-    atyp_idx = rng.choice(n, size=n_atyp, replace=False)
-    kind[atyp_idx] = rng.integers(1, len(ATYPICAL_KINDS), size=n_atyp)
-    sub = rng.random(n)  # variant within the atypical kind
-    other_group = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        choices = [g for g in range(G) if abs(g - true_group[i]) >= 2]
-        other_group[i] = choices[int(rng.integers(len(choices)))]
-    other_age = _ages_in_group(rng, other_group) + rng.random(n)
-    is_look = kind == 1
-    premature_grey = is_look & (sub < 0.35) & (true_age >= 12) & (true_age < 45)
-    looks_other_age = is_look & ~premature_grey
-    app_age = np.where(looks_other_age, other_age, app_age)
-
-    n_flip = int(round(cfg.label_noise * n))
-    flipped = np.zeros(n, dtype=bool)
-    flip_idx = rng.choice(n, size=n_flip, replace=False)
-    flipped[flip_idx] = True
-    rec_group = true_group.copy()
-    for i in np.sort(flip_idx):
-        g = int(true_group[i])
-        if rng.random() < 0.7:
-            neighbours = [h for h in (g - 1, g + 1) if 0 <= h < G]
-            rec_group[i] = neighbours[int(rng.integers(len(neighbours)))]
-        else:
-            others = [h for h in range(G) if h != g]
-            rec_group[i] = others[int(rng.integers(len(others)))]
-    rec_age = np.where(flipped, _ages_in_group(rng, rec_group), true_age).astype(np.int64)
-
-    num_images = rng.integers(cfg.min_images_per_person, cfg.max_images_per_person + 1, size=n).astype(np.int64)
-
-    persons = SyntheticPersons(
-        person_id=np.arange(n, dtype=np.int64),
-        age=rec_age,
-        age_group=rec_group,
-        true_age=true_age,
-        true_group=true_group,
-        appearance_age=app_age,
-        atypical_kind=kind,
-        label_flipped=flipped,
-        num_images=num_images,
-    )
-
-    # --- identity traits (per person) ------------------------------------
-    A = app_age
-    child = np.clip((20.0 - A) / 20.0, 0, 1)  # 1 at birth, 0 from 20
-    baby = np.clip((3.0 - A) / 3.0, 0, 1)
-    mature = np.clip((A - 14.0) / 16.0, 0, 1)  # 0 until 14, 1 from 30
-    old = np.clip((A - 25.0) / 65.0, 0, 1)  # 0 until 25, 1 at 90
-    elderly = np.clip((A - 60.0) / 30.0, 0, 1)  # 0 until 60, 1 at 90
-    male = rng.random(n) < 0.5
-
-    skin_tones = np.array(
-        [[0.99, 0.87, 0.76], [0.93, 0.76, 0.62], [0.80, 0.58, 0.43], [0.58, 0.38, 0.25], [0.38, 0.25, 0.17]]
-    )
-    t = rng.beta(1.6, 1.8, n) * (len(skin_tones) - 1)
-    t0 = np.floor(t).astype(int).clip(0, len(skin_tones) - 2)
-    skin = skin_tones[t0] + (t - t0)[:, None] * (skin_tones[t0 + 1] - skin_tones[t0])
-    skin = skin * (1 + 0.04 * rng.standard_normal((n, 3)))
-    # older skin: paler, less saturated
-    grey_skin = skin.mean(axis=1, keepdims=True)
-    skin = skin + 0.55 * old[:, None] * (grey_skin - skin)
-    skin = skin * (1 - 0.1 * old[:, None]) + 0.06 * old[:, None]
-    darkness = t / (len(skin_tones) - 1)
-
-    hair_palette = np.array(
-        [
-            [0.06, 0.05, 0.05],  # black
-            [0.20, 0.12, 0.07],  # dark brown
-            [0.38, 0.24, 0.13],  # brown
-            [0.58, 0.42, 0.25],  # light brown
-            [0.85, 0.72, 0.45],  # blond
-            [0.62, 0.26, 0.10],  # red
-        ]
-    )
-    light_hair_p = np.clip(0.9 - 1.3 * darkness, 0.05, 0.9)
-    h = np.where(rng.random(n) < light_hair_p, rng.integers(2, 6, n), rng.integers(0, 2, n))
-    hair = hair_palette[h] * (1 + 0.08 * rng.standard_normal((n, 3)))
-    hair = hair + baby[:, None] * 0.3 * (skin * 0.8 - hair)  # babies: fine, light hair
-    onset = np.clip(rng.normal(45, 5, n), 32, 60)
-    onset = np.where(premature_grey, np.clip(true_age - 12.0, 8, 30), onset)
-    grey = np.clip((A - onset) / 22.0, 0, 1)
-    # grey at first, whiter with the years
-    grey_col = (rng.uniform(0.6, 0.7, n) + 0.27 * np.clip((A - 45) / 40, 0, 1))[:, None] * np.array([1.0, 1.0, 1.02])
-    hair = hair + grey[:, None] * (grey_col - hair)
-    brow = hair * 0.85
-
-    colour_kind = kind == 2
-    dyed = colour_kind & (sub < 0.45)
-    wild = np.array([[0.15, 0.35, 0.95], [0.95, 0.25, 0.65], [0.2, 0.8, 0.35], [0.55, 0.2, 0.85], [1.0, 0.5, 0.05]])
-    hair = np.where(dyed[:, None], wild[rng.integers(0, len(wild), n)], hair)
-    cast_person = np.where(
-        (colour_kind & (sub >= 0.45) & (sub < 0.8))[:, None],
-        rng.uniform(0.55, 1.45, (n, 3)),
-        1.0,
-    )
-    greyscale = colour_kind & (sub >= 0.8)
-
-    occl = kind == 3
-    sunglasses = occl & (sub < 0.34)
-    hat = occl & (sub >= 0.34) & (sub < 0.67)
-    face_mask = occl & (sub >= 0.67)
-
-    eye_palette = np.array(
-        [[0.25, 0.14, 0.06], [0.12, 0.08, 0.05], [0.25, 0.45, 0.75], [0.3, 0.5, 0.3], [0.45, 0.45, 0.5]]
-    )
-    eye_col = eye_palette[np.where(rng.random(n) < light_hair_p, rng.integers(2, 5, n), rng.integers(0, 2, n))]
-    bg = rng.uniform(0.25, 0.85, (n, 3))
-    bg = bg + 0.6 * (bg.mean(axis=1, keepdims=True) - bg)
-    cloth = rng.uniform(0.05, 0.9, (n, 3))
-    lip = skin * np.array([0.82, 0.55, 0.55]) + np.array([0.08, 0.0, 0.02])
-    lip = lip + 0.4 * old[:, None] * (skin * 0.8 - lip)
-
-    long_hair = np.where(rng.random(n) < np.where(male, 0.08, 0.7), rng.uniform(1.0, 1.6, n), 0.0)
-    long_hair = long_hair * (1 - baby)
-    bangs = rng.random(n) < 0.2
-    recede = np.where(male & (rng.random(n) < 0.5), rng.uniform(0.3, 1.0, n), 0.0) * np.clip((A - 22) / 38, 0, 1)
-    beard_p = np.where(male & (A >= 18), 0.2 + 0.3 * old, 0.0)
-    beard = np.where(rng.random(n) < beard_p, rng.uniform(0.35, 1.0, n), 0.0)
-    glasses = (rng.random(n) < 0.06 + 0.45 * np.clip((A - 38) / 40, 0, 1)) & ~sunglasses
-    frame_col = np.where(rng.random((n, 1)) < 0.5, np.array([0.08, 0.06, 0.05]), np.array([0.55, 0.5, 0.45]))
-    # age marks: each appears at its onset age (person jitter of a few years)
-    # and darkens over ``ramp`` years
-    shift = rng.normal(0, 3, n).clip(-7, 7)
-
-    def mark(onset: float, ramp: float, strength: float) -> np.ndarray:
-        return strength * np.clip((A - onset - shift) / ramp, 0, 1)
-
-    marks = {
-        "fl0": mark(27, 8, 0.65), "fl1": mark(36, 8, 0.65), "fl2": mark(46, 8, 0.65),
-        "crow": mark(33, 10, 0.55), "naso": mark(40, 10, 0.6), "bags": mark(47, 10, 0.55),
-        "mario": mark(55, 10, 0.55), "spots": mark(63, 12, 0.5),
-    }
-
-    hw = rng.uniform(0.51, 0.57, n) * (1 + 0.12 * child + 0.05 * old)
-    aspect = rng.uniform(1.22, 1.32, n) * (1 - 0.2 * child) * (1 + 0.04 * mature + 0.03 * old)
-    taper = rng.uniform(0.08, 0.18, n) * mature
-    ey = -0.04 + 0.2 * child + rng.uniform(-0.03, 0.03, n)
-    ex = rng.uniform(0.35, 0.41, n)
-    erx = rng.uniform(0.15, 0.18, n) * (1 + 0.5 * child)
-    eye_h = rng.uniform(0.5, 0.62, n) * (1 - 0.3 * old) * (1 + 0.2 * child)
-    iris_r = rng.uniform(0.55, 0.68, n) * (1 + 0.15 * child)
-    brow_th = rng.uniform(0.7, 1.2, n) * np.where(male, 1.25, 1.0) * (0.4 + 0.6 * mature)
-    nose_len = (0.36 - 0.14 * child + 0.07 * old) * rng.uniform(0.93, 1.07, n)
-    mouth_w = rng.uniform(0.23, 0.3, n) * (1 - 0.25 * child)
-    lip_th = rng.uniform(0.8, 1.2, n) * (1 - 0.4 * old) * np.where(male, 0.85, 1.0)
-    hair_vol = rng.uniform(1.06, 1.2, n) - 0.1 * elderly
-    hair_vol = hair_vol + (1.02 - hair_vol) * np.maximum(baby, np.clip((recede - 0.6) * 2.5, 0, 1))
-    hairline = rng.uniform(-0.62, -0.48, n) - 0.4 * recede - 0.15 * baby - 0.2 * elderly
-    hair_alpha = 1 - 0.55 * baby
-    side_len = np.where(male, rng.uniform(0.0, 0.25, n), rng.uniform(0.2, 0.6, n))
-    spot_pos = np.stack([rng.uniform(-0.6, 0.6, (n, 3)), rng.uniform(-0.65, 0.45, (n, 3))], axis=-1)
-    blush = 0.4 * child + np.where(~male & (A > 15), rng.uniform(0, 0.1, n), 0)
-    # teenage acne: red spots from about 12 to 20
-    acne = np.where(rng.random(n) < 0.8, rng.uniform(0.4, 0.75, n), 0.0) * np.clip(
-        np.minimum(A - 11.0, 21.0 - A) / 3.0, 0, 1
-    )
-    acne_pos = np.stack([rng.uniform(-0.65, 0.65, (n, 4)), rng.uniform(-0.45, 0.5, (n, 4))], axis=-1)
-
-    # --- per image: expand and add jitter ------------------------------
-    pi = np.repeat(np.arange(n), num_images)
-    m = len(pi)
-
-    def per(x: np.ndarray) -> np.ndarray:
-        return x[pi]
-
-    rot = rng.normal(0, 0.07, m).clip(-0.2, 0.2)
-    scale = rng.uniform(0.94, 1.06, m)
-    offset_x = rng.normal(0, 0.03, m).clip(-0.08, 0.08)
-    offset_y = 0.05 + rng.normal(0, 0.03, m).clip(-0.08, 0.08)
-    background = per(bg) * rng.uniform(0.9, 1.1, (m, 1)) + rng.normal(0, 0.03, (m, 3))
-    background_gradient = rng.uniform(-0.25, 0.25, m)
-    openness = rng.uniform(0.75, 1.1, m) * np.where(rng.random(m) < 0.05, 0.15, 1.0)
-    gaze = rng.normal(0, 0.25, m).clip(-0.4, 0.4)
-    brow_raise = rng.uniform(-0.02, 0.06, m)
-    mouth_half_width = per(mouth_w) * rng.uniform(0.92, 1.12, m)
-    smile = rng.uniform(-0.3, 1.0, m)
-    mouth_open = np.where(rng.random(m) < 0.25, rng.uniform(0.2, 0.7, m), 0.0)
-    occl_on = rng.random(m) < 0.85
-    hat_col = rng.uniform(0.05, 0.95, (n, 3))
-    mask_col = np.where(rng.random((n, 1)) < 0.6, np.array([0.62, 0.8, 0.9]), np.array([0.92, 0.92, 0.92]))
-    # lighting (applied after pooling)
-    bright = rng.uniform(0.85, 1.12, m)
-    cast = rng.uniform(0.96, 1.04, (m, 3)) * per(cast_person)
-    ang = rng.uniform(0, 2 * math.pi, m)
-    strength = rng.uniform(0.0, 0.2, m)
-    noise_amplitude = rng.uniform(1.5, 6.0, m)
-    params = _FaceParams(
-        rotation_cos=np.cos(rot),
-        rotation_sin=np.sin(rot),
-        offset_x=offset_x,
-        offset_y=offset_y,
-        head_half_width=per(hw) * scale,
-        head_half_height=per(hw * aspect) * scale,
-        chin_taper=per(taper),
-        skin_colour=per(skin),
-        hair_colour=per(hair),
-        brow_colour=per(brow),
-        iris_colour=per(eye_col),
-        lip_colour=per(lip),
-        clothes_colour=per(cloth),
-        frame_colour=per(frame_col),
-        hat_colour=per(hat_col),
-        mask_colour=per(mask_col),
-        background_colour=background,
-        background_gradient=background_gradient,
-        eye_y=per(ey),
-        eye_x=per(ex),
-        eye_half_width=per(erx),
-        eye_half_height=per(erx * eye_h) * openness,
-        iris_radius=per(iris_r),
-        gaze=gaze,
-        brow_thickness=per(brow_th),
-        brow_raise=brow_raise,
-        nose_length=per(nose_len),
-        mouth_half_width=mouth_half_width,
-        lip_thickness=per(lip_th),
-        smile=smile,
-        mouth_open=mouth_open,
-        childhood=per(child),
-        ageing=per(old),
-        blush=per(blush),
-        acne=per(acne),
-        acne_spots=per(acne_pos),
-        forehead_lines=per(np.stack([marks["fl0"], marks["fl1"], marks["fl2"]], axis=1)),
-        crows_feet=per(marks["crow"]),
-        eye_bags=per(marks["bags"]),
-        nasolabial_folds=per(marks["naso"]),
-        marionette_lines=per(marks["mario"]),
-        age_spots=per(marks["spots"]),
-        age_spot_positions=per(spot_pos),
-        hair_volume=per(hair_vol),
-        hairline=per(np.where(bangs, np.maximum(hairline, -0.42) + 0.06, hairline)),
-        hairline_curve=per(np.where(bangs, 0.35, 0.9)),
-        hair_opacity=per(hair_alpha),
-        side_hair_length=per(side_len),
-        long_hair_length=per(long_hair),
-        baldness=per(np.clip((recede - 0.55) * 2.5, 0, 1)),
-        beard=per(beard),
-        glasses=per(glasses.astype(float)),
-        sunglasses=(per(sunglasses) & occl_on).astype(float),
-        hat=(per(hat) & occl_on).astype(float),
-        face_mask=(per(face_mask) & occl_on).astype(float),
-        light=bright[:, None] * cast,
-        light_gradient_x=strength * np.cos(ang),
-        light_gradient_y=strength * np.sin(ang),
-        greyscale=per(greyscale.astype(float)),
-        noise_amplitude=noise_amplitude,
-    ).quantized()
+    persons, variant, premature_grey = _draw_persons(rng, cfg)
+    identity = _draw_identity(rng, persons, variant, premature_grey)
+    params = _draw_images(rng, identity, persons.num_images)
     noise_seed = int(rng.integers(0, 2**63, size=1, dtype=np.int64)[0])
     return persons, params, noise_seed
 
 
+# --- who: ages, labels, hard cases
+
+
+def _draw_persons(rng: np.random.Generator, cfg: DatasetConfig) -> tuple[SyntheticPersons, np.ndarray, np.ndarray]:
+    """The persons; the variant of each one's atypical kind (uniform in [0, 1) ``[n]``) and who greys
+    prematurely (bool ``[n]``)."""
+    n = cfg.num_persons
+    true_group = rng.permutation(np.repeat(np.arange(NUM_AGE_GROUPS), _group_counts(n))).astype(np.int64)
+    true_age = _ages_in_group(rng, true_group)
+    appearance_age = true_age + rng.random(n)  # continuous
+    kind, variant, other_age = _draw_atypical(rng, cfg.atypical_fraction, true_group)
+    looks_age = kind == ATYPICAL_KINDS.index("age_look")
+    premature_grey = looks_age & (variant < 0.35) & (true_age >= 12) & (true_age < 45)
+    appearance_age = np.where(looks_age & ~premature_grey, other_age, appearance_age)
+    flipped, recorded_group, recorded_age = _draw_label_noise(rng, cfg.label_noise, true_group, true_age)
+    num_images = rng.integers(cfg.min_images_per_person, cfg.max_images_per_person + 1, size=n).astype(np.int64)
+    persons = SyntheticPersons(
+        person_id=np.arange(n, dtype=np.int64),
+        age=recorded_age,
+        age_group=recorded_group,
+        true_age=true_age,
+        true_group=true_group,
+        appearance_age=appearance_age,
+        atypical_kind=kind,
+        label_flipped=flipped,
+        num_images=num_images,
+    )
+    return persons, variant, premature_grey
+
+
+def _draw_atypical(rng: np.random.Generator, fraction: float,
+                   true_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Who looks atypical: the kind (int64 index into ATYPICAL_KINDS ``[n]``), its variant (uniform in
+    [0, 1) ``[n]``) and an age at least two groups away from the true one (float years ``[n]``)."""
+    n = len(true_group)
+    count = int(round(fraction * n))
+    kind = np.zeros(n, dtype=np.int64)
+    atypical = rng.choice(n, size=count, replace=False)
+    kind[atypical] = rng.integers(1, len(ATYPICAL_KINDS), size=count)
+    variant = rng.random(n)
+    other_group = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        choices = [g for g in range(NUM_AGE_GROUPS) if abs(g - true_group[i]) >= 2]
+        other_group[i] = choices[int(rng.integers(len(choices)))]
+    other_age = _ages_in_group(rng, other_group) + rng.random(n)
+    return kind, variant, other_age
+
+
+def _draw_label_noise(rng: np.random.Generator, fraction: float, true_group: np.ndarray,
+                      true_age: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whose label is wrong (bool ``[n]``), and the recorded age group and age (int64 ``[n]``)."""
+    n = len(true_group)
+    flipped = np.zeros(n, dtype=bool)
+    chosen = rng.choice(n, size=int(round(fraction * n)), replace=False)
+    flipped[chosen] = True
+    recorded_group = true_group.copy()
+    for i in np.sort(chosen):
+        g = int(true_group[i])
+        if rng.random() < 0.7:
+            neighbours = [h for h in (g - 1, g + 1) if 0 <= h < NUM_AGE_GROUPS]
+            recorded_group[i] = neighbours[int(rng.integers(len(neighbours)))]
+        else:
+            others = [h for h in range(NUM_AGE_GROUPS) if h != g]
+            recorded_group[i] = others[int(rng.integers(len(others)))]
+    recorded_age = np.where(flipped, _ages_in_group(rng, recorded_group), true_age).astype(np.int64)
+    return flipped, recorded_group, recorded_age
+
+
+# --- identity traits (per person), drawn in this order
+
+
+def _draw_identity(rng: np.random.Generator, persons: SyntheticPersons, variant: np.ndarray,
+                   premature_grey: np.ndarray) -> _Identity:
+    """Each person's looks, at their appearance age."""
+    age = persons.appearance_age
+    n = len(age)
+    stages = _AgeStages.at(age)
+    male = rng.random(n) < 0.5
+    colour_atypical = persons.atypical_kind == ATYPICAL_KINDS.index("colour")
+    colours = _draw_colours(rng, age, stages, persons.true_age, premature_grey, colour_atypical, variant)
+    long_hair, bangs, recede = _draw_hair_style(rng, age, stages, male)
+    beard_chance = np.where(male & (age >= 18), 0.2 + 0.3 * stages.ageing, 0.0)
+    beard = np.where(rng.random(n) < beard_chance, rng.uniform(0.35, 1.0, n), 0.0)
+    occluded = persons.atypical_kind == ATYPICAL_KINDS.index("occlusion")
+    sunglasses = occluded & (variant < 0.34)
+    glasses = (rng.random(n) < 0.06 + 0.45 * np.clip((age - 38) / 40, 0, 1)) & ~sunglasses
+    frame_colour = np.where(rng.random((n, 1)) < 0.5, np.array([0.08, 0.06, 0.05]), np.array([0.55, 0.5, 0.45]))
+    marks = _draw_age_marks(rng, age)
+    shape = _draw_face_shape(rng, stages, male)
+    hair = _draw_hair(rng, stages, male, long_hair, bangs, recede)
+    age_spot_positions = np.stack([rng.uniform(-0.6, 0.6, (n, 3)), rng.uniform(-0.65, 0.45, (n, 3))], axis=-1)
+    blush = 0.4 * stages.childhood + np.where(~male & (age > 15), rng.uniform(0, 0.1, n), 0)
+    acne, acne_spots = _draw_acne(rng, age)
+    return _Identity(
+        stages=stages, colours=colours, shape=shape, hair=hair, marks=marks,
+        age_spot_positions=age_spot_positions, blush=blush, acne=acne, acne_spots=acne_spots, beard=beard,
+        glasses=glasses, frame_colour=frame_colour, sunglasses=sunglasses,
+        hat=occluded & (variant >= 0.34) & (variant < 0.67), face_mask=occluded & (variant >= 0.67),
+    )
+
+
+def _draw_colours(rng: np.random.Generator, age: np.ndarray, stages: _AgeStages, true_age: np.ndarray,
+                  premature_grey: np.ndarray, colour_atypical: np.ndarray, variant: np.ndarray) -> _Colours:
+    """Skin (paler with age), hair (greying, or dyed), eyes, background, clothes, lips, colour cast."""
+    n = len(age)
+    old = stages.ageing[:, None]
+    t = rng.beta(1.6, 1.8, n) * (len(_SKIN_TONES) - 1)
+    t0 = np.floor(t).astype(int).clip(0, len(_SKIN_TONES) - 2)
+    skin = _SKIN_TONES[t0] + (t - t0)[:, None] * (_SKIN_TONES[t0 + 1] - _SKIN_TONES[t0])
+    skin = skin * (1 + 0.04 * rng.standard_normal((n, 3)))
+    # older skin: paler, less saturated
+    grey_skin = skin.mean(axis=1, keepdims=True)
+    skin = skin + 0.55 * old * (grey_skin - skin)
+    skin = skin * (1 - 0.1 * old) + 0.06 * old
+    darkness = t / (len(_SKIN_TONES) - 1)
+
+    light_chance = np.clip(0.9 - 1.3 * darkness, 0.05, 0.9)  # light hair and eyes
+    h = np.where(rng.random(n) < light_chance, rng.integers(2, 6, n), rng.integers(0, 2, n))
+    hair = _HAIR_COLOURS[h] * (1 + 0.08 * rng.standard_normal((n, 3)))
+    hair = hair + stages.babyhood[:, None] * 0.3 * (skin * 0.8 - hair)  # babies: fine, light hair
+    onset = np.clip(rng.normal(45, 5, n), 32, 60)
+    onset = np.where(premature_grey, np.clip(true_age - 12.0, 8, 30), onset)
+    grey = np.clip((age - onset) / 22.0, 0, 1)
+    # grey at first, whiter with the years
+    whiteness = rng.uniform(0.6, 0.7, n) + 0.27 * np.clip((age - 45) / 40, 0, 1)
+    grey_colour = whiteness[:, None] * np.array([1.0, 1.0, 1.02])
+    hair = hair + grey[:, None] * (grey_colour - hair)
+    brow = hair * 0.85
+
+    dyed = colour_atypical & (variant < 0.45)
+    hair = np.where(dyed[:, None], _DYED_HAIR_COLOURS[rng.integers(0, len(_DYED_HAIR_COLOURS), n)], hair)
+    cast = np.where(
+        (colour_atypical & (variant >= 0.45) & (variant < 0.8))[:, None],
+        rng.uniform(0.55, 1.45, (n, 3)),
+        1.0,
+    )
+    iris = _EYE_COLOURS[np.where(rng.random(n) < light_chance, rng.integers(2, 5, n), rng.integers(0, 2, n))]
+    background = rng.uniform(0.25, 0.85, (n, 3))
+    background = background + 0.6 * (background.mean(axis=1, keepdims=True) - background)
+    clothes = rng.uniform(0.05, 0.9, (n, 3))
+    lip = skin * np.array([0.82, 0.55, 0.55]) + np.array([0.08, 0.0, 0.02])
+    lip = lip + 0.4 * old * (skin * 0.8 - lip)
+    return _Colours(skin=skin, hair=hair, brow=brow, iris=iris, lip=lip, clothes=clothes, background=background,
+                    cast=cast, greyscale=colour_atypical & (variant >= 0.8))
+
+
+def _draw_hair_style(rng: np.random.Generator, age: np.ndarray, stages: _AgeStages,
+                     male: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long hair's length (head units, 0: none), a fringe (bool), how far the hair recedes (0..1); each ``[n]``."""
+    n = len(age)
+    long_hair = np.where(rng.random(n) < np.where(male, 0.08, 0.7), rng.uniform(1.0, 1.6, n), 0.0)
+    long_hair = long_hair * (1 - stages.babyhood)
+    bangs = rng.random(n) < 0.2
+    recede = np.where(male & (rng.random(n) < 0.5), rng.uniform(0.3, 1.0, n), 0.0) * np.clip((age - 22) / 38, 0, 1)
+    return long_hair, bangs, recede
+
+
+def _draw_age_marks(rng: np.random.Generator, age: np.ndarray) -> _AgeMarks:
+    """Each mark appears at its onset age (a few years' jitter per person) and darkens over ``ramp`` years."""
+    shift = rng.normal(0, 3, len(age)).clip(-7, 7)
+
+    def mark(onset: float, ramp: float, strength: float) -> np.ndarray:
+        return strength * np.clip((age - onset - shift) / ramp, 0, 1)
+
+    return _AgeMarks(
+        forehead_lines=np.stack([mark(27, 8, 0.65), mark(36, 8, 0.65), mark(46, 8, 0.65)], axis=1),
+        crows_feet=mark(33, 10, 0.55),
+        nasolabial_folds=mark(40, 10, 0.6),
+        eye_bags=mark(47, 10, 0.55),
+        marionette_lines=mark(55, 10, 0.55),
+        age_spots=mark(63, 12, 0.5),
+    )
+
+
+def _draw_face_shape(rng: np.random.Generator, stages: _AgeStages, male: np.ndarray) -> _FaceShape:
+    """Children: rounder, relatively larger heads, eyes lower and larger, smaller noses and mouths."""
+    n = len(male)
+    child, mature, old = stages.childhood, stages.maturity, stages.ageing
+    return _FaceShape(
+        head_half_width=rng.uniform(0.51, 0.57, n) * (1 + 0.12 * child + 0.05 * old),
+        head_aspect=rng.uniform(1.22, 1.32, n) * (1 - 0.2 * child) * (1 + 0.04 * mature + 0.03 * old),
+        chin_taper=rng.uniform(0.08, 0.18, n) * mature,
+        eye_y=-0.04 + 0.2 * child + rng.uniform(-0.03, 0.03, n),
+        eye_x=rng.uniform(0.35, 0.41, n),
+        eye_half_width=rng.uniform(0.15, 0.18, n) * (1 + 0.5 * child),
+        eye_aspect=rng.uniform(0.5, 0.62, n) * (1 - 0.3 * old) * (1 + 0.2 * child),
+        iris_radius=rng.uniform(0.55, 0.68, n) * (1 + 0.15 * child),
+        brow_thickness=rng.uniform(0.7, 1.2, n) * np.where(male, 1.25, 1.0) * (0.4 + 0.6 * mature),
+        nose_length=(0.36 - 0.14 * child + 0.07 * old) * rng.uniform(0.93, 1.07, n),
+        mouth_half_width=rng.uniform(0.23, 0.3, n) * (1 - 0.25 * child),
+        lip_thickness=rng.uniform(0.8, 1.2, n) * (1 - 0.4 * old) * np.where(male, 0.85, 1.0),
+    )
+
+
+def _draw_hair(rng: np.random.Generator, stages: _AgeStages, male: np.ndarray, long_hair: np.ndarray,
+               bangs: np.ndarray, recede: np.ndarray) -> _Hair:
+    """The hair cap: thinner for babies and the elderly, its hairline higher as it recedes, a fringe lower."""
+    n = len(male)
+    baby = stages.babyhood
+    volume = rng.uniform(1.06, 1.2, n) - 0.1 * stages.elderliness
+    volume = volume + (1.02 - volume) * np.maximum(baby, np.clip((recede - 0.6) * 2.5, 0, 1))
+    hairline = rng.uniform(-0.62, -0.48, n) - 0.4 * recede - 0.15 * baby - 0.2 * stages.elderliness
+    side_length = np.where(male, rng.uniform(0.0, 0.25, n), rng.uniform(0.2, 0.6, n))
+    return _Hair(
+        volume=volume,
+        hairline=np.where(bangs, np.maximum(hairline, -0.42) + 0.06, hairline),
+        hairline_curve=np.where(bangs, 0.35, 0.9),
+        opacity=1 - 0.55 * baby,
+        side_length=side_length,
+        long_length=long_hair,
+        baldness=np.clip((recede - 0.55) * 2.5, 0, 1),
+    )
+
+
+def _draw_acne(rng: np.random.Generator, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Teenage acne from about 12 to 20: its strength ``[n]`` and four red spots (u, v) ``[n, 4, 2]``."""
+    n = len(age)
+    acne = np.where(rng.random(n) < 0.8, rng.uniform(0.4, 0.75, n), 0.0) * np.clip(
+        np.minimum(age - 11.0, 21.0 - age) / 3.0, 0, 1
+    )
+    spots = np.stack([rng.uniform(-0.65, 0.65, (n, 4)), rng.uniform(-0.45, 0.5, (n, 4))], axis=-1)
+    return acne, spots
+
+
+# --- per image: expand and add jitter
+
+
+def _draw_images(rng: np.random.Generator, person: _Identity, num_images: np.ndarray) -> _FaceParams:
+    """``num_images[i]`` images of person ``i``, person by person: pose, expression, occlusion, lighting, noise."""
+    n = len(num_images)
+    person_of_image = np.repeat(np.arange(n), num_images)
+    m = len(person_of_image)
+
+    def per(x: np.ndarray) -> np.ndarray:
+        return x[person_of_image]
+
+    colours, shape, hair, marks = person.colours, person.shape, person.hair, person.marks
+    rot = rng.normal(0, 0.07, m).clip(-0.2, 0.2)
+    scale = rng.uniform(0.94, 1.06, m)
+    offset_x = rng.normal(0, 0.03, m).clip(-0.08, 0.08)
+    offset_y = 0.05 + rng.normal(0, 0.03, m).clip(-0.08, 0.08)
+    background = per(colours.background) * rng.uniform(0.9, 1.1, (m, 1)) + rng.normal(0, 0.03, (m, 3))
+    background_gradient = rng.uniform(-0.25, 0.25, m)
+    openness = rng.uniform(0.75, 1.1, m) * np.where(rng.random(m) < 0.05, 0.15, 1.0)
+    gaze = rng.normal(0, 0.25, m).clip(-0.4, 0.4)
+    brow_raise = rng.uniform(-0.02, 0.06, m)
+    mouth_half_width = per(shape.mouth_half_width) * rng.uniform(0.92, 1.12, m)
+    smile = rng.uniform(-0.3, 1.0, m)
+    mouth_open = np.where(rng.random(m) < 0.25, rng.uniform(0.2, 0.7, m), 0.0)
+    occlusion_on = rng.random(m) < 0.85
+    hat_colour = rng.uniform(0.05, 0.95, (n, 3))
+    mask_colour = np.where(rng.random((n, 1)) < 0.6, np.array([0.62, 0.8, 0.9]), np.array([0.92, 0.92, 0.92]))
+    # lighting (applied after pooling)
+    brightness = rng.uniform(0.85, 1.12, m)
+    cast = rng.uniform(0.96, 1.04, (m, 3)) * per(colours.cast)
+    light_angle = rng.uniform(0, 2 * math.pi, m)
+    light_strength = rng.uniform(0.0, 0.2, m)
+    noise_amplitude = rng.uniform(1.5, 6.0, m)
+    return _FaceParams(
+        rotation_cos=np.cos(rot),
+        rotation_sin=np.sin(rot),
+        offset_x=offset_x,
+        offset_y=offset_y,
+        head_half_width=per(shape.head_half_width) * scale,
+        head_half_height=per(shape.head_half_width * shape.head_aspect) * scale,
+        chin_taper=per(shape.chin_taper),
+        skin_colour=per(colours.skin),
+        hair_colour=per(colours.hair),
+        brow_colour=per(colours.brow),
+        iris_colour=per(colours.iris),
+        lip_colour=per(colours.lip),
+        clothes_colour=per(colours.clothes),
+        frame_colour=per(person.frame_colour),
+        hat_colour=per(hat_colour),
+        mask_colour=per(mask_colour),
+        background_colour=background,
+        background_gradient=background_gradient,
+        eye_y=per(shape.eye_y),
+        eye_x=per(shape.eye_x),
+        eye_half_width=per(shape.eye_half_width),
+        eye_half_height=per(shape.eye_half_width * shape.eye_aspect) * openness,
+        iris_radius=per(shape.iris_radius),
+        gaze=gaze,
+        brow_thickness=per(shape.brow_thickness),
+        brow_raise=brow_raise,
+        nose_length=per(shape.nose_length),
+        mouth_half_width=mouth_half_width,
+        lip_thickness=per(shape.lip_thickness),
+        smile=smile,
+        mouth_open=mouth_open,
+        childhood=per(person.stages.childhood),
+        ageing=per(person.stages.ageing),
+        blush=per(person.blush),
+        acne=per(person.acne),
+        acne_spots=per(person.acne_spots),
+        forehead_lines=per(marks.forehead_lines),
+        crows_feet=per(marks.crows_feet),
+        eye_bags=per(marks.eye_bags),
+        nasolabial_folds=per(marks.nasolabial_folds),
+        marionette_lines=per(marks.marionette_lines),
+        age_spots=per(marks.age_spots),
+        age_spot_positions=per(person.age_spot_positions),
+        hair_volume=per(hair.volume),
+        hairline=per(hair.hairline),
+        hairline_curve=per(hair.hairline_curve),
+        hair_opacity=per(hair.opacity),
+        side_hair_length=per(hair.side_length),
+        long_hair_length=per(hair.long_length),
+        baldness=per(hair.baldness),
+        beard=per(person.beard),
+        glasses=per(person.glasses.astype(float)),
+        sunglasses=(per(person.sunglasses) & occlusion_on).astype(float),
+        hat=(per(person.hat) & occlusion_on).astype(float),
+        face_mask=(per(person.face_mask) & occlusion_on).astype(float),
+        light=brightness[:, None] * cast,
+        light_gradient_x=light_strength * np.cos(light_angle),
+        light_gradient_y=light_strength * np.sin(light_angle),
+        greyscale=per(colours.greyscale.astype(float)),
+        noise_amplitude=noise_amplitude,
+    ).quantized()
+
+
 def sample_persons(cfg: DatasetConfig) -> SyntheticPersons:
     """The persons (labels, true ages, hard cases) of ``generate_synthetic(cfg)``, without drawing images."""
-    return _draw(cfg)[0]
+    check_synthetic_config(cfg)
+    return _draw_persons(np.random.Generator(np.random.PCG64(cfg.seed)), cfg)[0]
 
 
 # ----------------------------------------------------------------------------
