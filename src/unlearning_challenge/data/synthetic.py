@@ -782,142 +782,200 @@ def _rgb(colour: np.ndarray) -> list[np.ndarray]:
     return [colour[..., c] for c in range(3)]
 
 
+def _colour(*rgb: float) -> list[np.float32]:
+    """A fixed colour, as float32 channels."""
+    return [np.float32(value) for value in rgb]
+
+
+@dataclass(frozen=True)
+class _Landmarks:
+    """Heights (``V``) several features are placed by, and a fine line's half thickness; each ``[B, 1]``."""
+
+    nose_y: np.ndarray  # the nostrils
+    mouth_y: np.ndarray  # the middle of the mouth
+    line: np.ndarray  # half thickness of a fine line (0.05 frame units), in V units
+
+    @classmethod
+    def of(cls, p: _FaceParams) -> "_Landmarks":
+        nose_y = p.eye_y + p.nose_length
+        return cls(nose_y=nose_y, mouth_y=nose_y + 0.22 - 0.05 * p.childhood, line=0.05 / p.head_half_height)
+
+
 def _render(p: _FaceParams, size: int) -> np.ndarray:
-    """Draw ``B`` faces: float32 ``[B, 3, size, size]`` in 0..1, before lighting and noise."""
+    """Draw ``B`` faces: float32 ``[B, 3, size, size]`` in 0..1, before lighting and noise.
+
+    Each face is drawn at ``ss`` times ``size`` (at least 64 pixels), back to
+    front, then average-pooled.
+    """
     ss = max(2, -(-64 // size))
-    res = size * ss
-    cv = _Canvas(p, res)
-    U, V, A = cv.U, cv.V, cv.A
-    one = np.float32(1)
-    hh_f = p.head_half_height  # frame units per V unit
-    hw_f = p.head_half_width
+    cv = _Canvas(p, size * ss)
+    at = _Landmarks.of(p)
+    _paint_background(cv, p)
+    _paint_body(cv, p)
+    head = _paint_head(cv, p)
+    _paint_cheeks(cv, p, at)
+    _paint_wrinkles(cv, p, at)
+    _paint_nose(cv, p, at)
+    _paint_beard(cv, p, at, head)
+    _paint_mouth(cv, p, at)
+    _paint_eyes(cv, p)
+    _paint_brows(cv, p)
+    _paint_hair(cv, p, head)
+    _paint_glasses_and_occlusions(cv, p, at)
+    return _pool(cv.img, size, ss)
 
-    # background with a vertical gradient
-    bgf = 1 + p.background_gradient * cv.Y
+
+def _paint_background(cv: _Canvas, p: _FaceParams) -> None:
+    """The background, with a vertical gradient."""
+    gradient = 1 + p.background_gradient * cv.Y
     for c, channel in enumerate(_rgb(p.background_colour)):
-        np.multiply(channel, bgf, out=cv.img[c])
+        np.multiply(channel, gradient, out=cv.img[c])
 
+
+def _paint_body(cv: _Canvas, p: _FaceParams) -> None:
+    """Clothes and long hair behind the head, then neck and ears."""
+    U, V, A = cv.U, cv.V, cv.A
     skin = _rgb(p.skin_colour)
-    hair = _rgb(p.hair_colour)
-
-    # clothes and long hair behind the head
     cv.paint(cv.ellipse(U, 0, 1.85, 1.9, 0.62), _rgb(p.clothes_colour))
-    long_m = (A < p.hair_volume * 0.98) & (V > 0) & (V < p.long_hair_length)
-    cv.blend(long_m, [h * 0.8 for h in hair], p.hair_opacity)
-    # neck and ears
+    long_hair = (A < p.hair_volume * 0.98) & (V > 0) & (V < p.long_hair_length)
+    cv.blend(long_hair, [h * 0.8 for h in _rgb(p.hair_colour)], p.hair_opacity)
     cv.paint((A < 0.4) & (V > 0.3) & (V < 1.6), [s * 0.82 for s in skin])
-    ear_y = p.eye_y + 0.12
-    cv.paint(cv.ellipse(A, 0.97, ear_y, 0.13, 0.2), [s * 0.9 for s in skin])
+    cv.paint(cv.ellipse(A, 0.97, p.eye_y + 0.12, 0.13, 0.2), [s * 0.9 for s in skin])
 
-    # head: egg shape, narrower at the chin
+
+def _paint_head(cv: _Canvas, p: _FaceParams) -> np.ndarray:
+    """The head: an egg shape, narrower at the chin, shaded towards its silhouette. Returns its mask ``[B, P]``."""
+    U, V = cv.U, cv.V
     np.multiply(V, p.chin_taper, out=cv.t1)
-    cv.t1 += one
+    cv.t1 += np.float32(1)
     cv.t1 *= U
     cv.t1 *= cv.t1
-    head_d = cv.t1 + V * V
-    head = head_d < 1
-    cv.paint(head, skin)
-    # shading towards the silhouette
-    rim = head & (head_d > 0.72)
+    head_distance = cv.t1 + V * V
+    head = head_distance < 1
+    cv.paint(head, _rgb(p.skin_colour))
+    rim = head & (head_distance > 0.72)
     cv.shade(rim, 0.07 + 0.2 * p.ageing)
+    return head
 
-    ey, ex, erx, ery = p.eye_y, p.eye_x, p.eye_half_width, p.eye_half_height
-    nose_y = ey + p.nose_length
-    mouth_y = nose_y + 0.22 - 0.05 * p.childhood
-    mw = p.mouth_half_width
-    th = 0.05 / hh_f  # half thickness of a fine line, in V units
 
-    # cheeks
-    blush_col = [np.float32(0.95), np.float32(0.45), np.float32(0.5)]
-    cv.blend(cv.ellipse(A, 0.52, nose_y + 0.03, 0.2, 0.12), blush_col, p.blush)
-    acne_col = [np.float32(0.78), np.float32(0.25), np.float32(0.25)]
+def _paint_cheeks(cv: _Canvas, p: _FaceParams, at: _Landmarks) -> None:
+    """Blush, and teenage acne."""
+    cv.blend(cv.ellipse(cv.A, 0.52, at.nose_y + 0.03, 0.2, 0.12), _colour(0.95, 0.45, 0.5), p.blush)
+    acne_colour = _colour(0.78, 0.25, 0.25)
     for k in range(4):
-        cv.blend(cv.ellipse(U, p.acne_spots[..., k, 0], p.acne_spots[..., k, 1], 0.07, 0.055), acne_col, p.acne)
+        spot = cv.ellipse(cv.U, p.acne_spots[..., k, 0], p.acne_spots[..., k, 1], 0.07, 0.055)
+        cv.blend(spot, acne_colour, p.acne)
 
-    # wrinkles: forehead lines, crow's feet, eye bags, nasolabial and marionette lines
+
+def _paint_wrinkles(cv: _Canvas, p: _FaceParams, at: _Landmarks) -> None:
+    """Forehead lines, crow's feet, eye bags, nasolabial and marionette lines, age spots."""
+    U, V, A = cv.U, cv.V, cv.A
+    ey, ex, erx, ery = p.eye_y, p.eye_x, p.eye_half_width, p.eye_half_height
+    mw, th = p.mouth_half_width, at.line
     for k in range(3):
-        fl = ey - 0.28 - k * 0.11
-        cv.shade(cv.line(fl, 0.12, 0, 0.42 - 0.05 * k, th), p.forehead_lines[..., k])
+        cv.shade(cv.line(ey - 0.28 - k * 0.11, 0.12, 0, 0.42 - 0.05 * k, th), p.forehead_lines[..., k])
     corner = ex + erx
     for slope in (-0.45, 0.0, 0.45):
         cv.shade(cv.line(ey - slope * corner, slope, corner + 0.02, corner + 0.16, th), p.crows_feet)
     bags = cv.dist(A, ex, ey + ery * 1.5, erx * 0.9, ery * 0.9)
     cv.shade((bags < 1) & (bags > 0.45) & (V > ey + ery * 1.5), p.eye_bags)
-    nl_slope = 0.25 / (mw + 0.05 - 0.16)
-    cv.shade(cv.line(nose_y - 0.06 - 0.16 * nl_slope, nl_slope, 0.16, mw + 0.05, th * 1.2), p.nasolabial_folds)
-    cv.shade(cv.line(mouth_y - (mw + 0.02) * 8.0, 8.0, mw + 0.02, mw + 0.05, th), p.marionette_lines)
+    fold_slope = 0.25 / (mw + 0.05 - 0.16)
+    cv.shade(cv.line(at.nose_y - 0.06 - 0.16 * fold_slope, fold_slope, 0.16, mw + 0.05, th * 1.2), p.nasolabial_folds)
+    cv.shade(cv.line(at.mouth_y - (mw + 0.02) * 8.0, 8.0, mw + 0.02, mw + 0.05, th), p.marionette_lines)
     for k in range(3):
-        cv.shade(cv.ellipse(U, p.age_spot_positions[..., k, 0], p.age_spot_positions[..., k, 1], 0.05, 0.04), p.age_spots)
+        spot = cv.ellipse(U, p.age_spot_positions[..., k, 0], p.age_spot_positions[..., k, 1], 0.05, 0.04)
+        cv.shade(spot, p.age_spots)
 
-    # nose: nostril shadow and a shaded side
-    cv.shade(cv.ellipse(U, 0, nose_y, 0.11 * (1 - 0.3 * p.childhood), 0.045), 0.22)
-    cv.shade((np.abs(U - 0.07) < 0.025) & (V > ey + 0.1) & (V < nose_y - 0.02), 0.1)
 
-    # beard / stubble
-    beard_m = head & (V > nose_y + 0.02) & ~cv.ellipse(U, 0, mouth_y, mw * 1.05, 0.09)
-    cv.blend(beard_m, [h * 0.9 for h in hair], p.beard)
+def _paint_nose(cv: _Canvas, p: _FaceParams, at: _Landmarks) -> None:
+    """A nostril shadow and a shaded side."""
+    U, V = cv.U, cv.V
+    cv.shade(cv.ellipse(U, 0, at.nose_y, 0.11 * (1 - 0.3 * p.childhood), 0.045), 0.22)
+    cv.shade((np.abs(U - 0.07) < 0.025) & (V > p.eye_y + 0.1) & (V < at.nose_y - 0.02), 0.1)
 
-    # mouth (a curved ellipse: smile), open mouth inside
+
+def _paint_beard(cv: _Canvas, p: _FaceParams, at: _Landmarks, head: np.ndarray) -> None:
+    """A beard or stubble below the nose, around the mouth."""
+    beard = head & (cv.V > at.nose_y + 0.02) & ~cv.ellipse(cv.U, 0, at.mouth_y, p.mouth_half_width * 1.05, 0.09)
+    cv.blend(beard, [h * 0.9 for h in _rgb(p.hair_colour)], p.beard)
+
+
+def _paint_mouth(cv: _Canvas, p: _FaceParams, at: _Landmarks) -> None:
+    """The lips (an ellipse bent by the smile), the open mouth inside, the line between the lips."""
+    U, V, mw = cv.U, cv.V, p.mouth_half_width
     np.multiply(U, U, out=cv.t2)
     cv.t2 *= (0.07 * p.smile) / (mw * mw)
-    mouth_c = mouth_y - cv.t2  # centre line of the mouth
+    centre = at.mouth_y - cv.t2  # the mouth's centre line
     lip_h = 0.045 * p.lip_thickness + 0.04 * p.mouth_open
-    lips = ((U / mw) ** 2 + ((V - mouth_c) / lip_h) ** 2) < 1
+    lips = ((U / mw) ** 2 + ((V - centre) / lip_h) ** 2) < 1
     cv.paint(lips, _rgb(p.lip_colour))
-    inner = ((U / (mw * 0.75)) ** 2 + ((V - mouth_c) / (lip_h * p.mouth_open * 0.75 + 1e-3)) ** 2) < 1
-    cv.paint(inner, [np.float32(0.25), np.float32(0.05), np.float32(0.07)])
-    cv.shade((np.abs(V - mouth_c) < th * 0.8) & (np.abs(U) < mw * 0.95), 0.35)
+    inner = ((U / (mw * 0.75)) ** 2 + ((V - centre) / (lip_h * p.mouth_open * 0.75 + 1e-3)) ** 2) < 1
+    cv.paint(inner, _colour(0.25, 0.05, 0.07))
+    cv.shade((np.abs(V - centre) < at.line * 0.8) & (np.abs(U) < mw * 0.95), 0.35)
 
-    # eyes: sclera, iris, pupil, upper lid
+
+def _paint_eyes(cv: _Canvas, p: _FaceParams) -> None:
+    """Sclera, iris, pupil, upper lid."""
+    U, V, A = cv.U, cv.V, cv.A
+    ey, ex, erx, ery = p.eye_y, p.eye_x, p.eye_half_width, p.eye_half_height
     sclera = cv.ellipse(A, ex, ey, erx, ery)
-    cv.paint(sclera, [np.float32(0.96), np.float32(0.95), np.float32(0.93)])
-    ir = erx * p.iris_radius
+    cv.paint(sclera, _colour(0.96, 0.95, 0.93))
+    iris_rx = erx * p.iris_radius
     # both eyes look the same way: |U| would mirror the gaze, so shift U first
     iris_x = np.abs(U - p.gaze * erx * 0.35)
-    iris_ry = ir * hw_f / hh_f
-    iris = sclera & cv.ellipse(iris_x, ex, ey, ir, iris_ry)
+    iris_ry = iris_rx * p.head_half_width / p.head_half_height  # round in the frame
+    iris = sclera & cv.ellipse(iris_x, ex, ey, iris_rx, iris_ry)
     cv.paint(iris, _rgb(p.iris_colour))
-    pupil = sclera & cv.ellipse(iris_x, ex, ey, ir * 0.45, iris_ry * 0.45)
-    cv.paint(pupil, [np.float32(0.03)] * 3)
+    pupil = sclera & cv.ellipse(iris_x, ex, ey, iris_rx * 0.45, iris_ry * 0.45)
+    cv.paint(pupil, _colour(0.03, 0.03, 0.03))
     lid = cv.dist(A, ex, ey, erx * 1.12, ery * 1.35 + 0.02)
     cv.shade((lid < 1) & ~sclera & (V < ey), 0.25 + 0.15 * p.ageing)
 
-    # eyebrows: arched bands
-    bx = A - ex
-    brow_c = ey - ery - 0.11 - p.brow_raise + 0.9 * bx * bx
-    brow_h = 0.03 * p.brow_thickness / (hh_f / 0.7)
-    brows = (np.abs(V - brow_c) < brow_h) & (np.abs(bx) < erx * 1.3)
+
+def _paint_brows(cv: _Canvas, p: _FaceParams) -> None:
+    """Eyebrows: arched bands, fainter on children."""
+    ex, erx = p.eye_x, p.eye_half_width
+    bx = cv.A - ex
+    centre = p.eye_y - p.eye_half_height - 0.11 - p.brow_raise + 0.9 * bx * bx
+    half_height = 0.03 * p.brow_thickness / (p.head_half_height / 0.7)
+    brows = (np.abs(cv.V - centre) < half_height) & (np.abs(bx) < erx * 1.3)
     cv.blend(brows, _rgb(p.brow_colour), 1 - 0.5 * (1 - p.brow_thickness.clip(0, 1)) * p.childhood)
 
-    # hair: cap over the head, hairline (with fringe), receding top
-    cap_d = cv.dist(U, 0, -0.08, p.hair_volume, p.hair_volume * 1.05)
-    cap = (cap_d < 1) & (V < p.side_hair_length)
+
+def _paint_hair(cv: _Canvas, p: _FaceParams, head: np.ndarray) -> None:
+    """A cap over the head, cut at the hairline (lower with a fringe) and at a receding top."""
+    U, V = cv.U, cv.V
+    cap_distance = cv.dist(U, 0, -0.08, p.hair_volume, p.hair_volume * 1.05)
+    cap = (cap_distance < 1) & (V < p.side_hair_length)
     np.multiply(U, U, out=cv.t2)
     cv.t2 *= p.hairline_curve
     cv.t2 += p.hairline
     cap &= (V < cv.t2) | ~head
     bald_top = cv.ellipse(U, 0, -0.75, 0.7 * p.baldness + 1e-3, 0.45 * p.baldness + 1e-3)
     cap &= ~bald_top
-    cv.blend(cap, hair, p.hair_opacity)
+    cv.blend(cap, _rgb(p.hair_colour), p.hair_opacity)
 
-    # glasses, sunglasses, hat, face mask
-    gl = cv.dist(A, ex, ey, erx * 1.45, erx * 1.1 * hw_f / hh_f)
-    ring = (gl < 1) & (gl > 0.72)
-    bridge = (A < ex - erx * 1.2) & (np.abs(V - ey + 0.03) < th)
+
+def _paint_glasses_and_occlusions(cv: _Canvas, p: _FaceParams, at: _Landmarks) -> None:
+    """Glasses, sunglasses, a hat, a face mask."""
+    U, V, A = cv.U, cv.V, cv.A
+    ey, ex, erx = p.eye_y, p.eye_x, p.eye_half_width
+    lens = cv.dist(A, ex, ey, erx * 1.45, erx * 1.1 * p.head_half_width / p.head_half_height)
+    ring = (lens < 1) & (lens > 0.72)
+    bridge = (A < ex - erx * 1.2) & (np.abs(V - ey + 0.03) < at.line)
     cv.blend(ring | bridge, _rgb(p.frame_colour), p.glasses)
-    sun_col = [np.float32(0.06), np.float32(0.07), np.float32(0.1)]
-    cv.blend((gl < 1) | bridge, sun_col, p.sunglasses)
-    hat_line = ey - 0.5
-    hat_m = ((cv.dist(U, 0, -0.1, 1.18, 1.15) < 1) & (V < hat_line)) | (
-        (np.abs(V - hat_line) < 0.06) & (A < 1.32)
-    )
-    cv.blend(hat_m, _rgb(p.hat_colour), p.hat)
-    mask_m = (A < 0.98) & (V > nose_y - 0.1) & (cv.dist(U, 0, 0.1, 1.0, 0.9) < 1)
-    cv.blend(mask_m, _rgb(p.mask_colour), p.face_mask)
+    cv.blend((lens < 1) | bridge, _colour(0.06, 0.07, 0.1), p.sunglasses)
+    brim_y = ey - 0.5
+    hat = ((cv.dist(U, 0, -0.1, 1.18, 1.15) < 1) & (V < brim_y)) | ((np.abs(V - brim_y) < 0.06) & (A < 1.32))
+    cv.blend(hat, _rgb(p.hat_colour), p.hat)
+    mask = (A < 0.98) & (V > at.nose_y - 0.1) & (cv.dist(U, 0, 0.1, 1.0, 0.9) < 1)
+    cv.blend(mask, _rgb(p.mask_colour), p.face_mask)
 
-    # anti-alias: average-pool to the output size (explicit sums in a fixed order)
-    blocks = cv.img.reshape(3, cv.B, size, ss, size, ss)
-    out = np.zeros((3, cv.B, size, size), dtype=np.float32)
+
+def _pool(img: np.ndarray, size: int, ss: int) -> np.ndarray:
+    """Anti-aliasing: ``[3, B, (size*ss)**2]`` average-pooled to ``[B, 3, size, size]`` (sums in a fixed order)."""
+    blocks = img.reshape(3, img.shape[1], size, ss, size, ss)
+    out = np.zeros((3, img.shape[1], size, size), dtype=np.float32)
     for i in range(ss):
         for j in range(ss):
             out += blocks[:, :, :, i, :, j]
