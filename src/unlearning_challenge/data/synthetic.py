@@ -48,6 +48,10 @@ Everything is drawn from ``numpy.random.Generator(PCG64(cfg.seed))``. Pixel
 work uses only additions, multiplications, divisions and comparisons on
 float32 (per-image parameters are first rounded to a 2**-20 grid), so the
 bytes do not depend on the CPU's vector instructions.
+
+The ``_draw_*`` functions draw at random, in a fixed order: the persons, each
+person's looks, then each image's parameters (:class:`_FaceParams`). The
+``_paint_*`` functions draw the faces from those parameters, back to front.
 """
 
 from __future__ import annotations
@@ -148,12 +152,13 @@ def _group_counts(n: int) -> np.ndarray:
 
 
 def _ages_in_group(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    """A whole age (int64) drawn uniformly in each of the age ``groups``."""
     lo = np.asarray(AGE_GROUP_EDGES)[groups]
     hi = np.where(groups == NUM_AGE_GROUPS - 1, MAX_SYNTHETIC_AGE, lo + 9)
     return rng.integers(lo, hi + 1).astype(np.int64)
 
 
-def _q(x: np.ndarray) -> np.ndarray:
+def _on_grid(x: np.ndarray) -> np.ndarray:
     """Round to a 2**-20 grid (so that last-bit differences of libm vanish), float32."""
     return (np.round(np.asarray(x, dtype=np.float64) * 1048576.0) / 1048576.0).astype(np.float32)
 
@@ -240,7 +245,7 @@ class _FaceParams:
 
     def quantized(self) -> "_FaceParams":
         """Every array rounded to the 2**-20 grid, as float32."""
-        return _FaceParams(**{f.name: _q(getattr(self, f.name)) for f in fields(self)})
+        return _FaceParams(**{f.name: _on_grid(getattr(self, f.name)) for f in fields(self)})
 
     def rows(self, start: int, stop: int) -> "_FaceParams":
         """Images ``start:stop`` (``B`` of them), each array with a pixel axis after the image axis:
@@ -715,11 +720,12 @@ def sample_persons(cfg: DatasetConfig) -> SyntheticPersons:
 
 
 class _Canvas:
-    """Float32 RGB canvases of ``B`` images in head-normalized coordinates.
+    """Float32 RGB canvases of ``B`` images of ``res x res = P`` pixels, in head-normalized coordinates.
 
-    ``U``/``V``: coordinates in units of the head's half-width/half-height,
+    ``U``/``V`` ``[B, P]``: coordinates in units of the head's half-width/half-height,
     head centre at (0, 0), V pointing down; ``A = |U|`` for left/right
-    symmetric features.
+    symmetric features; ``Y`` ``[1, P]``: the frame's vertical coordinate
+    (-1..1). ``img`` ``[3, B, P]``; ``t1`` and ``t2`` are scratch space.
     """
 
     def __init__(self, p: _FaceParams, res: int):
@@ -733,7 +739,6 @@ class _Canvas:
         self.V = (p.rotation_cos * dy - p.rotation_sin * dx) / p.head_half_height
         self.A = np.abs(self.U)
         self.Y = Y
-        self.B = B
         self.t1 = np.empty_like(self.U)
         self.t2 = np.empty_like(self.U)
         self.img = np.empty((3, B, res * res), dtype=np.float32)
@@ -984,15 +989,17 @@ def _pool(img: np.ndarray, size: int, ss: int) -> np.ndarray:
 
 
 def _finish(img: np.ndarray, p: _FaceParams, noise: np.ndarray) -> np.ndarray:
-    """Lighting, greyscale, noise; float [B, 3, S, S] in 0..1 -> uint8."""
-    B, _, S, _ = img.shape
-    coords = ((np.arange(S, dtype=np.float32) + 0.5) / S * 2 - 1).astype(np.float32)
-    grad = 1 + p.light_gradient_x[:, :, None] * coords[None, None, :] + p.light_gradient_y[:, :, None] * coords[None, :, None]
+    """Lighting, greyscale and noise: ``img`` float32 ``[B, 3, S, S]`` in 0..1 and ``noise``
+    ``[B, 3, S, S]`` in -1..1 (times each image's amplitude) -> uint8 ``[B, 3, S, S]``."""
+    size = img.shape[-1]
+    coords = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1).astype(np.float32)
+    gradient = (1 + p.light_gradient_x[:, :, None] * coords[None, None, :]
+                + p.light_gradient_y[:, :, None] * coords[None, :, None])  # [B, S, S]
     light = p.light.transpose(0, 2, 1)[:, :, :, None]  # [B, 3, 1, 1]
-    img = img * grad[:, None] * light
-    g = p.greyscale[:, :, None, None]
-    lum = img[:, 0:1] * 0.3 + img[:, 1:2] * 0.59 + img[:, 2:3] * 0.11
-    img = img + g * (lum - img)
+    img = img * gradient[:, None] * light
+    greyscale = p.greyscale[:, :, None, None]
+    luminance = img[:, 0:1] * 0.3 + img[:, 1:2] * 0.59 + img[:, 2:3] * 0.11
+    img = img + greyscale * (luminance - img)
     img = img * np.float32(255) + noise * p.noise_amplitude[:, :, None, None]
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
@@ -1013,13 +1020,13 @@ def generate_synthetic(cfg: DatasetConfig) -> FaceDataset:
         p = params.rows(start, stop)
         img = _render(p, size)
         # triangular noise in [-1, 1] from uniforms (no transcendental functions)
-        u = noise_rng.random((2, stop - start, 3, size, size), dtype=np.float32)
-        images[start:stop] = _finish(img, p, u[0] + u[1] - 1)
-    pid = np.repeat(persons.person_id, persons.num_images)
+        uniforms = noise_rng.random((2, stop - start, 3, size, size), dtype=np.float32)
+        images[start:stop] = _finish(img, p, uniforms[0] + uniforms[1] - 1)
+    person_of_image = np.repeat(persons.person_id, persons.num_images)
     return FaceDataset(
         images=images,
-        age_group=persons.age_group[pid].astype(np.int64),
-        age=persons.age[pid].astype(np.int64),
-        person_id=pid.astype(np.int64),
+        age_group=persons.age_group[person_of_image].astype(np.int64),
+        age=persons.age[person_of_image].astype(np.int64),
+        person_id=person_of_image.astype(np.int64),
         image_id=np.arange(m, dtype=np.int64),
     )
