@@ -201,13 +201,13 @@ class _FaceParams:
     eye_half_width: np.ndarray
     eye_half_height: np.ndarray
     iris_radius: np.ndarray  # fraction of eye_half_width
-    gaze: np.ndarray  # sideways shift of both irises, in 0.35 eye half-widths
+    gaze: np.ndarray  # both irises move sideways by gaze * 0.35 eye half-widths
     brow_thickness: np.ndarray  # 1: an adult's
     brow_raise: np.ndarray
     nose_length: np.ndarray  # from the eyes down to the nostrils
     mouth_half_width: np.ndarray
     lip_thickness: np.ndarray  # 1: an adult's
-    smile: np.ndarray  # curvature of the mouth; negative: down
+    smile: np.ndarray  # curvature of the mouth: positive, corners up
     mouth_open: np.ndarray
     # age cues
     childhood: np.ndarray  # 1 at birth, 0 from 20
