@@ -24,6 +24,7 @@ import yaml
 from unlearning_challenge import cli
 from unlearning_challenge.config import PhaseConfig, ReferenceConfig, dump_config, load_config
 from unlearning_challenge.platforms.build import build_bundles
+from unlearning_challenge.platforms.commands import codabench_variables, codalab_variables, metadata_argv
 from unlearning_challenge.platforms.competition import TimeLimitSettings, competition_from_dict, load_competition
 from unlearning_challenge.platforms.dialects import (
     CODALAB_COLUMN_KEYS,
@@ -466,45 +467,19 @@ def test_bad_metadata_commands_are_caught(command, problem):
     assert any(problem in p for p in problems), problems
 
 
-def _codalab_v1(command: str, step: str, run_dir: str) -> list[str]:
-    """CodaLab's worker (competitions-v1-compute-worker worker.py): plain replace, then split on ' '."""
-    replacements = {
-        "ingestion": [("$program", f"{run_dir}/ingestion_program"), ("$ingestion_program", f"{run_dir}/ingestion_program"),
-                      ("$submission_program", f"{run_dir}/program"), ("$predictions", f"{run_dir}/input/res"),
-                      ("$input", f"{run_dir}/input"), ("$output", f"{run_dir}/output"), ("$tmp", f"{run_dir}/temp")],
-        "scoring": [("$program", f"{run_dir}/program"), ("$predictions", f"{run_dir}/input/res"),
-                    ("$input", f"{run_dir}/input"), ("$output", f"{run_dir}/output"), ("$tmp", f"{run_dir}/temp")],
-    }[step]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return command.split(" ")
-
-
-def _codabench(command: str, kind: str) -> list[str]:
-    """Codabench's worker (compute_worker.py replace_legacy_metadata_command), then shlex-like split."""
-    replacements = [
-        ("$input", "/app/input_data" if kind == "ingestion" else "/app/input"), ("$output", "/app/output"),
-        ("$program", "/app/program"), ("$ingestion_program", "/app/program"), ("$hidden", "/app/input/ref"),
-        ("$shared", "/app/shared"), ("$submission_program", "/app/ingested_program"), ("$tmp", "/app/output"),
-    ]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return command.split()
-
-
 def test_commands_resolve_to_the_right_folders_on_both_platforms():
     ingestion = read_program_metadata(ROOT / "ingestion_program", "ingestion_program")["command"]
     scoring = read_program_metadata(ROOT / "scoring_program", "scoring_program")["command"]
-    run = "/tmp/codalab/tmpabc/run"
-    assert _codalab_v1(ingestion, "ingestion", run) == [
+    run, shared = "/tmp/codalab/tmpabc/run", "/tmp/codalab/tmpabc/tmpdef"
+    assert metadata_argv(ingestion, codalab_variables("ingestion", run, shared), "codalab") == [
         "python3", f"{run}/ingestion_program/ingestion.py", "--input", f"{run}/input",
         "--output", f"{run}/output", "--submission", f"{run}/program"]
-    assert _codabench(ingestion, "ingestion") == [
+    assert metadata_argv(ingestion, codabench_variables("ingestion", is_scoring=False), "codabench") == [
         "python3", "/app/program/ingestion.py", "--input", "/app/input_data",
         "--output", "/app/output", "--submission", "/app/ingested_program"]
-    assert _codalab_v1(scoring, "scoring", run) == [
+    assert metadata_argv(scoring, codalab_variables("scoring", run, shared), "codalab") == [
         "python3", f"{run}/program/score.py", "--input", f"{run}/input", "--output", f"{run}/output"]
-    assert _codabench(scoring, "scoring") == [
+    assert metadata_argv(scoring, codabench_variables("program", is_scoring=True), "codabench") == [
         "python3", "/app/program/score.py", "--input", "/app/input", "--output", "/app/output"]
 
 

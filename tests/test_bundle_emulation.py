@@ -17,7 +17,7 @@ layout of
   emulated by a temporary folder.
 
 The commands come from the programs' ``metadata`` with the platforms' own
-substitutions (see test_bundle.py), split on spaces, run without a shell.
+substitutions and splits (``unlearning_challenge.platforms.commands``), run without a shell.
 
 Always on: a tiny phase (conftest's ``tiny_phase``: N=3, 16x16 images) stands
 in for the Check phase in a copy of the root ``competition.yaml``, and the
@@ -60,10 +60,9 @@ import yaml
 
 from unlearning_challenge.artifacts import read_ingestion_manifest, read_input_manifest, read_reference_manifest
 from unlearning_challenge.platforms.build import BuildResult, build_bundles
+from unlearning_challenge.platforms.commands import codabench_variables, codalab_variables, metadata_argv, metadata_command
 from unlearning_challenge.platforms.competition import load_competition
 from unlearning_challenge.platforms.submission_zip import pack_submission
-
-from test_bundle import _codabench, _codalab_v1
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPETITION = ROOT / "competition.yaml"
@@ -92,8 +91,16 @@ def _unzip(data: bytes | Path, folder: Path) -> None:
         zf.extractall(folder)
 
 
-def _metadata_command(program_dir: Path) -> str:
-    return yaml.safe_load((program_dir / "metadata").read_text())["command"]
+def _codalab_argv(program_dir: Path, step: str, run: Path) -> list[str]:
+    """The program's command as CodaLab v1's worker runs it in ``run`` (its ``$shared`` beside it)."""
+    variables = codalab_variables(step, run, run.parent / "shared")
+    return metadata_argv(metadata_command(program_dir), variables, "codalab")
+
+
+def _codabench_argv(app: Path, kind: str) -> list[str]:
+    """The command of ``app/program`` as Codabench's worker runs it, its /app moved to ``app``."""
+    variables = codabench_variables(kind, is_scoring=kind == "program")
+    return _at(app, metadata_argv(metadata_command(app / "program"), variables, "codabench"))
 
 
 def _env(pythonpath: str | None = None) -> dict[str, str]:
@@ -186,7 +193,7 @@ def run_codalab(built: Built, where: str) -> Path:
     _unzip(built.submission, run / "program")
     _unzip(items["input_data"], run / "input")
     (run / "output").mkdir()
-    argv = _codalab_v1(_metadata_command(run / "ingestion_program"), "ingestion", str(run))
+    argv = _codalab_argv(run / "ingestion_program", "ingestion", run)
     # The worker passes the variable literally (docker -e), unexpanded.
     done = _run(argv, cwd=run, env=_env(pythonpath=f"$PYTHONPATH:{run / 'program'}"))
     assert done.returncode == 0, _log(done)
@@ -199,7 +206,7 @@ def run_codalab(built: Built, where: str) -> Path:
     _unzip(items["reference_data"], score_run / "input" / "ref")
     shutil.move(run / "output", score_run / "input" / "res")
     (score_run / "output").mkdir()
-    argv = _codalab_v1(_metadata_command(score_run / "program"), "scoring", str(score_run))
+    argv = _codalab_argv(score_run / "program", "scoring", score_run)
     done = _run(argv, cwd=score_run, env=_env())
     assert done.returncode == 0, _log(done)
     _assert_no_metadata(score_run / "output", "scoring")
@@ -215,7 +222,7 @@ def run_codabench(built: Built, where: str) -> Path:
     _unzip(built.submission, app / "ingested_program")
     _unzip(items["input_data"], app / "input_data")
     (app / "output").mkdir()
-    argv = _at(app, _codabench(_metadata_command(app / "program"), "ingestion"))
+    argv = _codabench_argv(app, "ingestion")
     done = _run(argv, cwd=app / "program", env=_env())
     assert done.returncode == 0, _log(done)
     _assert_no_metadata(app / "output", "ingestion")
@@ -225,7 +232,7 @@ def run_codabench(built: Built, where: str) -> Path:
     _unzip(items["reference_data"], score / "input" / "ref")
     shutil.move(app / "output", score / "input" / "res")
     (score / "output").mkdir()
-    argv = _at(score, _codabench(_metadata_command(score / "program"), "scoring"))
+    argv = _codabench_argv(score, "program")
     done = _run(argv, cwd=score / "program", env=_env())
     assert done.returncode == 0, _log(done)
     _assert_no_metadata(score / "output", "scoring")
@@ -242,9 +249,9 @@ def score_without_ingestion_output(built: Built, platform: str) -> tuple[subproc
     (base / "output").mkdir()
     if platform == "codalab":
         (base / "input" / "res" / "metadata").write_text("elapsedTime: 1.0\nexitCode: 1\n")  # all the worker left
-        argv = _codalab_v1(_metadata_command(base / "program"), "scoring", str(base))
+        argv = _codalab_argv(base / "program", "scoring", base)
         return _run(argv, cwd=base, env=_env()), base / "output"
-    argv = _at(base, _codabench(_metadata_command(base / "program"), "scoring"))
+    argv = _codabench_argv(base, "program")
     return _run(argv, cwd=base / "program", env=_env()), base / "output"
 
 

@@ -16,6 +16,9 @@ import pytest
 
 from unlearning_challenge.artifacts import FORMAT_VERSION, INGESTION_FORMAT
 
+from unlearning_challenge.platforms.commands import (
+    codabench_variables, codalab_variables, metadata_argv, metadata_command,
+)
 from unlearning_challenge.platforms.docker_image import (
     DockerImageError,
     ImageBuild,
@@ -28,11 +31,8 @@ from unlearning_challenge.platforms.docker_image import (
 from unlearning_challenge.platforms.docker_rehearse import (
     RehearsalError,
     StepResult,
-    codabench_argv,
-    codalab_argv,
     confinement_summary,
     judge,
-    metadata_command,
     rehearse,
     report,
 )
@@ -42,25 +42,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_codabench_argv_is_the_workers_substitution():
     command = metadata_command(ROOT / "ingestion_program")
-    assert codabench_argv(command, "ingestion", is_scoring=False) == [
+    assert metadata_argv(command, codabench_variables("ingestion", is_scoring=False), "codabench") == [
         "python3", "/app/program/ingestion.py", "--input", "/app/input_data", "--output", "/app/output",
         "--submission", "/app/ingested_program"]
     command = metadata_command(ROOT / "scoring_program")
-    assert codabench_argv(command, "program", is_scoring=True) == [
+    assert metadata_argv(command, codabench_variables("program", is_scoring=True), "codabench") == [
         "python3", "/app/program/score.py", "--input", "/app/input", "--output", "/app/output"]
 
 
 def test_codalab_argv_is_the_workers_substitution(tmp_path):
     run, shared = tmp_path / "run", tmp_path / "shared"
     command = metadata_command(ROOT / "ingestion_program")
-    assert codalab_argv(command, "ingestion", run, shared) == [
+    assert metadata_argv(command, codalab_variables("ingestion", run, shared), "codalab") == [
         "python3", f"{run}/ingestion_program/ingestion.py", "--input", f"{run}/input", "--output", f"{run}/output",
         "--submission", f"{run}/program"]
     command = metadata_command(ROOT / "scoring_program")
-    assert codalab_argv(command, "scoring", run, shared) == [
+    assert metadata_argv(command, codalab_variables("scoring", run, shared), "codalab") == [
         "python3", f"{run}/program/score.py", "--input", f"{run}/input", "--output", f"{run}/output"]
     # split(' '), not shlex: a doubled space is an empty argument, as on the platform.
-    assert codalab_argv("python3  x", "scoring", run, shared) == ["python3", "", "x"]
+    assert metadata_argv("python3  x", codalab_variables("scoring", run, shared), "codalab") == ["python3", "", "x"]
+
+
+def test_the_variables_are_replaced_in_the_workers_order():
+    # Plain text, in order: a value that holds a later variable is replaced again, as on the platforms.
+    assert metadata_argv("a $x b", {"$x": "$y", "$y": "z"}, "codabench") == ["a", "z", "b"]
+    assert metadata_argv("a $x b", {"$y": "z", "$x": "$y"}, "codalab") == ["a", "$y", "b"]
+    with pytest.raises(ValueError, match="unknown platform 'kaggle': choose one of codabench, codalab"):
+        metadata_argv("a", {}, "kaggle")
 
 
 def _repo_copy(tmp_path: Path) -> Path:

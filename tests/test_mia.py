@@ -28,8 +28,8 @@ from unlearning_challenge.scoring.mia import (
 )
 from unlearning_challenge.quick_check import summary_lines
 from unlearning_challenge.scoring.report import detailed_results_html
-from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
-from unlearning_challenge.scoring.result import ScoreResult, scores_txt
+from unlearning_challenge.scoring.program import add_statistics, compute_scores
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 
 
 def test_simple_mia_runs_the_kits_cross_validation():

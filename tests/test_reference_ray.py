@@ -21,8 +21,9 @@ import torch
 
 from conftest import ROOT, run_module, tiny_config
 from unlearning_challenge.config import dump_config
-from unlearning_challenge.reference.generate import WorkFolder, generate_reference, prepare_data
+from unlearning_challenge.reference.generate import generate_reference, prepare_data
 from unlearning_challenge.reference.ray_tasks import ClusterError, RaySettings, check_request, ray_cluster, runtime_env
+from unlearning_challenge.reference.work import WorkFolder
 
 # One torch thread in both backends: CPU training results depend on the thread count.
 _TINY = tiny_config(num_models=2)

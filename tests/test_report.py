@@ -13,8 +13,8 @@ import pytest
 from unlearning_challenge.scoring import statistics
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest, RunRecord
 from unlearning_challenge.scoring.report import detailed_results_html
-from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
-from unlearning_challenge.scoring.result import ScoreResult
+from unlearning_challenge.scoring.program import add_statistics, compute_scores
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>"

@@ -10,7 +10,8 @@ import pytest
 
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.metric import final_score, forget_quality
-from unlearning_challenge.scoring.program import ScoringInputs, add_statistics, compute_scores
+from unlearning_challenge.scoring.program import add_statistics, compute_scores
+from unlearning_challenge.scoring.result import ScoringInputs
 from unlearning_challenge.scoring.statistics import (
     MAX_RESAMPLES,
     MIN_RESAMPLES,

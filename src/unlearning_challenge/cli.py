@@ -14,8 +14,9 @@ from unlearning_challenge import __version__
 def _reference(args: argparse.Namespace) -> int:
     from unlearning_challenge.config import load_config
     from unlearning_challenge.reference.models import pick_device
-    from unlearning_challenge.reference.generate import assemble, generate_reference, parse_shard, WorkFolder
+    from unlearning_challenge.reference.generate import assemble, generate_reference, parse_shard
     from unlearning_challenge.reference.ray_tasks import RaySettings
+    from unlearning_challenge.reference.work import WorkFolder
 
     config = load_config(args.config)
     work = args.work or Path("work") / config.name

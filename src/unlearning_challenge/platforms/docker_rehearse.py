@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -41,8 +40,10 @@ from pathlib import Path
 import yaml
 
 from unlearning_challenge.artifacts import INGESTION_MANIFEST, ArtifactError, IngestionManifest, read_ingestion_manifest
+from unlearning_challenge.platforms.commands import (
+    PLATFORMS, codabench_variables, codalab_variables, metadata_argv, metadata_command,
+)
 
-PLATFORMS = ("codabench", "codalab")
 # Codabench's cap_drop_list: every capability docker grants by default.
 CODABENCH_CAP_DROP = [
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
@@ -54,40 +55,6 @@ HOST_MEMORY_RESERVE_MIB = 512  # CodaLab's worker: --memory <available - 512>MB
 
 class RehearsalError(RuntimeError):
     """The rehearsal cannot run (no bundle phase, bad submission); the message says what to do."""
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def codabench_argv(command: str, kind: str, is_scoring: bool) -> list[str]:
-    """compute_worker.py's replace_legacy_metadata_command, then the SDK's shlex split of a string command."""
-    replacements = [
-        ("$input", "/app/input_data" if kind == "ingestion" else "/app/input"), ("$output", "/app/output"),
-        ("$program", "/app/program"), ("$ingestion_program", "/app/program"), ("$hidden", "/app/input/ref"),
-        ("$shared", "/app/shared"), ("$submission_program", "/app/ingested_program"), ("$tmp", "/app/output"),
-        ("$predictions", "/app/input/res" if is_scoring else "/app/output"),
-    ]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return shlex.split(command)
-
-
-def codalab_argv(command: str, step: str, run_dir: Path, shared_dir: Path) -> list[str]:
-    """worker.py: plain replaces in its order, then ``split(' ')``."""
-    run = str(run_dir)
-    program = f"{run}/ingestion_program" if step == "ingestion" else f"{run}/program"
-    replacements = [("$program", program)]
-    if step == "ingestion":
-        replacements += [("$ingestion_program", f"{run}/ingestion_program"), ("$submission_program", f"{run}/program")]
-    replacements += [("$predictions", f"{run}/input/res"), ("$input", f"{run}/input"), ("$output", f"{run}/output"),
-                     ("$tmp", f"{run}/temp"), ("$shared", str(shared_dir))]
-    for variable, value in replacements:
-        command = command.replace(variable, value)
-    return command.split(" ")
-
-
-def metadata_command(program_dir: Path) -> str:
-    return yaml.safe_load((program_dir / "metadata").read_text())["command"]
 
 
 # --------------------------------------------------------------------------- one container
@@ -217,7 +184,8 @@ def rehearse_codabench(r: Rehearsal) -> tuple[list[StepResult], Path, Path]:
     r.unzip(r.submission_zip, prediction / "program")
     r.unzip(r.items["input_data"], prediction / "input_data")
     root_made_folder(r.client, r.image, prediction / "output")
-    argv = codabench_argv(metadata_command(prediction / "ingestion_program"), "ingestion", is_scoring=False)
+    argv = metadata_argv(metadata_command(prediction / "ingestion_program"),
+                        codabench_variables("ingestion", is_scoring=False), "codabench")
     mounts = {prediction / "ingestion_program": "/app/program", prediction / "output": "/app/output", data: "/app/data",
               prediction / "program": "/app/ingested_program", prediction / "input_data": "/app/input_data"}
     ingestion = run_step(r.client, r.image, "ingestion", argv + r.extra_ingestion_args, r.limit,
@@ -229,7 +197,8 @@ def rehearse_codabench(r: Rehearsal) -> tuple[list[StepResult], Path, Path]:
     (scoring_root / "input" / "res").mkdir()
     (scoring_root / "shared").mkdir()
     root_made_folder(r.client, r.image, scoring_root / "output")
-    argv = codabench_argv(metadata_command(scoring_root / "program"), "program", is_scoring=True)
+    argv = metadata_argv(metadata_command(scoring_root / "program"), codabench_variables("program", is_scoring=True),
+                        "codabench")
     # The worker downloads the prediction's output into input/res; here it is mounted there.
     mounts = {scoring_root / "program": "/app/program", scoring_root / "output": "/app/output", data: "/app/data",
               scoring_root / "shared": "/app/shared", scoring_root / "input": "/app/input",
@@ -260,7 +229,8 @@ def rehearse_codalab(r: Rehearsal) -> tuple[list[StepResult], Path, Path]:
     r.unzip(r.submission_zip, run / "program")
     r.unzip(r.items["input_data"], run / "input")
     _world_writable(run / "output"), _world_writable(run / "temp")
-    argv = codalab_argv(metadata_command(run / "ingestion_program"), "ingestion", run, shared)
+    argv = metadata_argv(metadata_command(run / "ingestion_program"), codalab_variables("ingestion", run, shared),
+                        "codalab")
     ingestion = run_step(
         r.client, r.image, "ingestion", argv + r.extra_ingestion_args, r.limit, r.folder / "ingestion.log",
         volumes=_bind({run: str(run), shared: str(shared)}), working_dir=str(run),
@@ -272,7 +242,8 @@ def rehearse_codalab(r: Rehearsal) -> tuple[list[StepResult], Path, Path]:
     r.unzip(r.items["reference_data"], score_run / "input" / "ref")
     shutil.copytree(run / "output", score_run / "input" / "res")  # the worker downloads the predict step's output
     _world_writable(score_run / "output"), _world_writable(score_run / "temp")
-    argv = codalab_argv(metadata_command(score_run / "program"), "scoring", score_run, score_shared)
+    argv = metadata_argv(metadata_command(score_run / "program"),
+                        codalab_variables("scoring", score_run, score_shared), "codalab")
     scoring = run_step(
         r.client, r.image, "scoring", argv + r.extra_scoring_args, r.limit, r.folder / "scoring.log",
         volumes=_bind({score_run: str(score_run), score_shared: str(score_shared)}), working_dir=str(score_run),

@@ -5,21 +5,13 @@ atomically: an interrupted run resumes where it stopped, shards
 (``--shard i/k``) can run on different machines that share the folder, and
 ``assemble`` writes ``input_data/`` and ``reference_data/`` once all models
 exist. With ``backend="ray"`` the models fan out as Ray tasks (``reference_ray``).
-
-Work folder layout::
-
-    dataset.npz                  the data and split (with fingerprint in work.json)
-    work.json                    config and split fingerprints
-    original.safetensors         original model (trained on train)
-    original.json                its accuracies and training seconds
-    retrained/seed_00000.npz     one retrained model's outputs (forget logits, accuracies, seconds)
+The work folder's layout and the training of one model are in :mod:`.work`.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,35 +36,11 @@ from unlearning_challenge.artifacts import (
 from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, ReferenceBackend, dump_config
 from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
-from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
-from unlearning_challenge.reference.models import build_model, load_model, pick_device, save_weights
+from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.reference.ray_tasks import RaySettings, ray_cluster
 from unlearning_challenge.reference.calibration import calibration_step_seconds, device_name
 from unlearning_challenge.reference.training import train_model
-
-
-@dataclass(frozen=True)
-class WorkFolder:
-    root: Path
-
-    @property
-    def dataset(self) -> Path:
-        return self.root / DATASET_FILE
-
-    @property
-    def info(self) -> Path:
-        return self.root / "work.json"
-
-    @property
-    def original(self) -> Path:
-        return self.root / ORIGINAL_WEIGHTS
-
-    @property
-    def original_info(self) -> Path:
-        return self.root / "original.json"
-
-    def retrained(self, seed: int) -> Path:
-        return self.root / "retrained" / f"seed_{seed:05d}.npz"
+from unlearning_challenge.reference.work import WorkFolder, train_original, train_retrained
 
 
 def model_seeds(config: PhaseConfig) -> list[int]:
@@ -103,66 +71,6 @@ def prepare_data(config: PhaseConfig, work: WorkFolder) -> tuple[FaceDataset, Sp
         "split_fingerprint": fingerprint,
     })
     return dataset, splits, fingerprint
-
-
-def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, seed: int,
-                    fingerprint: str) -> dict[str, np.ndarray]:
-    return {
-        "calibration_step_seconds": np.array(calibration),
-        "forget_logits": outputs.forget_logits,
-        "retain_accuracy": np.array(outputs.retain_accuracy),
-        "test_accuracy": np.array(outputs.test_accuracy),
-        "forget_accuracy": np.array(outputs.forget_accuracy),
-        "seconds": np.array(seconds),
-        "seed": np.array(seed),
-        "split_fingerprint": np.array(fingerprint),
-    }
-
-
-def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device,
-                   *, progress: bool = True) -> None:
-    """Train the original model on the whole train split (skipped when it exists)."""
-    if work.original.exists() and work.original_info.exists():
-        return
-    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch", disable=not progress)
-    result = train_model(
-        dataset, splits.train, splits.val,
-        model_cfg=config.model, train_cfg=config.training, seed=config.reference.original_seed, device=device,
-        progress=lambda epoch, total, acc: (bar.update(1), bar.set_postfix(val_acc=f"{acc:.3f}")),
-    )
-    bar.close()
-    # Store first, then evaluate the stored weights: the original model *is* the checkpoint.
-    save_weights(result.state_dict, work.original, dtype=config.model.checkpoint_dtype)
-    model = load_model(work.original, config.model, device)
-    outputs = evaluate_model(model, dataset, splits, device)
-    write_json(work.original_info, {
-        "seed": config.reference.original_seed,
-        "seconds": result.seconds,
-        "best_epoch": result.best_epoch,
-        "val_accuracy": result.best_val_accuracy,
-        "retain_accuracy": outputs.retain_accuracy,
-        "test_accuracy": outputs.test_accuracy,
-        "forget_accuracy": outputs.forget_accuracy,
-        "history": result.history,
-    })
-
-
-def train_retrained(
-    config: PhaseConfig, dataset: FaceDataset, splits: Splits, seed: int, device: torch.device, fingerprint: str
-) -> dict[str, np.ndarray]:
-    """Train one model on retain only and return its outputs record."""
-    result = train_model(
-        dataset, splits.retain, splits.val,
-        model_cfg=config.model, train_cfg=config.training, seed=seed, device=device,
-    )
-    model = build_model(config.model)
-    model.load_state_dict(result.state_dict)
-    outputs = evaluate_model(model, dataset, splits, device)
-    calibration = calibration_step_seconds(
-        dataset.images[splits.retain], dataset.age_group[splits.retain],
-        model_cfg=config.model, train_cfg=config.training, device=device,
-    )
-    return _outputs_record(outputs, result.seconds, calibration, seed, fingerprint)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -24,7 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 import unlearning_challenge
+from unlearning_challenge.artifacts import ArtifactError
+from unlearning_challenge.atomic import write_npz
 from unlearning_challenge.config import PhaseConfig
+from unlearning_challenge.data import load_dataset, split_fingerprint
+from unlearning_challenge.reference.work import WorkFolder, train_original, train_retrained
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task's name in its tracebacks
@@ -124,10 +128,6 @@ def _threads(config: PhaseConfig, settings: RaySettings) -> int:
 
 def _open_work(work_root: str, fingerprint: str):
     """The work folder's data, as this node sees it (it must be the driver's)."""
-    from unlearning_challenge.artifacts import ArtifactError
-    from unlearning_challenge.data import load_dataset, split_fingerprint
-    from unlearning_challenge.reference.generate import WorkFolder
-
     work = WorkFolder(Path(work_root))
     if not work.dataset.is_file():
         raise ArtifactError(f"node {platform.node()} cannot read {work.dataset}: every node must see the work "
@@ -140,9 +140,6 @@ def _open_work(work_root: str, fingerprint: str):
 
 
 def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int, seed: int) -> int:
-    from unlearning_challenge.atomic import write_npz
-    from unlearning_challenge.reference.generate import train_retrained
-
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
     record = train_retrained(config, dataset, splits, seed, torch.device(device), fingerprint)
@@ -151,8 +148,6 @@ def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, devic
 
 
 def _original_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int) -> None:
-    from unlearning_challenge.reference.generate import train_original
-
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
     train_original(config, work, dataset, splits, torch.device(device), progress=False)

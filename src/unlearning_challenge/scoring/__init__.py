@@ -7,14 +7,13 @@ detailed results.
 
 from unlearning_challenge.scoring.program import (
     ScoringError,
-    ScoringInputs,
     add_statistics,
     compute_scores,
     main,
     read_inputs,
     write_scores,
 )
-from unlearning_challenge.scoring.result import ScoreResult, scores_txt
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 
 __all__ = ["ScoreResult", "ScoringError", "ScoringInputs", "add_statistics", "compute_scores", "main", "read_inputs",
            "scores_txt", "write_scores"]

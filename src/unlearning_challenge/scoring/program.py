@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,6 @@ from unlearning_challenge.artifacts import (
     ArtifactError,
     IngestionManifest,
     ModelFamily,
-    ReferenceManifest,
     read_family,
     read_ingestion_manifest,
     read_reference_manifest,
@@ -46,7 +44,8 @@ from unlearning_challenge.config import ParticipantOutput, PhaseConfig, ScoringC
 from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.mia import membership_inference
-from unlearning_challenge.scoring.result import ScoreResult, scores_txt
+from unlearning_challenge.scoring.report import detailed_results_html
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 
 SCORES_TXT = "scores.txt"
@@ -56,17 +55,6 @@ DETAILED_RESULTS = "detailed_results.html"
 
 class ScoringError(RuntimeError):
     """The submission cannot be scored; the message says why."""
-
-
-@dataclass(frozen=True)
-class ScoringInputs:
-    """Both families, checked against each other, and both manifests."""
-
-    unlearned: ModelFamily  # the submission's N runs (or the first k: quick check)
-    retrained: ModelFamily  # the reference's N retrained models (or the first k)
-    ingestion: IngestionManifest
-    reference: ReferenceManifest
-    quick_check: bool  # True: only the first k models of each side are scored
 
 
 def _failed_runs_text(ingestion: IngestionManifest, disclosure: ParticipantOutput) -> str:
@@ -237,8 +225,6 @@ def add_statistics(result: ScoreResult, **options) -> ScoreResult:
 
 def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs) -> None:
     """``detailed_results.html``, ``scores.json`` and ``scores.txt`` into ``output``."""
-    from unlearning_challenge.scoring.report import detailed_results_html
-
     output.mkdir(parents=True, exist_ok=True)
     write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs))
     write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check))

@@ -27,8 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, RunRecord
 from unlearning_challenge.metric import EPSILON_CAP, bucket_points, example_points
 from unlearning_challenge.scoring.mia import MembershipInference
-from unlearning_challenge.scoring.program import ScoringInputs
-from unlearning_challenge.scoring.result import ScoreResult
+from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs
 from unlearning_challenge.templating import html_environment
 
 __all__ = ["detailed_results_html"]

@@ -1,4 +1,4 @@
-"""What scoring computes: the typed result, and its ``scores.txt`` and ``scores.json`` forms."""
+"""What scoring reads and computes: the checked inputs, the typed result, and its ``scores.txt`` and ``scores.json`` forms."""
 
 from __future__ import annotations
 
@@ -7,13 +7,25 @@ from typing import Any
 
 import numpy as np
 
+from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.scoring.mia import MembershipInference
 from unlearning_challenge.scoring.statistics import FamilySample, ScoreStatistics
 
-__all__ = ["LEADERBOARD_KEYS", "ScoreResult", "scores_txt"]
+__all__ = ["LEADERBOARD_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
 
 # The leaderboard's columns, first in scores.txt.
 LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Both families, checked against each other, and both manifests."""
+
+    unlearned: ModelFamily  # the submission's N runs (or the first k: quick check)
+    retrained: ModelFamily  # the reference's N retrained models (or the first k)
+    ingestion: IngestionManifest
+    reference: ReferenceManifest
+    quick_check: bool  # True: only the first k models of each side are scored
 
 
 @dataclass(frozen=True)

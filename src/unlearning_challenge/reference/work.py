@@ -1,0 +1,115 @@
+"""The reference's work folder, and the training of one model into it.
+
+Work folder layout::
+
+    dataset.npz                  the data and split (with fingerprint in work.json)
+    work.json                    config and split fingerprints
+    original.safetensors         original model (trained on train)
+    original.json                its accuracies and training seconds
+    retrained/seed_00000.npz     one retrained model's outputs (forget logits, accuracies, seconds)
+
+Both backends of :mod:`.generate` train through these functions: the local one
+in its own process, the Ray one in a task per model (:mod:`.ray_tasks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unlearning_challenge.artifacts import DATASET_FILE, ORIGINAL_WEIGHTS
+from unlearning_challenge.atomic import write_json
+from unlearning_challenge.config import PhaseConfig
+from unlearning_challenge.data import FaceDataset, Splits
+from unlearning_challenge.reference.calibration import calibration_step_seconds
+from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
+from unlearning_challenge.reference.models import build_model, load_model, save_weights
+from unlearning_challenge.reference.training import train_model
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    root: Path
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / DATASET_FILE
+
+    @property
+    def info(self) -> Path:
+        return self.root / "work.json"
+
+    @property
+    def original(self) -> Path:
+        return self.root / ORIGINAL_WEIGHTS
+
+    @property
+    def original_info(self) -> Path:
+        return self.root / "original.json"
+
+    def retrained(self, seed: int) -> Path:
+        return self.root / "retrained" / f"seed_{seed:05d}.npz"
+
+
+def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, seed: int,
+                    fingerprint: str) -> dict[str, np.ndarray]:
+    return {
+        "calibration_step_seconds": np.array(calibration),
+        "forget_logits": outputs.forget_logits,
+        "retain_accuracy": np.array(outputs.retain_accuracy),
+        "test_accuracy": np.array(outputs.test_accuracy),
+        "forget_accuracy": np.array(outputs.forget_accuracy),
+        "seconds": np.array(seconds),
+        "seed": np.array(seed),
+        "split_fingerprint": np.array(fingerprint),
+    }
+
+
+def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device,
+                   *, progress: bool = True) -> None:
+    """Train the original model on the whole train split (skipped when it exists)."""
+    if work.original.exists() and work.original_info.exists():
+        return
+    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch", disable=not progress)
+    result = train_model(
+        dataset, splits.train, splits.val,
+        model_cfg=config.model, train_cfg=config.training, seed=config.reference.original_seed, device=device,
+        progress=lambda epoch, total, acc: (bar.update(1), bar.set_postfix(val_acc=f"{acc:.3f}")),
+    )
+    bar.close()
+    # Store first, then evaluate the stored weights: the original model *is* the checkpoint.
+    save_weights(result.state_dict, work.original, dtype=config.model.checkpoint_dtype)
+    model = load_model(work.original, config.model, device)
+    outputs = evaluate_model(model, dataset, splits, device)
+    write_json(work.original_info, {
+        "seed": config.reference.original_seed,
+        "seconds": result.seconds,
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.best_val_accuracy,
+        "retain_accuracy": outputs.retain_accuracy,
+        "test_accuracy": outputs.test_accuracy,
+        "forget_accuracy": outputs.forget_accuracy,
+        "history": result.history,
+    })
+
+
+def train_retrained(
+    config: PhaseConfig, dataset: FaceDataset, splits: Splits, seed: int, device: torch.device, fingerprint: str
+) -> dict[str, np.ndarray]:
+    """Train one model on retain only and return its outputs record."""
+    result = train_model(
+        dataset, splits.retain, splits.val,
+        model_cfg=config.model, train_cfg=config.training, seed=seed, device=device,
+    )
+    model = build_model(config.model)
+    model.load_state_dict(result.state_dict)
+    outputs = evaluate_model(model, dataset, splits, device)
+    calibration = calibration_step_seconds(
+        dataset.images[splits.retain], dataset.age_group[splits.retain],
+        model_cfg=config.model, train_cfg=config.training, device=device,
+    )
+    return _outputs_record(outputs, result.seconds, calibration, seed, fingerprint)
