@@ -162,6 +162,9 @@ def _raw_competition() -> dict:
     (lambda s: s["leaderboards"][0]["columns"][0].update(sorting="up"),
      "leaderboards[0].columns[0].sorting must be asc or desc, got 'up'"),
     (lambda s: s["leaderboards"].append(dict(s["leaderboards"][0], index=1)), "leaderboards must hold one leaderboard"),
+    (lambda s: s["leaderboards"][0]["columns"][1].update(key="forget_qualty"),
+     "leaderboards[0].columns[1].key 'forget_qualty' is not a number the scoring program writes to scores.txt; "
+     "choose one of clopper_pearson_alpha, forget_accuracy_retrained"),
     (lambda s: s["phases"][0].update(start="June 28"), "must be a date written YYYY-MM-DD"),
     (lambda s: s.update(docker_image="My Image"), "is not a valid image name"),
     (lambda s: s["unlearning"]["time_limit"].update(safety_factor=0.5),

@@ -222,3 +222,13 @@ def test_quick_check_summary_of_an_older_output_without_losses(tmp_path):
     assert values["run_seconds"] == "1.250" and values["time_budget_seconds"] == "2.000"
     assert values["within_budget"] == "yes"
     assert float(values["retain_accuracy"]) == pytest.approx(family.retain_accuracy[0], abs=1e-6)
+
+
+def test_scores_txt_writes_only_the_keys_a_leaderboard_may_name():
+    from unlearning_challenge.scoring.result import SCORES_TXT_KEYS
+
+    result = _scores(_inputs(losses=True))
+    written = [line.split(": ")[0] for line in scores_txt(result).splitlines()]
+    assert set(written) <= SCORES_TXT_KEYS
+    # every key but the attack on the retrained models (this reference holds no losses) is written here
+    assert SCORES_TXT_KEYS - set(written) == {"mia_accuracy_retrained"}

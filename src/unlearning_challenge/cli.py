@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from unlearning_challenge import __version__
+from unlearning_challenge.platforms.commands import PLATFORMS
 
 
 def _reference(args: argparse.Namespace) -> int:
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_docker_build)
 
     p = sub.add_parser("docker-rehearse", help="run the bundle's programs in the image as a platform's worker does")
-    p.add_argument("--platform", choices=["codabench", "codalab"], default="codabench")
+    p.add_argument("--platform", choices=PLATFORMS, default="codabench")
     p.add_argument("--submission", type=Path, default=Path("starting_kit/sample_submission"))
     p.add_argument("--competition", type=Path, default=Path("competition.yaml"))
     p.add_argument("--phase", default="Check", help="the phase's name in the competition file")

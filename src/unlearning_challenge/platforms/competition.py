@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import yaml
 
 from unlearning_challenge.platforms.errors import BundleError
+from unlearning_challenge.scoring.result import SCORES_TXT_KEYS
 
 __all__ = [
     "Column",
@@ -352,8 +353,9 @@ def _parse_column(raw: Any, position: int, where: str) -> Column:
     _check_keys(raw, _COLUMN_KEYS, where, required=("key", "index"))
     _check_index(raw, position, where)
     key = _as_text(raw["key"], f"{where}.key", MAX_COLUMN_KEY)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise BundleError(f"{where}.key must be a scores.txt key (letters, digits, _), got {key!r}")
+    if key not in SCORES_TXT_KEYS:
+        raise BundleError(f"{where}.key {key!r} is not a number the scoring program writes to scores.txt; "
+                          f"choose one of {', '.join(sorted(SCORES_TXT_KEYS))}")
     sorting = raw.get("sorting", "desc")
     if sorting not in ("asc", "desc"):
         raise BundleError(f"{where}.sorting must be asc or desc, got {sorting!r}")

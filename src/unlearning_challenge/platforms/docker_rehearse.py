@@ -251,7 +251,7 @@ def rehearse_codalab(r: Rehearsal) -> tuple[list[StepResult], Path, Path]:
     return [ingestion, scoring], run / "output", score_run / "output"
 
 
-RUNNERS = {"codabench": rehearse_codabench, "codalab": rehearse_codalab}
+RUNNERS = dict(zip(PLATFORMS, (rehearse_codabench, rehearse_codalab)))
 
 
 # --------------------------------------------------------------------------- report

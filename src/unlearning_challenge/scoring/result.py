@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
 from unlearning_challenge.scoring.mia import MembershipInference
-from unlearning_challenge.scoring.statistics import FamilySample, ScoreStatistics
+from unlearning_challenge.scoring.statistics import BOOTSTRAP_KEYS, PERFECT_KEYS, FamilySample, ScoreStatistics
 
-__all__ = ["LEADERBOARD_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
+__all__ = ["LEADERBOARD_KEYS", "SCORES_TXT_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
 
 # The leaderboard's columns, first in scores.txt.
 LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
@@ -71,30 +71,38 @@ class ScoreResult:
     def _mia_numbers(self) -> dict[str, Any]:
         mia = self.mia_unlearned
         if mia.available:
-            numbers: dict[str, Any] = {"mia_accuracy": mia.mean, "mia_accuracy_std": mia.std,
-                                       "mia_models": mia.num_models}
+            numbers: dict[str, Any] = dict(zip(MIA_KEYS, (mia.mean, mia.std, mia.num_models)))
         else:
             numbers = {"mia_accuracy": None, "mia_unavailable": mia.unavailable}
         if self.mia_retrained is not None and self.mia_retrained.available:
-            numbers["mia_accuracy_retrained"] = self.mia_retrained.mean
+            numbers[MIA_RETRAINED_KEY] = self.mia_retrained.mean
         return numbers
 
     def numbers(self) -> dict[str, Any]:
         """Every number in order (leaderboard first), for ``scores.json``: floats and ints,
         plus ``bounds`` and, when the attack could not run, ``mia_accuracy`` None and
         ``mia_unavailable`` (text)."""
-        plain = {name: getattr(self, name) for name in (
-            "score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds",
-            "retain_accuracy_unlearned", "retain_accuracy_retrained", "test_accuracy_unlearned",
-            "test_accuracy_retrained", "forget_accuracy_unlearned", "forget_accuracy_retrained",
-            "mean_retrain_seconds", "num_models", "num_forget_examples", "bounds", "forget_quality_empirical",
-            "forget_quality_clopper_pearson", "clopper_pearson_alpha")}
+        plain = {name: getattr(self, name) for name in _plain_number_names()}
         statistics = self.statistics.numbers() if self.statistics is not None else {}
         return {**plain, **self._mia_numbers(), **statistics}
 
     def to_json(self, *, quick_check: bool) -> dict[str, Any]:
         """``scores.json``: :meth:`numbers`, whether only the first k models were scored, the epsilons."""
         return {**self.numbers(), "quick_check": quick_check, "epsilons": [float(e) for e in self.epsilons]}
+
+
+def _plain_number_names() -> tuple[str, ...]:
+    """The result's own numbers (and ``bounds``), in declaration order: its int, float and str fields."""
+    return tuple(f.name for f in fields(ScoreResult) if f.type in ("float", "int", "str"))
+
+
+# The 2023 kit's attack, when it ran: on the unlearned models, and on the retrained ones.
+MIA_KEYS = ("mia_accuracy", "mia_accuracy_std", "mia_models")
+MIA_RETRAINED_KEY = "mia_accuracy_retrained"
+# Every key scores.txt may hold (a leaderboard column must be one of them).
+SCORES_TXT_KEYS = frozenset(
+    name for name in _plain_number_names() if name != "bounds"
+) | {*MIA_KEYS, MIA_RETRAINED_KEY, *PERFECT_KEYS, *BOOTSTRAP_KEYS}
 
 
 def scores_txt(result: ScoreResult) -> str:

@@ -369,6 +369,12 @@ def bootstrap_interval(
     return BootstrapInterval(samples, low, high, confidence, method, time.perf_counter() - start)
 
 
+# The keys of ScoreStatistics.numbers(), each written only when it was computed.
+PERFECT_KEYS = ("forget_quality_perfect", "forget_quality_perfect_min", "forget_quality_perfect_max",
+                "forget_quality_perfect_num_models")
+BOOTSTRAP_KEYS = ("score_ci_low", "score_ci_high", "score_ci_confidence", "score_ci_resamples")
+
+
 @dataclass(frozen=True)
 class ScoreStatistics:
     """The perfect-unlearner ceiling and the score's bootstrap interval.
@@ -388,14 +394,11 @@ class ScoreStatistics:
         is left out rather than written as NaN."""
         out: dict[str, float | int] = {}
         if self.perfect.computed:
-            out.update(forget_quality_perfect=self.perfect.forget_quality,
-                       forget_quality_perfect_min=self.perfect.min,
-                       forget_quality_perfect_max=self.perfect.max,
-                       forget_quality_perfect_num_models=int(self.perfect.num_models))
+            perfect = self.perfect
+            out.update(zip(PERFECT_KEYS, (perfect.forget_quality, perfect.min, perfect.max, int(perfect.num_models))))
         if self.bootstrap is not None:
-            out.update(score_ci_low=self.bootstrap.low, score_ci_high=self.bootstrap.high,
-                       score_ci_confidence=self.bootstrap.confidence,
-                       score_ci_resamples=self.bootstrap.num_resamples)
+            interval = self.bootstrap
+            out.update(zip(BOOTSTRAP_KEYS, (interval.low, interval.high, interval.confidence, interval.num_resamples)))
         return out
 
 
