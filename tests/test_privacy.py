@@ -152,6 +152,19 @@ def test_hidden_scoring_quotes_no_run_text_whatever_the_ingestion_kept(tmp_path,
     assert (PREFIX in str(shown.value)) == (written_as == SHOWN)
 
 
+def test_an_internal_error_during_hidden_runs_says_only_its_kind():
+    from unlearning_challenge.ingestion import WithheldError, withheld_unless
+
+    with pytest.raises(WithheldError) as hidden:
+        with withheld_unless(HIDDEN):
+            raise KeyError(f"{PREFIX}_key_from_a_state_dict")
+    assert PREFIX not in str(hidden.value)
+    assert str(hidden.value).startswith("internal error in the ingestion program (builtins.KeyError; details withheld")
+    with pytest.raises(KeyError, match=PREFIX):
+        with withheld_unless(SHOWN):
+            raise KeyError(f"{PREFIX}_key_from_a_state_dict")
+
+
 # --------------------------------------------------------------------------- sealed arrays
 
 

@@ -46,8 +46,8 @@ from unlearning_challenge.artifacts import (
     DATASET_FILE,
     ORIGINAL_WEIGHTS,
     PHASE_FILE,
-    SUBMISSION_FILE,
     SEALED_UNLEARNED_ARRAYS,
+    SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
     ArtifactError,
     IngestionManifest,
@@ -334,11 +334,11 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
     arrays_file = SEALED_UNLEARNED_ARRAYS if sealed else UNLEARNED_ARRAYS
     manifest_details["arrays_sealed"] = sealed
+    with withheld_unless(disclosure):
+        family = family_of(outputs, records, dataset, splits)
     try:
-        with withheld_unless(disclosure):
-            sha = write_family(output_dir / arrays_file, family_of(outputs, records, dataset, splits),
-                               sealed_for=input_dir if sealed else None)
-    except OSError as exc:
+        sha = write_family(output_dir / arrays_file, family, sealed_for=input_dir if sealed else None)
+    except OSError as exc:  # about this program's own output folder
         message = f"the runs completed but {arrays_file} could not be written to {output_dir}: {exc}"
         write("failed", message, None)
         log(f"ingestion failed: {message}")
@@ -355,7 +355,7 @@ def withheld_unless(disclosure: ParticipantOutput):
     exception but an interrupt into a :class:`WithheldError` that says only which kind it was."""
     try:
         yield
-    except (KeyboardInterrupt, WithheldError, OSError):
+    except WithheldError:
         raise
     except Exception as exc:
         if disclosure == ParticipantOutput.SHOWN:
