@@ -278,7 +278,8 @@ def from_mapping(cls: type, raw: Any, rules: Rules, where: str, path: str = "") 
     """The record ``cls`` from a parsed mapping; ``where`` starts every message (e.g. the file's name),
     ``path`` is the record's own key path inside the file ("" at the top)."""
     if not isinstance(raw, Mapping):
-        fail(rules, where, path, f"must be {rules.mapping_name}, got {_shown(raw)}")
+        fail(rules, where, path, f"must be {rules.mapping_name}, got {_shown(raw)}" if path
+             else f"the top level must be {rules.mapping_name}, got {_shown(raw)}")
     fields = [f for f in dataclasses.fields(cls) if f.init]
     required = [f.name for f in fields if not _has_default(f) or spec_of(f).required]
     check_keys(raw, [f.name for f in fields], rules, where, path, required)
