@@ -163,6 +163,8 @@ def _expected(hint: Any, rules: Rules) -> str:
         return "a string"
     if hint is dt.date:
         return "a date written YYYY-MM-DD (unquoted)"
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return _either([member.value for member in hint])
     if dataclasses.is_dataclass(hint) or origin in (dict, Mapping) or origin is typing.Mapping:
         return rules.mapping_name
     if origin in (tuple, list):
@@ -289,7 +291,7 @@ def from_mapping(cls: type, raw: Any, rules: Rules, where: str, path: str = "") 
         if f.name not in raw:
             continue
         spec, value = spec_of(f), raw[f.name]
-        if value is None and _has_default(f) and (spec.null_is_default or rules.null_is_absent):
+        if value is None and _has_default(f) and not spec.required and (spec.null_is_default or rules.null_is_absent):
             continue
         values[f.name] = check(value, hints[f.name], rules, where, f"{path}.{f.name}" if path else f.name, spec)
     return cls(**values)
@@ -332,8 +334,6 @@ def describe(cls: type, prefix: str = "") -> list[str]:
             lines += describe(_optional(hint)[0], f"{path}.")
             continue
         words = _expected(hint, Rules(ValueError))
-        if isinstance(_optional(hint)[0], type) and issubclass(_optional(hint)[0], Enum):
-            words = _either([member.value for member in _optional(hint)[0]])
         if _optional(hint)[1]:
             words += " or null"
         parts = [f"{path}: {words}{_unit(spec)}"]
