@@ -242,9 +242,14 @@ def _sequence(value: Any, hint: Any, rules: Rules, where: str, path: str, spec: 
     return tuple(items) if (typing.get_origin(hint) or hint) is tuple else items
 
 
+def _not_a_mapping(value: Any, rules: Rules, where: str, path: str) -> NoReturn:
+    fail(rules, where, path, f"must be {rules.mapping_name}, got {_shown(value)}" if path
+         else f"the top level must be {rules.mapping_name}, got {_shown(value)}")
+
+
 def _mapping(value: Any, hint: Any, rules: Rules, where: str, path: str) -> dict:
     if not isinstance(value, Mapping):
-        fail(rules, where, path, f"must be {rules.mapping_name}, got {_shown(value)}")
+        _not_a_mapping(value, rules, where, path)
     args = typing.get_args(hint)
     item = args[1] if len(args) == 2 else Any
     return {k: check(v, item, rules, where, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
@@ -280,8 +285,7 @@ def from_mapping(cls: type, raw: Any, rules: Rules, where: str, path: str = "") 
     """The record ``cls`` from a parsed mapping; ``where`` starts every message (e.g. the file's name),
     ``path`` is the record's own key path inside the file ("" at the top)."""
     if not isinstance(raw, Mapping):
-        fail(rules, where, path, f"must be {rules.mapping_name}, got {_shown(raw)}" if path
-             else f"the top level must be {rules.mapping_name}, got {_shown(raw)}")
+        _not_a_mapping(raw, rules, where, path)
     fields = [f for f in dataclasses.fields(cls) if f.init]
     required = [f.name for f in fields if not _has_default(f) or spec_of(f).required]
     check_keys(raw, [f.name for f in fields], rules, where, path, required)
