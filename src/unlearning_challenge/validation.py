@@ -165,7 +165,7 @@ def _expected(hint: Any, rules: Rules) -> str:
         return "a date written YYYY-MM-DD (unquoted)"
     if isinstance(hint, type) and issubclass(hint, Enum):
         return _either([member.value for member in hint])
-    if dataclasses.is_dataclass(hint) or origin in (dict, Mapping) or origin is typing.Mapping:
+    if dataclasses.is_dataclass(hint) or origin in (dict, Mapping):
         return rules.mapping_name
     if origin in (tuple, list):
         return "a list"
@@ -195,7 +195,7 @@ def check(value: Any, hint: Any, rules: Rules, where: str, path: str, spec: Spec
         return from_mapping(hint, value, rules, where, path)
     if origin in (tuple, list) or hint in (tuple, list):
         return _sequence(value, hint, rules, where, path, spec)
-    if origin in (dict, Mapping) or hint in (dict, Mapping) or origin is typing.Mapping:
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
         return _mapping(value, hint, rules, where, path)
     value = _scalar(value, hint, rules, where, path, spec)
     if spec.choices and value not in spec.choices:
