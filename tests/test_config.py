@@ -36,10 +36,19 @@ def test_fingerprint_ignores_n_so_that_a_reference_can_grow_but_not_the_seeds():
     [
         ({}, "missing required key 'name'"),
         ({"name": "x", "trainig": {}}, "unknown top-level key(s) ['trainig']"),
-        ({"name": "x", "training": {"epoch": 3}}, "unknown key(s) ['epoch'] in section 'training'"),
+        ({"name": "x", "training": {"epoch": 3}}, "unknown key(s) ['epoch'] in 'training'"),
         ({"name": "x", "training": {"lr": "fast"}}, "'training.lr' must be a number, got 'fast'"),
         ({"name": "x", "reference": {"num_models": 1}}, "'reference.num_models' must be at least 2, got 1"),
-        ({"name": "x", "dataset": {"kind": "imagenet"}}, "'dataset.kind' must be one of synthetic, kaggle, casia, csv"),
+        ({"name": "x", "dataset": {"kind": "imagenet"}}, "'dataset.kind' must be synthetic, kaggle, casia or csv"),
+        ({"name": "x", "training": {"epochs": 2.5}}, "'training.epochs' must be an integer, got 2.5"),
+        ({"name": "x", "training": {"batch_size": True}}, "'training.batch_size' must be an integer, got True"),
+        ({"name": "x", "training": {"class_weighted_loss": 1}}, "'training.class_weighted_loss' must be true or false"),
+        ({"name": "x", "ingestion": {"memory_limit_gib": -1}}, "'ingestion.memory_limit_gib' must be at least 0 (GiB)"),
+        ({"name": "x", "ingestion": {"time_fraction": 0}}, "'ingestion.time_fraction' must be greater than 0, got 0"),
+        ({"name": "x", "scoring": {"alpha": float("nan")}}, "'scoring.alpha' must be a finite number, got nan"),
+        ({"name": 7}, "'name' must be a string, got 7"),
+        ({"name": "x", "training": []}, "'training' must be a mapping, got []"),
+        ([], "the top level must be a mapping, got []"),
         ({"name": "x", "model": {"arch": "vit"}}, "'model.arch' must be resnet18, got 'vit'"),
         ({"name": "x", "split": {"forget_fraction": 0}}, "'split.forget_fraction' must be in (0, 1), got 0"),
     ],
@@ -74,9 +83,23 @@ def test_closed_choices_are_str_enums_that_round_trip_as_strings():
 
 
 def test_an_invalid_choice_lists_the_valid_values():
-    with pytest.raises(ConfigError, match="'dataset.kind' must be one of synthetic, kaggle, casia, csv; got 'lfw'"):
+    with pytest.raises(ConfigError, match="'dataset.kind' must be synthetic, kaggle, casia or csv, got 'lfw'"):
         config_from_dict({"name": "x", "dataset": {"kind": "lfw"}})
     with pytest.raises(ConfigError, match="'model.checkpoint_dtype' must be float32 or float16"):
         config_from_dict({"name": "x", "model": {"checkpoint_dtype": "bfloat16"}})
     with pytest.raises(ConfigError, match="'ingestion.budget_scaling' must be machine or none, got 'fast'"):
         config_from_dict({"name": "x", "ingestion": {"budget_scaling": "fast"}})
+
+
+def test_an_int_is_a_float_where_a_float_belongs_and_an_empty_section_holds_the_defaults():
+    config = config_from_dict({"name": "x", "training": {"lr": 1}, "scoring": None})
+    assert config.training.lr == 1.0 and isinstance(config.training.lr, float)
+    assert config.scoring == config_from_dict({"name": "x"}).scoring
+
+
+def test_a_float_for_an_integer_is_refused_naming_the_file_and_key(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\ntraining:\n  epochs: 2.5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: 'training.epochs' must be an integer, got 2.5"

@@ -52,19 +52,22 @@ REFERENCE = {"format": "unlearning-challenge/reference", "format_version": 1, "p
 
 def test_a_missing_key_is_named(tmp_path):
     _write_raw(tmp_path, {k: v for k, v in REFERENCE.items() if k != "num_models"})
-    with pytest.raises(ArtifactError, match="reference data: manifest.json lacks the key 'num_models'"):
+    with pytest.raises(ArtifactError, match="reference data: manifest.json: missing required key 'num_models'"):
         read_reference_manifest(tmp_path)
 
 
 def test_a_key_of_the_wrong_kind_is_named(tmp_path):
     _write_raw(tmp_path, {**REFERENCE, "num_models": "4"})
-    with pytest.raises(ArtifactError, match=r"manifest.json has 'num_models' = '4', expected an integer"):
+    with pytest.raises(ArtifactError, match=r"manifest.json: 'num_models' must be an integer, got '4'"):
         read_reference_manifest(tmp_path)
     _write_raw(tmp_path, {**REFERENCE, "num_models": True})
-    with pytest.raises(ArtifactError, match="expected an integer"):
+    with pytest.raises(ArtifactError, match="'num_models' must be an integer, got True"):
+        read_reference_manifest(tmp_path)
+    _write_raw(tmp_path, {**REFERENCE, "num_models": 4.5})
+    with pytest.raises(ArtifactError, match="manifest.json: 'num_models' must be an integer, got 4.5"):
         read_reference_manifest(tmp_path)
     _write_raw(tmp_path, {**REFERENCE, "retrained": {"retain_accuracy": 0.5, "test_accuracy": 0.5}})
-    with pytest.raises(ArtifactError, match="manifest.json, 'retrained' lacks the key 'forget_accuracy'"):
+    with pytest.raises(ArtifactError, match="manifest.json: missing required key 'retrained.forget_accuracy'"):
         read_reference_manifest(tmp_path)
 
 
@@ -123,11 +126,13 @@ def test_a_run_record_takes_only_known_statuses_and_failures():
 
 
 @pytest.mark.parametrize("runs, message", [
-    ([3], r"runs\[0\] = 3, expected an object"),
-    ([{"index": 0, "status": "ok"}, {"index": 1}], r"runs\[1\] lacks the key 'status'"),
-    ([{"index": 0, "status": "ok", "seconds": "fast"}], r"runs\[0\] has 'seconds' = 'fast', expected a number"),
-    ([{"index": 0, "status": "fine"}], r"runs\[0\] has 'status' = 'fine', expected one of ok, timeout, crashed, "
-                                      "bad_output"),
+    ([3], r"'runs\[0\]' must be an object, got 3"),
+    ([{"index": 0, "status": "ok"}, {"index": 1}], r"missing required key 'runs\[1\].status'"),
+    ([{"index": 0, "status": "ok", "seconds": "fast"}], r"'runs\[0\].seconds' must be a number \(seconds\), got 'fast'"),
+    ([{"index": 0, "status": "fine"}], r"'runs\[0\].status' must be ok, timeout, crashed or bad_output, got 'fine'"),
+    ([{"index": 1.0, "status": "ok"}], r"ingestion.json: 'runs\[0\].index' must be an integer, got 1.0"),
+    ([{"index": 0, "status": None}], r"'runs\[0\].status' must be ok, timeout, crashed or bad_output, got None"),
+    ({"index": 0}, r"'runs' must be a list, got \{'index': 0\}"),
 ])
 def test_a_bad_run_entry_is_named(tmp_path, runs, message):
     (tmp_path / "ingestion.json").write_text(json.dumps({
@@ -141,3 +146,10 @@ def test_typed_manifests_are_frozen():
     with pytest.raises(AttributeError):
         manifest.num_models = 3  # type: ignore[misc]
     assert isinstance(InputManifest.FORMAT, str)
+
+
+def test_unknown_keys_are_ignored_and_an_integer_is_a_number(tmp_path):
+    _write_raw(tmp_path, {**REFERENCE, "written_by_a_newer_program": 1,
+                          "retrained": {"retain_accuracy": 1, "test_accuracy": 0.5, "forget_accuracy": 0.5}})
+    manifest = read_reference_manifest(tmp_path)
+    assert manifest.retrained.retain_accuracy == 1.0 and isinstance(manifest.retrained.retain_accuracy, float)

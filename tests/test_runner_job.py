@@ -29,12 +29,15 @@ def test_a_job_reads_back_as_written(tmp_path):
 
 
 @pytest.mark.parametrize("change, words", [
-    (lambda d: d.pop("seed"), "missing field 'seed'"),
-    (lambda d: d.update(seed="1"), "field 'seed' must be int, got str"),
-    (lambda d: d.update(batch_size=True), "field 'batch_size' must be int, got bool"),
-    (lambda d: d.update(sandbox=1), "field 'sandbox' must be bool, got int"),
-    (lambda d: d["model_config"].pop("arch"), "model_config: missing field 'arch'"),
-    (lambda d: d.update(extra=1), "unknown field(s) ['extra']"),
+    (lambda d: d.pop("seed"), "missing required key 'seed'"),
+    (lambda d: d.update(seed="1"), "'seed' must be an integer, got '1'"),
+    (lambda d: d.update(seed=1.5), "'seed' must be an integer, got 1.5"),
+    (lambda d: d.update(batch_size=True), "'batch_size' must be an integer, got True"),
+    (lambda d: d.update(sandbox=1), "'sandbox' must be true or false, got 1"),
+    (lambda d: d["model_config"].pop("arch"), "missing required key 'model_config.arch'"),
+    (lambda d: d["model_config"].update(num_classes=10.0), "'model_config.num_classes' must be an integer, got 10.0"),
+    (lambda d: d.update(model_config=None), "'model_config' must be an object, got None"),
+    (lambda d: d.update(extra=1), "unknown top-level key(s) ['extra']"),
 ])
 def test_a_bad_job_is_refused_naming_the_field(tmp_path, change, words):
     data = asdict(a_job(tmp_path))
@@ -76,3 +79,9 @@ def test_the_wall_backstop_of_a_cpu_budget_says_how_much_cpu_the_run_had():
         "killed after 45.2 s: past the hard limit of 45.0 s per run (the wall-clock backstop, 3 times the hard "
         "limit of 15.0 CPU seconds; the run had used 6.5 CPU seconds: it slept, or the machine was too busy to "
         "give it a fair share of a core)")
+
+
+def test_a_job_file_that_is_no_object_is_refused(tmp_path):
+    (tmp_path / "job.json").write_text("[1]")
+    with pytest.raises(JobError, match=r"job file .*job.json: the top level must be an object, got \[1\]"):
+        Job.read(tmp_path / "job.json")

@@ -30,8 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -41,6 +40,8 @@ import numpy as np
 from unlearning_challenge.atomic import npz_bytes, write_bytes, write_json
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.sealing import SEALED_SUFFIX, SealingError, seal, unseal
+from unlearning_challenge.validation import IGNORE, Rules, from_mapping, to_mapping
+from unlearning_challenge.validation import key as _key
 
 FORMAT_VERSION = 1
 INPUT_FORMAT = "unlearning-challenge/input"
@@ -288,95 +289,36 @@ def write_manifest(folder: str | Path, manifest: "Manifest | dict[str, Any]", *,
 
 # --- Typed manifests -------------------------------------------------------------------------------
 # Each manifest is a frozen dataclass whose fields are the JSON keys (written with sorted keys, so the
-# file is the same bytes for the same values). A field's metadata says its JSON kind, whether it may be
-# absent (None: not recorded, e.g. a manifest written before the key existed or made by hand) and, for
-# those, whether None is written as null or left out.
+# file is the same bytes for the same values), checked by validation.py against their type hints. A
+# field with a default may be absent from a file (None: not recorded, e.g. a manifest written before the
+# key existed or made by hand), unless it is ``required``; None is left out when written, or written as
+# null with ``none_as_null``. Unknown keys are ignored (a file written by a newer program), and null
+# stands for an absent key.
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dict: "an object", list: "a list"}
-
-
-def _key(kind: type, *, optional: bool = False, none_as_null: bool = False, default: Any = None,
-         default_factory: Any = MISSING) -> Any:
-    """A manifest field of JSON kind ``kind`` (a number for ``float``; a nested record for a _Record;
-    a string for an Enum, whose members are its values). A required field may still have a
-    ``default`` for records built in code; a file must hold it."""
-    metadata = {"kind": kind, "optional": optional, "none_as_null": none_as_null}
-    if not optional:
-        return field(metadata=metadata) if default is None else field(default=default, metadata=metadata)
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-def _checked(data: Mapping[str, Any], key: str, kind: type, where: str, *, optional: bool) -> Any:
-    """``data[key]`` checked against ``kind``; None when optional and absent or null."""
-    if key not in data or (optional and data[key] is None):
-        if optional:
-            return None
-        raise ArtifactError(f"{where} lacks the key '{key}'")
-    value = data[key]
-    if issubclass(kind, Enum):
-        if value not in {member.value for member in kind}:
-            raise ArtifactError(f"{where} has '{key}' = {value!r}, expected one of "
-                                f"{', '.join(member.value for member in kind)}")
-        return kind(value)
-    json_kind = dict if issubclass(kind, _Record) else kind
-    accepted = (int, float) if json_kind is float else json_kind
-    if (isinstance(value, bool) and json_kind is not bool) or not isinstance(value, accepted):
-        raise ArtifactError(f"{where} has '{key}' = {value!r}, expected {_KIND_NAMES[json_kind]}")
-    if json_kind is float and not math.isfinite(value):
-        raise ArtifactError(f"{where} has '{key}' = {value!r}, expected a finite number")
-    return kind.from_json(value, where=f"{where}, '{key}'") if json_kind is not kind else value
+_RULES = Rules(ArtifactError, unknown=IGNORE, null_is_absent=True, mapping_name="an object")
 
 
 class _Record:
-    """JSON (de)serialisation of a frozen dataclass whose fields are declared with :func:`_key`."""
+    """JSON (de)serialisation of a frozen dataclass whose fields are declared with :func:`validation.key` (here ``_key``)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str):
         """The record from a JSON object; ``where`` starts the error messages (e.g. "input data: manifest.json")."""
-        values = {f.name: _checked(data, f.name, f.metadata["kind"], where, optional=f.metadata["optional"])
-                  for f in fields(cls)}
-        for f in fields(cls):
-            if values[f.name] is None and f.default is not None and f.default is not MISSING:
-                values[f.name] = f.default
-            elif values[f.name] is None and f.default_factory is not MISSING:
-                values[f.name] = f.default_factory()
-        return cls(**values)
+        return from_mapping(cls, data, _RULES, where)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object: absent optional fields left out, unless written as null."""
-        data = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and not f.metadata["none_as_null"]:
-                continue
-            data[f.name] = value.to_json() if isinstance(value, _Record) else _plain(value)
-        return data
-
-
-def _plain(value: Any) -> Any:
-    """Tuples (frozen lists) back to JSON lists; mappings to dicts; records to their JSON objects."""
-    if isinstance(value, _Record):
-        return value.to_json()
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, Enum):
-        return value.value
-    return value
+        return to_mapping(self)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSummary(_Record):
     """Mean accuracies of one model or of a family (fractions in [0, 1])."""
 
-    retain_accuracy: float = _key(float)  # on the retain set
-    test_accuracy: float = _key(float)  # on the test set
-    forget_accuracy: float = _key(float)  # on the forget set
-    seconds: float | None = _key(float, optional=True)  # training wall seconds (the original model only)
+    retain_accuracy: float  # on the retain set
+    test_accuracy: float  # on the test set
+    forget_accuracy: float  # on the forget set
+    seconds: float | None = _key(default=None, unit="seconds")  # training wall seconds (the original model only)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,16 +329,16 @@ class PhaseDataManifest(_Record):
     FILE_NAME: ClassVar[str] = MANIFEST
     WHAT: ClassVar[str]
 
-    phase: str = _key(str)  # the phase config's name
-    config_fingerprint: str = _key(str)  # sha256 of the phase config (PhaseConfig.fingerprint())
-    split_fingerprint: str = _key(str)  # sha256 of the dataset and its split (data.split_fingerprint)
-    num_models: int = _key(int)  # N: retrained models in the reference, runs of a submission
-    num_forget: int | None = _key(int, optional=True)  # E: forget-set examples
-    num_classes: int | None = _key(int, optional=True)  # C: classes of the model
-    mean_retrain_seconds: float | None = _key(float, optional=True)  # wall seconds of one retrain where timed
-    calibration_step_seconds: float | None = _key(float, optional=True)  # wall seconds of one training step there
-    timing_source: str | None = _key(str, optional=True)  # how mean_retrain_seconds was measured
-    provenance: Mapping[str, str] | None = _key(dict, optional=True)  # package, torch, Python versions; device
+    phase: str  # the phase config's name
+    config_fingerprint: str  # sha256 of the phase config (PhaseConfig.fingerprint())
+    split_fingerprint: str  # sha256 of the dataset and its split (data.split_fingerprint)
+    num_models: int  # N: retrained models in the reference, runs of a submission
+    num_forget: int | None = _key(default=None)  # E: forget-set examples
+    num_classes: int | None = _key(default=None)  # C: classes of the model
+    mean_retrain_seconds: float | None = _key(default=None, unit="seconds")  # wall seconds of one retrain where timed
+    calibration_step_seconds: float | None = _key(default=None, unit="seconds")  # wall seconds of one training step there
+    timing_source: str | None = _key(default=None)  # how mean_retrain_seconds was measured
+    provenance: Mapping[str, str] | None = _key(default=None)  # package, torch, Python versions; device
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "format": self.FORMAT, "format_version": FORMAT_VERSION}
@@ -409,10 +351,10 @@ class InputManifest(PhaseDataManifest):
     FORMAT: ClassVar[str] = INPUT_FORMAT
     WHAT: ClassVar[str] = "input data"
 
-    time_budget_seconds: float = _key(float)  # per-run budget: time_fraction x mean_retrain_seconds (wall)
-    time_fraction: float | None = _key(float, optional=True)  # the budget as a fraction of one retrain
-    time_budget_retain_epochs: float | None = _key(float, optional=True)  # the budget as passes over the retain set
-    original: ModelSummary | None = _key(ModelSummary, optional=True)  # the original model's accuracies and seconds
+    time_budget_seconds: float = _key(unit="seconds")  # per-run budget: time_fraction x mean_retrain_seconds (wall)
+    time_fraction: float | None = _key(default=None)  # the budget as a fraction of one retrain
+    time_budget_retain_epochs: float | None = _key(default=None, unit="epochs")  # the budget as passes over the retain set
+    original: ModelSummary | None = _key(default=None)  # the original model's accuracies and seconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -422,8 +364,8 @@ class ReferenceManifest(PhaseDataManifest):
     FORMAT: ClassVar[str] = REFERENCE_FORMAT
     WHAT: ClassVar[str] = "reference data"
 
-    arrays_sha256: str | None = _key(str, optional=True)  # sha256 of reference.npz (None: not checked)
-    retrained: ModelSummary | None = _key(ModelSummary, optional=True)  # mean accuracies of the N retrained models
+    arrays_sha256: str | None = _key(default=None)  # sha256 of reference.npz (None: not checked)
+    retrained: ModelSummary | None = _key(default=None)  # mean accuracies of the N retrained models
 
 
 class RunStatus(str, Enum):
@@ -443,23 +385,23 @@ class RunRecord(_Record):
     """One run: how it ended, its times and what it printed. The runner builds it (a new record
     at each step, with :func:`dataclasses.replace`) and ``ingestion.json`` stores it as is."""
 
-    index: int = _key(int)  # 0 .. N-1
-    status: RunStatus = _key(RunStatus, default=RunStatus.CRASHED)
-    seed: int | None = _key(int, optional=True)  # the seed the run was given
-    seconds: float = _key(float, optional=True, default=0.0)  # wall seconds, from go to the end
+    index: int  # 0 .. N-1
+    status: RunStatus = _key(default=RunStatus.CRASHED, required=True)
+    seed: int | None = _key(default=None)  # the seed the run was given
+    seconds: float = _key(default=0.0, unit="seconds")  # wall seconds, from go to the end
     # CPU seconds of the run's processes (all threads, children included), from go to the end (None: unknown)
-    cpu_seconds: float | None = _key(float, optional=True, none_as_null=True)
-    message: str = _key(str, optional=True, default="")  # one line for people ("" when ok)
-    failure: Failure | None = _key(Failure, optional=True)  # why it failed, as the trusted side classified it
-    traceback_tail: str = _key(str, optional=True, default="")  # the end of the submission's traceback
-    output_tail: str = _key(str, optional=True, default="")  # the end of what it printed
-    output_bytes: int | None = _key(int, optional=True, default=0)  # how much it printed (None: withheld)
-    exit_code: int | None = _key(int, optional=True, none_as_null=True)  # the worker's exit status
+    cpu_seconds: float | None = _key(default=None, none_as_null=True, unit="seconds")
+    message: str = _key(default="")  # one line for people ("" when ok)
+    failure: Failure | None = _key(default=None)  # why it failed, as the trusted side classified it
+    traceback_tail: str = _key(default="")  # the end of the submission's traceback
+    output_tail: str = _key(default="")  # the end of what it printed
+    output_bytes: int | None = _key(default=0, unit="bytes")  # how much it printed (None: withheld)
+    exit_code: int | None = _key(default=None, none_as_null=True)  # the worker's exit status
     # "landlock" when the worker was confined, else why it was not (see runner/landlock.py); then what cut
     # its network, or why nothing did (see runner/proccap.py)
-    confinement: str = _key(str, optional=True, default="")
-    process_cap: str = _key(str, optional=True, default="")  # what capped its processes, or why nothing did
-    extra: Mapping[str, Any] = _key(dict, optional=True, default_factory=dict)  # anything else recorded
+    confinement: str = _key(default="")
+    process_cap: str = _key(default="")  # what capped its processes, or why nothing did
+    extra: Mapping[str, Any] = _key(default_factory=dict)  # anything else recorded
 
     def __post_init__(self) -> None:  # a status or failure given as its string becomes its member (or fails)
         object.__setattr__(self, "status", RunStatus(self.status))
@@ -484,38 +426,28 @@ class IngestionManifest(_Record):
     FILE_NAME: ClassVar[str] = INGESTION_MANIFEST
     WHAT: ClassVar[str] = "ingestion output"
 
-    status: str = _key(str)  # "ok" (every run ok, arrays written) or "failed"
-    message: str | None = _key(str, optional=True)  # one line for people: what happened
-    runs: tuple[RunRecord, ...] = _key(list, optional=True, default=())  # one record per run started
-    phase: str | None = _key(str, optional=True, none_as_null=True)  # the phase config's name
-    config_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
-    split_fingerprint: str | None = _key(str, optional=True, none_as_null=True)  # as in the input data
-    num_models: int | None = _key(int, optional=True, none_as_null=True)  # runs asked for (k <= N)
-    num_models_reference: int | None = _key(int, optional=True, none_as_null=True)  # N of the input data
-    time_budget_seconds: float | None = _key(float, optional=True, none_as_null=True)  # per run (None: no limit)
-    budget_clock: str | None = _key(str, optional=True, none_as_null=True)  # what the budget counts: "wall" or "cpu"
-    time_limit_enforced: bool | None = _key(bool, optional=True, none_as_null=True)  # a budget was enforced
-    device: str | None = _key(str, optional=True, none_as_null=True)  # torch device of the runs
-    package_version: str | None = _key(str, optional=True, none_as_null=True)  # this package's version
-    arrays_sha256: str | None = _key(str, optional=True, none_as_null=True)  # sha256 of the arrays' file (ok only)
+    status: str  # "ok" (every run ok, arrays written) or "failed"
+    message: str | None = _key(default=None)  # one line for people: what happened
+    runs: tuple[RunRecord, ...] = _key(default=())  # one record per run started
+    phase: str | None = _key(default=None, none_as_null=True)  # the phase config's name
+    config_fingerprint: str | None = _key(default=None, none_as_null=True)  # as in the input data
+    split_fingerprint: str | None = _key(default=None, none_as_null=True)  # as in the input data
+    num_models: int | None = _key(default=None, none_as_null=True)  # runs asked for (k <= N)
+    num_models_reference: int | None = _key(default=None, none_as_null=True)  # N of the input data
+    time_budget_seconds: float | None = _key(default=None, none_as_null=True, unit="seconds")  # per run (None: no limit)
+    budget_clock: str | None = _key(default=None, none_as_null=True)  # what the budget counts: "wall" or "cpu"
+    time_limit_enforced: bool | None = _key(default=None, none_as_null=True)  # a budget was enforced
+    device: str | None = _key(default=None, none_as_null=True)  # torch device of the runs
+    package_version: str | None = _key(default=None, none_as_null=True)  # this package's version
+    arrays_sha256: str | None = _key(default=None, none_as_null=True)  # sha256 of the arrays' file (ok only)
     # True: the arrays are unlearned.npz.sealed, readable only with the reference data's key (sealing.py)
-    arrays_sealed: bool | None = _key(bool, optional=True)
-    timing: Mapping[str, Any] | None = _key(dict, optional=True, none_as_null=True)  # how the budget was derived
-    worker_user: str | None = _key(str, optional=True, none_as_null=True)  # the user the runs ran as
-    isolation_warning: str | None = _key(str, optional=True, none_as_null=True)  # why isolation is weaker, if so
-    worker_start: str | None = _key(str, optional=True)  # how workers were started (None: unknown)
+    arrays_sealed: bool | None = _key(default=None)
+    timing: Mapping[str, Any] | None = _key(default=None, none_as_null=True)  # how the budget was derived
+    worker_user: str | None = _key(default=None, none_as_null=True)  # the user the runs ran as
+    isolation_warning: str | None = _key(default=None, none_as_null=True)  # why isolation is weaker, if so
+    worker_start: str | None = _key(default=None)  # how workers were started (None: unknown)
     # "shown" or "hidden": whether runs' output, tracebacks and error text were kept (None: unknown)
-    participant_output: str | None = _key(str, optional=True)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, where: str) -> "IngestionManifest":
-        manifest = super().from_json(data, where=where)
-        runs = []
-        for position, run in enumerate(manifest.runs):
-            if not isinstance(run, Mapping):
-                raise ArtifactError(f"{where} has runs[{position}] = {run!r}, expected an object")
-            runs.append(RunRecord.from_json(run, where=f"{where}, runs[{position}]"))
-        return replace(manifest, runs=tuple(runs))
+    participant_output: str | None = _key(default=None)
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,15 @@ from typing import Any
 import yaml
 
 from unlearning_challenge.metric import BOUNDS
+from unlearning_challenge.validation import Rules, from_mapping, key
 
 
 class ConfigError(ValueError):
     """A phase config is missing a key, has an unknown key or a bad value."""
+
+
+# A phase config's keys are its dataclasses' fields (see validation.py): unknown keys are refused.
+_RULES = Rules(ConfigError)
 
 
 class Choice(str, Enum):
@@ -99,7 +104,7 @@ def _as_choices(section: Any) -> None:
     """In ``__post_init__``: turn the strings of a section's closed choices into their members.
 
     A field is a closed choice when its default is a :class:`Choice`; a string that is no
-    member is left as is for :func:`_check_values` to refuse with the valid values.
+    member is left as is (a file's values are checked by :func:`config_from_dict`).
     """
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
@@ -117,12 +122,12 @@ class DatasetConfig:
 
     kind: DatasetKind = DatasetKind.SYNTHETIC
     seed: int = 0
-    num_persons: int = 400
-    min_images_per_person: int = 3
-    max_images_per_person: int = 8
-    image_size: int = 32
-    label_noise: float = 0.08
-    atypical_fraction: float = 0.1
+    num_persons: int = key(default=400, minimum=1)
+    min_images_per_person: int = key(default=3, minimum=1)
+    max_images_per_person: int = key(default=8, minimum=1)
+    image_size: int = key(default=32, unit="pixels", minimum=1)
+    label_noise: float = key(default=0.08, minimum=0, maximum=1)
+    atypical_fraction: float = key(default=0.1, minimum=0, maximum=1)
     root: str | None = None
     manifest: str | None = None
 
@@ -135,15 +140,15 @@ class SplitConfig:
     """How persons are divided into train/val/test and train into retain/forget."""
 
     seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    forget_fraction: float = 0.02
+    val_fraction: float = key(default=0.1, above=0, below=1)
+    test_fraction: float = key(default=0.2, above=0, below=1)
+    forget_fraction: float = key(default=0.02, above=0, below=1)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     arch: ModelArch = ModelArch.RESNET18
-    num_classes: int = 10
+    num_classes: int = key(default=10, minimum=2)
     # dtype of the committed original-model checkpoint ("float32" or "float16");
     # the model is always run in float32.
     checkpoint_dtype: CheckpointDtype = CheckpointDtype.FLOAT32
@@ -156,20 +161,20 @@ class ModelConfig:
 class TrainingConfig:
     """The challenge's training recipe for the original and retrained models."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 5e-3
+    epochs: int = key(default=30, minimum=1)
+    batch_size: int = key(default=64, minimum=1)
+    lr: float = key(default=1e-4, above=0)
+    weight_decay: float = key(default=5e-3, minimum=0)
     class_weighted_loss: bool = True
     # Threads used by torch on CPU (0: torch's default).
-    cpu_threads: int = 0
+    cpu_threads: int = key(default=0, minimum=0)
 
 
 @dataclass(frozen=True)
 class ReferenceConfig:
     """How many retrained models (N) and their seeds (seed_start .. seed_start+N-1)."""
 
-    num_models: int = 512
+    num_models: int = key(default=512, minimum=2)
     seed_start: int = 0
     original_seed: int = 12345
 
@@ -178,15 +183,15 @@ class ReferenceConfig:
 class IngestionConfig:
     """How the submission is run."""
 
-    batch_size: int = 64
+    batch_size: int = key(default=64, minimum=1)
     # Per-run seeds are seed_start + run index: distinct from the reference seeds.
     seed_start: int = 1_000_000
     # A run may take at most this fraction of one retrain's mean time.
-    time_fraction: float = 0.2
+    time_fraction: float = key(default=0.2, above=0)
     # Hard limit per run, as a multiple of the budget, before the worker is killed.
-    hard_timeout_factor: float = 3.0
+    hard_timeout_factor: float = key(default=3.0, above=0)
     # Worker memory cap in GiB (0: no cap).
-    memory_limit_gib: float = 0.0
+    memory_limit_gib: float = key(default=0.0, unit="GiB", minimum=0)
     # "machine": scale the budget by this machine's speed relative to the reference
     # machine (timed training steps, see timing.py); "none": the reference time as is.
     budget_scaling: BudgetScaling = BudgetScaling.MACHINE
@@ -216,7 +221,7 @@ class ScoringConfig:
     """
 
     bounds: RateBounds = RateBounds.EMPIRICAL
-    alpha: float = 0.05
+    alpha: float = key(default=0.05, above=0, below=1)
 
     def __post_init__(self) -> None:
         _as_choices(self)
@@ -226,13 +231,14 @@ class ScoringConfig:
 class PhaseConfig:
     name: str
     description: str = ""
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
-    ingestion: IngestionConfig = field(default_factory=IngestionConfig)
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # A section left empty in the file (null) holds its defaults.
+    dataset: DatasetConfig = key(default_factory=DatasetConfig, null_is_default=True)
+    split: SplitConfig = key(default_factory=SplitConfig, null_is_default=True)
+    model: ModelConfig = key(default_factory=ModelConfig, null_is_default=True)
+    training: TrainingConfig = key(default_factory=TrainingConfig, null_is_default=True)
+    reference: ReferenceConfig = key(default_factory=ReferenceConfig, null_is_default=True)
+    ingestion: IngestionConfig = key(default_factory=IngestionConfig, null_is_default=True)
+    scoring: ScoringConfig = key(default_factory=ScoringConfig, null_is_default=True)
 
     @property
     def participant_output(self) -> ParticipantOutput:
@@ -261,93 +267,14 @@ class PhaseConfig:
         return hashlib.sha256(blob).hexdigest()
 
 
-_SECTIONS = {
-    "dataset": DatasetConfig,
-    "split": SplitConfig,
-    "model": ModelConfig,
-    "training": TrainingConfig,
-    "reference": ReferenceConfig,
-    "ingestion": IngestionConfig,
-    "scoring": ScoringConfig,
-}
-
-
-def _build_section(name: str, cls: type, raw: Any, source: str) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {unknown} in section '{name}'; valid keys: {sorted(known)}"
-        )
-    values = {}
-    for key, value in raw.items():
-        default = known[key].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{source}: '{name}.{key}' must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{source}: '{name}.{key}' must be a number, got {value!r}")
-            value = type(default)(value) if isinstance(default, float) else value
-        values[key] = value
-    return cls(**values)
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> PhaseConfig:
-    """Build and validate a PhaseConfig from a parsed YAML mapping."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    allowed = {"name", "description", *_SECTIONS}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{source}: unknown top-level key(s) {unknown}; valid keys: {sorted(allowed)}")
-    if "name" not in raw:
-        raise ConfigError(f"{source}: missing required key 'name'")
-    sections = {name: _build_section(name, cls, raw.get(name), source) for name, cls in _SECTIONS.items()}
-    config = PhaseConfig(name=str(raw["name"]), description=str(raw.get("description", "")), **sections)
-    _check_values(config, source)
-    return config
+    """Build and validate a PhaseConfig from a parsed YAML mapping.
 
-
-def _check_values(config: PhaseConfig, source: str) -> None:
-    if config.reference.num_models < 2:
-        raise ConfigError(f"{source}: 'reference.num_models' must be at least 2, got {config.reference.num_models}")
-    if config.dataset.kind not in DatasetKind.values():
-        raise ConfigError(
-            f"{source}: 'dataset.kind' must be one of {', '.join(DatasetKind.values())}; got {config.dataset.kind!r}"
-        )
-    if config.model.arch not in ModelArch.values():
-        raise ConfigError(f"{source}: 'model.arch' must be {_either(ModelArch)}, got {config.model.arch!r}")
-    if config.model.checkpoint_dtype not in CheckpointDtype.values():
-        raise ConfigError(f"{source}: 'model.checkpoint_dtype' must be {_either(CheckpointDtype)}")
-    for key in ("val_fraction", "test_fraction", "forget_fraction"):
-        value = getattr(config.split, key)
-        if not 0 < value < 1:
-            raise ConfigError(f"{source}: 'split.{key}' must be in (0, 1), got {value}")
-    if config.ingestion.budget_scaling not in BudgetScaling.values():
-        raise ConfigError(f"{source}: 'ingestion.budget_scaling' must be {_either(BudgetScaling)}, "
-                          f"got {config.ingestion.budget_scaling!r}")
-    if config.scoring.bounds not in RateBounds.values():
-        raise ConfigError(
-            f"{source}: 'scoring.bounds' must be {_either(RateBounds)}, got {config.scoring.bounds!r}"
-        )
-    if not 0 < config.scoring.alpha < 1:
-        raise ConfigError(f"{source}: 'scoring.alpha' must be in (0, 1), got {config.scoring.alpha}")
-    output = config.ingestion.participant_output
-    if output is not None and output not in ParticipantOutput.values():
-        raise ConfigError(f"{source}: 'ingestion.participant_output' must be {_either(ParticipantOutput)}, "
-                          f"got {output!r}")
-    if not 0 < config.ingestion.time_fraction:
-        raise ConfigError(f"{source}: 'ingestion.time_fraction' must be positive")
-
-
-def _either(choice: type[Choice]) -> str:
-    """The valid values in words: "a", "a or b", "a, b or c"."""
-    values = choice.values()
-    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+    Every key is checked against its field (validation.py): its type (a float is no
+    integer, a bool no number), its closed choice and its bounds; messages start
+    with ``source`` and name the key, e.g. ``'training.epochs' must be an integer, got 2.5``.
+    """
+    return from_mapping(PhaseConfig, raw, _RULES, source)
 
 
 def load_config(path: str | Path) -> PhaseConfig:

@@ -2,9 +2,9 @@
 
 The file is Codabench's ``version: 2`` competition.yaml with folders where the
 platform expects zips, plus ``unlearning:`` mappings (one at the top, one per
-phase) for this competition's own settings. :func:`load_competition` is the
-one validation layer: every message names the key, the expected and the
-actual value. What depends on the phase data (N, budgets, time limits) is
+phase) for this competition's own settings. :func:`load_competition` checks every key with
+the package's one validation layer (:mod:`~unlearning_challenge.validation`):
+every message names the key, the expected and the actual value. What depends on the phase data (N, budgets, time limits) is
 checked later, by :mod:`~unlearning_challenge.platforms.phases`.
 """
 
@@ -20,6 +20,8 @@ import yaml
 
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.scoring.result import SCORES_TXT_KEYS
+from unlearning_challenge.validation import Rules, Spec, check, check_keys, fail, from_mapping
+from unlearning_challenge.validation import key as _key
 
 __all__ = [
     "Column",
@@ -63,19 +65,21 @@ _PAGE_KEYS = {"title", "file"}
 _LEADERBOARD_KEYS = {"index", "title", "key", "submission_rule", "columns"}
 _COLUMN_KEYS = {"title", "key", "index", "sorting", "precision"}
 _TOP_EXTRA_KEYS = {"time_limit"}
-_TIME_LIMIT_KEYS = {"safety_factor", "per_run_overhead_seconds", "startup_seconds", "worker_speed_ratio"}
+
+# Unknown keys are refused; messages name the key by its path (the file's name is added by competition_from_dict).
+_RULES = Rules(BundleError)
 
 
 @dataclass(frozen=True)
 class TimeLimitSettings:
     """Inputs of :func:`phases.execution_time_limit` (see competition.yaml's comments)."""
 
-    safety_factor: float = 1.5
-    per_run_overhead_seconds: float = 15.0
-    startup_seconds: float = 300.0
+    safety_factor: float = _key(default=1.5, minimum=1.0)
+    per_run_overhead_seconds: float = _key(default=15.0, minimum=0.0, unit="seconds")
+    startup_seconds: float = _key(default=300.0, minimum=0.0, unit="seconds")
     # How many times slower than the machines that timed the reference models
     # the slowest worker may be (ingestion scales the budget by the measured ratio).
-    worker_speed_ratio: float = 1.0
+    worker_speed_ratio: float = _key(default=1.0, minimum=1e-3)
 
 
 @dataclass(frozen=True)
@@ -184,65 +188,48 @@ def _slug(text: str) -> str:
 # --------------------------------------------------------------------------- value checks
 
 
-def _require_mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise BundleError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
+# Each takes the key's path in the file and, where the path alone does not say which phase, a ``where``
+# ("phase 'Check'") that starts the message.
 
 
-def _require_list(value: Any, where: str) -> list:
-    if not isinstance(value, list) or not value:
-        raise BundleError(f"{where} must be a non-empty list")
-    return value
+def _require_mapping(value: Any, path: str, where: str = "") -> dict:
+    return check(value, dict, _RULES, where, path)
 
 
-def _check_keys(raw: dict, allowed: set[str], where: str, required: Iterable[str] = ()) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise BundleError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
-    missing = [key for key in required if key not in raw]
-    if missing:
-        raise BundleError(f"{where}: missing required key(s) {missing}")
+def _require_list(value: Any, path: str, where: str = "") -> list:
+    return check(value, list, _RULES, where, path, Spec(min_items=1))
 
 
-def _as_date(value: Any, where: str) -> dt.date:
-    if isinstance(value, dt.date):  # datetime.datetime is a date too
-        return value
-    raise BundleError(f"{where} must be a date written YYYY-MM-DD (unquoted), got {value!r}")
+def _check_keys(raw: dict, allowed: set[str], path: str, where: str = "", required: Iterable[str] = ()) -> None:
+    check_keys(raw, allowed, _RULES, where, path, tuple(required))
 
 
-def _as_int(value: Any, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BundleError(f"{where} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _as_date(value: Any, path: str, where: str = "") -> dt.date:
+    return check(value, dt.date, _RULES, where, path)
 
 
-def _as_number(value: Any, where: str, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-        raise BundleError(f"{where} must be a number >= {minimum}, got {value!r}")
-    return float(value)
+def _as_int(value: Any, path: str, where: str = "", minimum: int = 0) -> int:
+    return check(value, int, _RULES, where, path, Spec(minimum=minimum))
 
 
-def _as_bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise BundleError(f"{where} must be true or false, got {value!r}")
-    return value
+def _as_bool(value: Any, path: str) -> bool:
+    return check(value, bool, _RULES, "", path)
 
 
-def _as_text(value: Any, where: str, max_length: int | None = None, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise BundleError(f"{where} must be a non-empty string, got {value!r}")
-    value = value.strip()
+def _as_text(value: Any, path: str, where: str = "", max_length: int | None = None, allow_empty: bool = False) -> str:
+    value = check(value, str, _RULES, where, path).strip()
+    if not allow_empty and not value:
+        fail(_RULES, where, path, "must be a non-empty string, got ''")
     if max_length is not None and len(value) > max_length:
-        raise BundleError(f"{where} has {len(value)} characters; CodaLab allows at most {max_length}")
+        fail(_RULES, where, path, f"has {len(value)} characters; CodaLab allows at most {max_length}")
     return value
 
 
-def _check_index(raw: dict, position: int, where: str) -> int:
+def _check_index(raw: dict, position: int, path: str) -> int:
     """Codabench's ``index`` of a listed item; here it must be the item's position in its list."""
-    index = _as_int(raw["index"], f"{where}.index")
+    index = _as_int(raw["index"], f"{path}.index")
     if index != position:
-        raise BundleError(f"{where}.index must be {position} (listed in index order), got {index}")
+        fail(_RULES, "", f"{path}.index", f"must be {position} (listed in index order), got {index}")
     return index
 
 
@@ -250,29 +237,29 @@ def _check_index(raw: dict, position: int, where: str) -> int:
 
 
 def _parse_task(raw: Any, position: int) -> Task:
-    where = f"tasks[{position}]"
-    raw = _require_mapping(raw, where)
-    _check_keys(raw, _TASK_KEYS, where, required=(
+    path = f"tasks[{position}]"
+    raw = _require_mapping(raw, path)
+    _check_keys(raw, _TASK_KEYS, path, required=(
         "index", "name", "input_data", "reference_data", "ingestion_program", "scoring_program"))
     description = raw.get("description")
     return Task(
-        index=_check_index(raw, position, where),
-        name=_as_text(raw["name"], f"{where}.name"),
-        description=None if description is None else _as_text(description, f"{where}.description", allow_empty=True),
-        **{key: _as_text(raw[key], f"{where}.{key}")
+        index=_check_index(raw, position, path),
+        name=_as_text(raw["name"], f"{path}.name"),
+        description=None if description is None else _as_text(description, f"{path}.description", allow_empty=True),
+        **{key: _as_text(raw[key], f"{path}.{key}")
            for key in ("input_data", "reference_data", "ingestion_program", "scoring_program")},
     )
 
 
 def _parse_phase(raw: Any, position: int, tasks: tuple[Task, ...]) -> Phase:
-    where = f"phases[{position}]"
-    raw = _require_mapping(raw, where)
-    _check_keys(raw, _PHASE_KEYS, where, required=("index", "name", "start", "tasks", "starting_kit", "unlearning"))
-    index = _check_index(raw, position, where)
-    name = _as_text(raw["name"], f"{where}.name", MAX_PHASE_LABEL)
-    where = f"phase {name!r}"
-    extra = _require_mapping(raw["unlearning"], f"{where}: unlearning")
-    _check_keys(extra, _PHASE_EXTRA_KEYS, f"{where}: unlearning", required=("config",))
+    path = f"phases[{position}]"
+    raw = _require_mapping(raw, path)
+    _check_keys(raw, _PHASE_KEYS, path, required=("index", "name", "start", "tasks", "starting_kit", "unlearning"))
+    index = _check_index(raw, position, path)
+    name = _as_text(raw["name"], f"{path}.name", max_length=MAX_PHASE_LABEL)
+    where = f"phase {name!r}"  # the phase's own keys below: "phase 'Check': 'start' must be ..."
+    extra = _require_mapping(raw["unlearning"], "unlearning", where)
+    _check_keys(extra, _PHASE_EXTRA_KEYS, "unlearning", where, required=("config",))
     task_indexes = raw["tasks"]
     if not isinstance(task_indexes, list) or len(task_indexes) != 1:
         raise BundleError(f"{where}: tasks must list one task index (each phase's data are checked as one "
@@ -287,12 +274,12 @@ def _parse_phase(raw: Any, position: int, tasks: tuple[Task, ...]) -> Phase:
         raise BundleError(f"{where}: public_data must be the phase's input_data folder ({task.input_data}) "
                           f"or absent, got {public_data!r}")
     color = extra.get("color")
-    if color is not None and color not in CODALAB_COLORS:
-        raise BundleError(f"{where}: color must be one of {list(CODALAB_COLORS)}, got {color!r}")
-    start = _as_date(raw["start"], f"{where}: start")
+    if color is not None:
+        color = check(color, str, _RULES, where, "unlearning.color", Spec(choices=CODALAB_COLORS))
+    start = _as_date(raw["start"], "start", where)
     end = raw.get("end")
     if end is not None:
-        end = _as_date(end, f"{where}: end")
+        end = _as_date(end, "end", where)
         if date_only(end) < date_only(start):
             raise BundleError(f"{where}: end {end} must not come before start {start}")
     limit = raw.get("execution_time_limit")
@@ -300,19 +287,19 @@ def _parse_phase(raw: Any, position: int, tasks: tuple[Task, ...]) -> Phase:
     return Phase(
         index=index,
         name=name,
-        description=_as_text(raw.get("description", ""), f"{where}: description", MAX_PHASE_DESCRIPTION,
+        description=_as_text(raw.get("description", ""), "description", where, MAX_PHASE_DESCRIPTION,
                              allow_empty=True),
         start=start,
         end=end,
         task=task,
-        config=_as_text(extra["config"], f"{where}: unlearning.config"),
-        starting_kit=_as_text(raw["starting_kit"], f"{where}: starting_kit"),
+        config=_as_text(extra["config"], "unlearning.config", where),
+        starting_kit=_as_text(raw["starting_kit"], "starting_kit", where),
         public_data=public_data is not None,
-        max_submissions=_as_int(raw.get("max_submissions", 100), f"{where}: max_submissions"),
-        max_submissions_per_day=_as_int(raw.get("max_submissions_per_day", 5), f"{where}: max_submissions_per_day"),
+        max_submissions=_as_int(raw.get("max_submissions", 100), "max_submissions", where),
+        max_submissions_per_day=_as_int(raw.get("max_submissions_per_day", 5), "max_submissions_per_day", where),
         color=color,
-        execution_time_limit=None if limit in (None, "auto") else _as_int(limit, f"{where}: execution_time_limit", 1),
-        make_hint=None if make_hint is None else _as_text(make_hint, f"{where}: unlearning.make_hint"),
+        execution_time_limit=None if limit in (None, "auto") else _as_int(limit, "execution_time_limit", where, 1),
+        make_hint=None if make_hint is None else _as_text(make_hint, "unlearning.make_hint", where),
     )
 
 
@@ -334,10 +321,10 @@ def _parse_pages(raw: dict) -> tuple[str, tuple[Page, ...]]:
     terms = _as_text(raw["terms"], "terms")
     pages = []
     for position, page in enumerate(_require_list(raw["pages"], "pages")):
-        where = f"pages[{position}]"
-        page = _require_mapping(page, where)
-        _check_keys(page, _PAGE_KEYS, where, required=("title", "file"))
-        pages.append(Page(title=_as_text(page["title"], f"{where}.title"), file=_as_text(page["file"], f"{where}.file")))
+        path = f"pages[{position}]"
+        page = _require_mapping(page, path)
+        _check_keys(page, _PAGE_KEYS, path, required=("title", "file"))
+        pages.append(Page(title=_as_text(page["title"], f"{path}.title"), file=_as_text(page["file"], f"{path}.file")))
     names = [page.name for page in pages]
     if "terms" in names or len(set(names)) != len(names):
         raise BundleError(f"pages: each title names one page, and the terms come from `terms:`; got {names}")
@@ -347,23 +334,20 @@ def _parse_pages(raw: dict) -> tuple[str, tuple[Page, ...]]:
     return terms, tuple(pages)
 
 
-def _parse_column(raw: Any, position: int, where: str) -> Column:
-    where = f"{where}.columns[{position}]"
-    raw = _require_mapping(raw, where)
-    _check_keys(raw, _COLUMN_KEYS, where, required=("key", "index"))
-    _check_index(raw, position, where)
-    key = _as_text(raw["key"], f"{where}.key", MAX_COLUMN_KEY)
+def _parse_column(raw: Any, position: int, board: str) -> Column:
+    path = f"{board}.columns[{position}]"
+    raw = _require_mapping(raw, path)
+    _check_keys(raw, _COLUMN_KEYS, path, required=("key", "index"))
+    _check_index(raw, position, path)
+    key = _as_text(raw["key"], f"{path}.key", max_length=MAX_COLUMN_KEY)
     if key not in SCORES_TXT_KEYS:
-        raise BundleError(f"{where}.key {key!r} is not a number the scoring program writes to scores.txt; "
+        raise BundleError(f"{path}.key {key!r} is not a number the scoring program writes to scores.txt; "
                           f"choose one of {', '.join(sorted(SCORES_TXT_KEYS))}")
-    sorting = raw.get("sorting", "desc")
-    if sorting not in ("asc", "desc"):
-        raise BundleError(f"{where}.sorting must be asc or desc, got {sorting!r}")
     return Column(
         key=key,
-        title=_as_text(raw.get("title", key), f"{where}.title", MAX_COLUMN_LABEL),
-        sorting=sorting,
-        precision=_as_int(raw.get("precision", 4), f"{where}.precision", 1),
+        title=_as_text(raw.get("title", key), f"{path}.title", max_length=MAX_COLUMN_LABEL),
+        sorting=check(raw.get("sorting", "desc"), str, _RULES, "", f"{path}.sorting", Spec(choices=("asc", "desc"))),
+        precision=_as_int(raw.get("precision", 4), f"{path}.precision", minimum=1),
     )
 
 
@@ -372,21 +356,19 @@ def _parse_leaderboard(raw: Any) -> Leaderboard:
     if len(boards) != 1:
         raise BundleError(f"leaderboards must hold one leaderboard (the scoring program writes one scores.txt), "
                           f"got {len(boards)}")
-    where = "leaderboards[0]"
-    board = _require_mapping(boards[0], where)
-    _check_keys(board, _LEADERBOARD_KEYS, where, required=("index", "columns"))
-    _check_index(board, 0, where)
-    submission_rule = board.get("submission_rule", "Force_Last")
-    if submission_rule not in SUBMISSION_RULES:
-        raise BundleError(f"{where}.submission_rule must be one of {list(SUBMISSION_RULES)}, "
-                          f"got {submission_rule!r}")
-    columns = tuple(_parse_column(c, i, where) for i, c in enumerate(_require_list(board["columns"], f"{where}.columns")))
+    path = "leaderboards[0]"
+    board = _require_mapping(boards[0], path)
+    _check_keys(board, _LEADERBOARD_KEYS, path, required=("index", "columns"))
+    _check_index(board, 0, path)
+    submission_rule = check(board.get("submission_rule", "Force_Last"), str, _RULES, "", f"{path}.submission_rule",
+                            Spec(choices=SUBMISSION_RULES))
+    columns = tuple(_parse_column(c, i, path) for i, c in enumerate(_require_list(board["columns"], f"{path}.columns")))
     keys = [c.key for c in columns]
     if len(set(keys)) != len(keys):
-        raise BundleError(f"{where}.columns: duplicate keys in {keys}")
+        raise BundleError(f"{path}.columns: duplicate keys in {keys}")
     return Leaderboard(
-        title=_as_text(board.get("title", "Results"), f"{where}.title", MAX_COLUMN_LABEL),
-        key=_as_text(board.get("key", "RESULTS"), f"{where}.key"),
+        title=_as_text(board.get("title", "Results"), f"{path}.title", max_length=MAX_COLUMN_LABEL),
+        key=_as_text(board.get("key", "RESULTS"), f"{path}.key"),
         submission_rule=submission_rule,
         columns=columns,
     )
@@ -395,19 +377,7 @@ def _parse_leaderboard(raw: Any) -> Leaderboard:
 def _parse_time_limit(raw: dict) -> TimeLimitSettings:
     extra = _require_mapping(raw.get("unlearning", {}), "unlearning")
     _check_keys(extra, _TOP_EXTRA_KEYS, "unlearning")
-    limits = _require_mapping(extra.get("time_limit", {}), "unlearning.time_limit")
-    _check_keys(limits, _TIME_LIMIT_KEYS, "unlearning.time_limit")
-    defaults = TimeLimitSettings()
-
-    def number(key: str, minimum: float) -> float:
-        return _as_number(limits.get(key, getattr(defaults, key)), f"unlearning.time_limit.{key}", minimum)
-
-    return TimeLimitSettings(
-        safety_factor=number("safety_factor", 1.0),
-        per_run_overhead_seconds=number("per_run_overhead_seconds", 0.0),
-        startup_seconds=number("startup_seconds", 0.0),
-        worker_speed_ratio=number("worker_speed_ratio", 1e-3),
-    )
+    return from_mapping(TimeLimitSettings, extra.get("time_limit", {}), _RULES, "", "unlearning.time_limit")
 
 
 # --------------------------------------------------------------------------- the file
@@ -416,8 +386,8 @@ def _parse_time_limit(raw: dict) -> TimeLimitSettings:
 def competition_from_dict(raw: Any, source: str = "competition.yaml") -> Competition:
     """Validate a parsed competition.yaml mapping; errors name the key and the fix."""
     try:
-        raw = _require_mapping(raw, "the competition file")
-        _check_keys(raw, _TOP_KEYS, "competition.yaml", required=(
+        raw = _require_mapping(raw, "")
+        _check_keys(raw, _TOP_KEYS, "", required=(
             "version", "title", "image", "docker_image", "terms", "pages", "tasks", "phases", "leaderboards"))
         if raw["version"] != 2:
             raise BundleError(f"version must be 2 (Codabench's competition.yaml format), got {raw['version']!r}")
@@ -438,7 +408,7 @@ def competition_from_dict(raw: Any, source: str = "competition.yaml") -> Competi
         if not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", docker_image):
             raise BundleError(f"docker_image {docker_image!r} is not a valid image name (lowercase, no spaces)")
         return Competition(
-            title=_as_text(raw["title"], "title", MAX_TITLE),
+            title=_as_text(raw["title"], "title", max_length=MAX_TITLE),
             description=_as_text(raw.get("description", ""), "description", allow_empty=True),
             image=_as_text(raw["image"], "image"),
             docker_image=docker_image,

@@ -8,16 +8,21 @@ Paths are absolute, inside the run's own folder.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearning_challenge.atomic import write_text
+from unlearning_challenge.validation import Rules, from_mapping
 
 JOB_FILE = "job.json"
 
 
 class JobError(ValueError):
     """A job file that is not a valid job."""
+
+
+# Every field is required and no other key is allowed (validation.py checks them by their type hints).
+_RULES = Rules(JobError, mapping_name="an object")
 
 
 @dataclass(frozen=True)
@@ -61,26 +66,5 @@ class Job:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise JobError(f"cannot read the job file {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise JobError(f"job file {path}: expected a JSON object, got {type(data).__name__}")
-        model = _checked(JobModel, data.get("model_config"), f"job file {path}: model_config")
-        return _checked(cls, {**data, "model_config": model}, f"job file {path}")
+        return from_mapping(cls, data, _RULES, f"job file {path}")
 
-
-def _checked(cls, data, where: str):
-    """``cls(**data)`` once every field is present with the type the dataclass declares."""
-    if not isinstance(data, dict):
-        raise JobError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    types = {"int": int, "str": str, "bool": bool, "JobModel": JobModel}
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise JobError(f"{where}: unknown field(s) {unknown}")
-    for f in fields(cls):
-        if f.name not in data:
-            raise JobError(f"{where}: missing field {f.name!r}")
-        expected = types[f.type]
-        value = data[f.name]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise JobError(f"{where}: field {f.name!r} must be {f.type}, got {type(value).__name__}")
-    return cls(**data)
