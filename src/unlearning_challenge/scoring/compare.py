@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from unlearning_challenge.artifacts import INGESTION_MANIFEST, ArtifactError
+from unlearning_challenge.artifacts import (
+    INGESTION_MANIFEST,
+    ArtifactError,
+    read_ingestion_manifest,
+    read_reference_manifest,
+)
 from unlearning_challenge.scoring.program import (
     ScoringError,
     _family_sample,
@@ -52,10 +57,29 @@ def ingestion_folder(folder: Path) -> Path:
     raise CompareError(f"{folder}: not an ingestion output ({INGESTION_MANIFEST} found neither in it nor in its res/)")
 
 
+def _check_phases(folders: Sequence[Path], reference_data: Path) -> None:
+    """Every successful ingestion's phase is the reference data's (before reading any arrays)."""
+    try:
+        expected = read_reference_manifest(reference_data).phase
+    except ArtifactError as exc:
+        raise CompareError(f"{reference_data}: {exc}") from None
+    for folder in folders:
+        try:
+            ingestion = read_ingestion_manifest(ingestion_folder(folder))
+        except ArtifactError as exc:
+            raise CompareError(f"{folder}: {exc}") from None
+        if ingestion.status == "ok" and expected and ingestion.phase != expected:
+            raise CompareError(
+                f"{folder} is of phase {ingestion.phase!r} but the reference data {reference_data} of phase "
+                f"{expected!r}: scores of different phases cannot be compared (F depends on the number of models N "
+                "through its epsilon buckets); give every folder of one phase and that phase's --reference-data")
+
+
 def read_submissions(folders: Sequence[Path], reference_data: Path) -> list[Submission]:
     """Every folder's scoring inputs, checked against ``reference_data`` and against each other."""
     if not reference_data.is_dir():
         raise CompareError(f"{reference_data}: no reference data folder (give --reference-data)")
+    _check_phases(folders, reference_data)
     disclosure = participant_output(reference_data, None)
     submissions = []
     for folder in folders:
@@ -66,11 +90,6 @@ def read_submissions(folders: Sequence[Path], reference_data: Path) -> list[Subm
         submissions.append(Submission(str(folder), inputs, _family_sample(inputs.unlearned)))
     first = submissions[0]
     for other in submissions[1:]:
-        phases = (first.inputs.ingestion.phase, other.inputs.ingestion.phase)
-        if phases[0] != phases[1]:
-            raise CompareError(
-                f"{other.name} is of phase {phases[1]!r}, {first.name} of phase {phases[0]!r}: scores of different "
-                "phases cannot be compared (F depends on the number of models N through its epsilon buckets)")
         sizes = (first.sample.num_models, other.sample.num_models)
         if sizes[0] != sizes[1]:
             raise CompareError(f"{other.name} holds {sizes[1]} models, {first.name} {sizes[0]}: compare outputs "
