@@ -167,6 +167,7 @@ def folders(tmp_path):
                                           num_models=N, mean_retrain_seconds=5.0, arrays_sha256=digest))
     _write_submission(tmp_path / "runs" / "good" / "res", _family(rng, mu, labels))
     _write_submission(tmp_path / "bad", _family(rng, mu, labels, shift=2.0))
+    _write_submission(tmp_path / "runs" / "shifted" / "res", _family(rng, mu, labels, shift=2.0))
     return tmp_path, ref
 
 
@@ -198,3 +199,15 @@ def test_compare_refuses_other_phases_failed_ingestions_and_non_outputs(folders,
         compare_folders(root / "nowhere", root / "bad", ref)
     assert cli.main(["compare", str(root / "failed"), str(root / "bad"), "--reference-data", str(ref)]) == 2
     assert "failed: the submission failed during ingestion" in capsys.readouterr().err
+
+
+def test_the_baselines_table_ranks_the_baselines_from_their_outputs(folders):
+    from unlearning_challenge.platforms.baselines import baseline_ranks, markdown_table
+
+    root, ref = folders
+    results = {"good": {"score": 0.2}, "shifted": {"score": 0.01}, "broken": {"failed": True}}
+    ranks = baseline_ranks(results, root / "runs", ref)
+    assert set(ranks) == {"good", "shifted"} and ranks["good"].p_first > 0.9
+    table = markdown_table(results, num_models=N, machine="a CPU", ranks=ranks)
+    assert "| rank (95%) | P(first) |" in table
+    assert baseline_ranks({"good": {}, "gone": {}}, root / "runs", ref) == {}  # no output: no columns
