@@ -15,7 +15,7 @@ from unlearning_challenge.metric import bucket_points
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest, RunRecord
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.program import add_statistics, compute_scores
-from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs
+from unlearning_challenge.scoring.result import SCORES_TXT_KEYS, ScoreResult, ScoringInputs, scores_txt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>"
@@ -173,6 +173,10 @@ def test_the_page_computes_no_statistics(monkeypatch):
 def test_page_states_n_the_buckets_and_the_attacks(typical):
     result, _, page = typical
     assert result.num_buckets == bucket_points(result.num_models)[0].size
+    text = scores_txt(result)
+    assert f"num_models: {result.num_models:.6f}\nnum_buckets: {result.num_buckets:.6f}\n" in text
+    assert "ulira_accuracy: " in text and "ulira_accuracy_std: " in text and "klom_forget_p95: " in text
+    assert "num_buckets" in SCORES_TXT_KEYS
     assert f"N = {result.num_models} models per family, hence {result.num_buckets} epsilon buckets" in page
     assert "comparable only between submissions of the same phase" in page
     assert f"{result.ulira_accuracy:.4f} ± {result.ulira_accuracy_std:.4f}" in page
