@@ -13,13 +13,16 @@ NO_TIME_LIMIT ?=
 OUT ?=
 # shown or hidden: override the phase's ingestion.participant_output (rehearse a private phase's rules)
 PARTICIPANT_OUTPUT ?=
+# make compare A=runs/x B=runs/y: two ingestion outputs (or local-score run folders) of the same phase
+A ?=
+B ?=
 
 LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
                      $(if $(OUT),--output $(OUT)) \
                      $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
-.PHONY: install test local-score quick-check reference bench baselines packages
+.PHONY: install test local-score quick-check compare reference bench baselines packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +41,11 @@ local-score: install
 quick-check: install
 	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) \
 		$(if $(OUT),--output $(OUT)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
+
+# Is A's score really above B's? Paired bootstrap of the difference: its 95% interval and the share of resamples A wins.
+compare: install
+	@test -n "$(A)" -a -n "$(B)" || { echo "give two folders: make compare A=runs/<x> B=runs/<y>" >&2; exit 2; }
+	$(CLI) compare $(A) $(B) --reference-data $(REFERENCE_DATA)
 
 reference: install
 	$(CLI) reference --config $(PHASE) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA)

@@ -190,3 +190,21 @@ def test_skipped_baselines_are_named_under_the_table(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["baselines", "--baselines", str(tmp_path), "--skip", "retrian"])
     assert "--skip: no baseline named retrian in" in capsys.readouterr().err
+
+
+def test_table_shows_rank_intervals_when_given_them():
+    from unlearning_challenge.platforms.baselines import markdown_table
+    from unlearning_challenge.scoring.ranking import Rank
+
+    scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
+              "mean_run_seconds": 3.0, "mia_accuracy": 0.6}
+    ranks = {"finetune": Rank("finetune", 0.1, 0.08, 0.12, 1, 2, 0.7), "scrub": Rank("scrub", 0.09, 0.07, 0.11, 1, 2, 0.3)}
+    table = markdown_table({"finetune": scores, "scrub": {**scores, "score": 0.09}, "neggrad": {"failed": True}},
+                           num_models=32, machine="a CPU", ranks=ranks)
+    lines = table.splitlines()
+    assert lines[0].endswith("| rank (95%) | P(first) |") and lines[1].count("---:") == 8
+    rows = {line.split("`")[1]: line for line in lines if line.startswith("| `")}
+    assert rows["finetune"].endswith("| 0.600 | 1–2 | 70% |") and rows["scrub"].endswith("| 1–2 | 30% |")
+    assert rows["neggrad"].count("|") == lines[0].count("|")
+    assert "P(first): the share of resamples" in table
+    assert "rank" not in markdown_table({"finetune": scores}, num_models=32, machine="a CPU").splitlines()[0]

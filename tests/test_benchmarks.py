@@ -20,6 +20,11 @@ def test_metric_benchmark_runs():
     assert "machine:" in out
 
 
+def test_attacks_benchmark_runs():
+    out = run_script("bench_attacks.py", "--sizes", "8x10", "--repeats", "1")
+    assert "ulira" in out and "klom" in out
+
+
 def test_worker_start_benchmark_times_both_ways(tiny_phase):
     out = run_script("bench_worker_start.py", "--starts", "1", "--input", tiny_phase[0])
     assert "fork server ready after" in out

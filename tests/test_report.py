@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from unlearning_challenge.scoring import statistics
+from unlearning_challenge.metric import bucket_points
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest, RunRecord
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.program import add_statistics, compute_scores
-from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs
+from unlearning_challenge.scoring.result import SCORES_TXT_KEYS, ScoreResult, ScoringInputs, scores_txt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>"
@@ -98,7 +99,7 @@ def test_page_is_valid_looking_self_contained_html(typical):
     _, _, page = typical
     check_page(page)
     pngs = images(page)
-    assert len(pngs) == 5
+    assert len(pngs) == 6
     assert all(png.startswith(PNG_SIGNATURE) for png in pngs)
 
 
@@ -167,6 +168,35 @@ def test_the_page_computes_no_statistics(monkeypatch):
     page = detailed_results_html(result, inputs)
     assert f"{result.statistics.bootstrap.high:.4f}" in page and "(12 resamples" in page
     assert "Perfect unlearner" in page
+
+
+def test_page_states_n_the_buckets_and_the_attacks(typical):
+    result, _, page = typical
+    assert result.num_buckets == bucket_points(result.num_models)[0].size
+    text = scores_txt(result)
+    assert f"num_models: {result.num_models:.6f}\nnum_buckets: {result.num_buckets:.6f}\n" in text
+    assert "ulira_accuracy: " in text and "ulira_accuracy_std: " in text and "klom_forget_p95: " in text
+    assert "num_buckets" in SCORES_TXT_KEYS
+    assert f"N = {result.num_models} models per family, hence {result.num_buckets} epsilon buckets" in page
+    assert "comparable only between submissions of the same phase" in page
+    assert f"{result.ulira_accuracy:.4f} ± {result.ulira_accuracy_std:.4f}" in page
+    assert f"{result.klom_forget_p95:.4f}" in page
+    assert "per-example U-LiRA accuracy against epsilon" in page
+
+
+def test_the_page_computes_no_attack(monkeypatch):
+    from unlearning_challenge.scoring import klom, program, ulira
+
+    inputs = make_inputs(n=4, e=5, seed=6)
+    result = compute_scores(inputs)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the page recomputed an attack")
+
+    for module, name in ((ulira, "ulira"), (klom, "klom"), (program, "ulira"), (program, "klom")):
+        monkeypatch.setattr(module, name, fail)
+    page = detailed_results_html(result, inputs)
+    assert f"{result.ulira_accuracy:.4f}" in page
 
 
 def test_capped_examples_are_counted_separately():

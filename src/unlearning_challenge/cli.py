@@ -179,11 +179,12 @@ def _build_arg(text: str) -> str:
 
 
 def _add_platform_commands(sub) -> None:
-    """The organizer's and participant's platform tools: bundle, submission, baselines, packages."""
+    """The organizer's and participant's platform tools: bundle, submission, baselines, compare, rank, packages."""
     from unlearning_challenge.platforms.baselines import add_baselines_arguments, run_baselines
     from unlearning_challenge.platforms.build import add_bundle_arguments, run_bundle
     from unlearning_challenge.platforms.environment import add_packages_arguments, run_packages
     from unlearning_challenge.platforms.submission_zip import add_submission_arguments, run_submission
+    from unlearning_challenge.scoring.compare import add_compare_arguments, run_compare, run_rank
 
     p = sub.add_parser("bundle", help="build dist/competition_bundle.zip (CodaLab v1.5) and "
                                       "dist/codabench_bundle.zip (Codabench v2) from competition.yaml")
@@ -193,6 +194,12 @@ def _add_platform_commands(sub) -> None:
     p = sub.add_parser("baselines", help="score every starting-kit baseline and the sample; write the table "
                                          "into starting_kit/README.md")
     add_baselines_arguments(p).set_defaults(func=run_baselines)
+    p = sub.add_parser("compare", help="paired comparison of two submissions' ingestion outputs (same phase): "
+                                       "the score difference, its 95%% interval, and whether it is real or noise")
+    add_compare_arguments(p, many=False).set_defaults(func=run_compare)
+    p = sub.add_parser("rank", help="each submission's score interval, the interval of ranks it takes and its "
+                                    "probability of ranking first, from joint resamples")
+    add_compare_arguments(p, many=True).set_defaults(func=run_rank)
     p = sub.add_parser("packages", help="write the table of the packages a submission can import into "
                                         "starting_kit/README.md")
     add_packages_arguments(p).set_defaults(func=run_packages)

@@ -7,7 +7,10 @@ limit. The table goes into ``starting_kit/README.md`` between the markers
 each baseline's ``scores.json`` is kept under the output folder with the
 hashes of its code and of the reference arrays (``baseline.json``), so an
 interrupted run resumes with the baselines not yet scored, and a changed
-baseline or reference is scored again.
+baseline or reference is scored again. From the baselines' ingestion outputs
+(``<output>/<name>/res``) the table also shows each baseline's interval of
+ranks and its probability of ranking first (joint resamples, as
+``unlearning-challenge rank``); ``--no-ranks`` leaves those columns out.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 from unlearning_challenge.artifacts import SUBMISSION_FILE, read_reference_manifest
 from unlearning_challenge.atomic import write_text
 from unlearning_challenge.reference.calibration import cpu_name
+from unlearning_challenge.scoring.compare import CompareError, rank_folders
+from unlearning_challenge.scoring.ranking import COMPARE_CONFIDENCE, Rank
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}
@@ -69,21 +75,57 @@ def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Pa
     return json.loads(scores_file.read_text())
 
 
-def markdown_table(results: dict[str, dict], num_models: int, machine: str, skipped: tuple[str, ...] = ()) -> str:
-    header = "| baseline | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(COLUMNS)
+RANK_LABELS = (f"rank ({COMPARE_CONFIDENCE:.0%})", "P(first)")
+
+
+def baseline_ranks(results: Mapping[str, dict], output: Path, reference_data: Path, *,
+                   seed: int = 0) -> dict[str, Rank]:
+    """Rank interval and P(first) of every baseline scored, from its ingestion output under ``output``;
+    empty when fewer than two were scored or their outputs cannot be read (said on stderr)."""
+    names = [name for name, scores in results.items() if not scores.get("failed")]
+    if len(names) < 2:
+        return {}
+    try:
+        ranking = rank_folders([output / name for name in names], reference_data, names=names, seed=seed,
+                               progress=True)
+    except CompareError as exc:
+        print(f"baselines: no rank columns: {exc}", file=sys.stderr)
+        return {}
+    return {row.name: row for row in ranking.rows}
+
+
+def _rank_cells(rank: Rank | None) -> list[str]:
+    if rank is None:
+        return ["n/a", "n/a"]
+    ranks = f"{rank.rank_low}" if rank.rank_low == rank.rank_high else f"{rank.rank_low}–{rank.rank_high}"
+    return [ranks, f"{rank.p_first:.0%}"]
+
+
+def markdown_table(results: dict[str, dict], num_models: int, machine: str, skipped: tuple[str, ...] = (),
+                   ranks: Mapping[str, Rank] | None = None) -> str:
+    """The table, best score first; with ``ranks`` (see :func:`baseline_ranks`) two more columns."""
+    labels = [label for _, label, _ in COLUMNS] + (list(RANK_LABELS) if ranks else [])
+    header = "| baseline | " + " | ".join(labels) + " |"
+    rule = "|---|" + "---:|" * len(labels)
     rows = []
     for name, scores in sorted(results.items(), key=lambda item: -item[1].get("score", -1)):
         if scores.get("failed"):
-            rows.append(f"| `{name}` | failed |" + " |" * (len(COLUMNS) - 1))
+            rows.append(f"| `{name}` | failed |" + " |" * (len(labels) - 1))
             continue
         cells = [fmt.format(scores[key]) if scores.get(key) is not None else "n/a" for key, _, fmt in COLUMNS]
+        if ranks:
+            cells += _rank_cells(ranks.get(name))
         suffix = " (no time limit)" if name in NO_TIME_LIMIT else SUFFIXES.get(name, "")
         rows.append(f"| `{name}`{suffix} | " + " | ".join(cells) + " |")
     note = (f"\nCheck phase, N = {num_models} models per side, scored by `make baselines` on {machine} "
             f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page). "
             "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
             "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score).\n")
+    if ranks:
+        note += (f"{RANK_LABELS[0]}: the ranks a baseline takes in {COMPARE_CONFIDENCE:.0%} of joint bootstrap "
+                 "resamples of models and forget examples (the same for every baseline; "
+                 "`unlearning-challenge rank`); P(first): the share of resamples in which it ranks first. "
+                 "Overlapping rank intervals: the order between those baselines is noise at this N.\n")
     if skipped:
         note += f"Not run for this table: {', '.join(f'`{name}`' for name in skipped)}.\n"
     return "\n".join([header, rule, *rows]) + "\n" + note
@@ -107,6 +149,8 @@ def add_baselines_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
     parser.add_argument("--output", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--readme", type=Path, default=Path("starting_kit/README.md"))
+    parser.add_argument("--no-ranks", action="store_true",
+                        help="leave out the rank-interval and P(first) columns (joint resamples of the baselines)")
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave this baseline out (repeatable), e.g. retrain: N full retrains")
     return parser
@@ -130,7 +174,8 @@ def run_baselines(args: argparse.Namespace) -> int:
         print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     num_models = read_reference_manifest(args.reference_data).num_models
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
-    table = markdown_table(results, num_models, machine, tuple(args.skip))
+    ranks = {} if args.no_ranks else baseline_ranks(results, args.output, args.reference_data)
+    table = markdown_table(results, num_models, machine, tuple(args.skip), ranks=ranks)
     replace_table(args.readme, table)
     print(table)
     return 0

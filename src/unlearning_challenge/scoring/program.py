@@ -41,12 +41,14 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.atomic import write_json, write_text
 from unlearning_challenge.config import ParticipantOutput, PhaseConfig, ScoringConfig, load_config
-from unlearning_challenge.metric import ALPHA, BOUNDS, example_points, final_score, logit_scaled_confidence, per_example_epsilons
+from unlearning_challenge.metric import ALPHA, BOUNDS, bucket_points, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 from unlearning_challenge.runner.disclosure import WITHHELD
+from unlearning_challenge.scoring.klom import klom
 from unlearning_challenge.scoring.mia import membership_inference
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
+from unlearning_challenge.scoring.ulira import ulira
 
 SCORES_TXT = "scores.txt"
 SCORES_JSON = "scores.json"
@@ -176,6 +178,11 @@ def _family_sample(family: ModelFamily) -> FamilySample:
 def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: float = ALPHA) -> ScoreResult:
     """The leaderboard numbers and the per-example details (without the statistics).
 
+    Besides F and the score: the number of epsilon buckets at this N, the
+    per-example likelihood-ratio attack (:mod:`~unlearning_challenge.scoring.ulira`)
+    and KLoM on the forget set (:mod:`~unlearning_challenge.scoring.klom`), both
+    from the confidences already read (no extra training).
+
     ``bounds`` (``"empirical"``, the published rule, or ``"clopper-pearson"``) and
     ``alpha`` choose the rate estimate behind F and the score; F under both is
     reported as ``forget_quality_empirical`` and ``forget_quality_clopper_pearson``.
@@ -188,6 +195,8 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
                 for b in BOUNDS}
     quality = {b: float(np.mean(example_points(e, u.num_models))) for b, e in epsilons.items()}
     mean_retrain_seconds = inputs.reference.mean_retrain_seconds
+    attack = ulira(unlearned.confidences, retrained.confidences)
+    divergence = klom(unlearned.confidences, retrained.confidences)
     return ScoreResult(
         score=final_score(quality[bounds], u.retain_accuracy, r.retain_accuracy, u.test_accuracy, r.test_accuracy),
         forget_quality=quality[bounds],
@@ -202,14 +211,20 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
         forget_accuracy_retrained=float(r.forget_accuracy.mean()),
         mean_retrain_seconds=float(r.seconds.mean() if mean_retrain_seconds is None else mean_retrain_seconds),
         num_models=int(u.num_models),
+        num_buckets=int(bucket_points(u.num_models)[0].size),
         num_forget_examples=int(u.forget_logits.shape[1]),
         bounds=bounds,
         forget_quality_empirical=quality["empirical"],
         forget_quality_clopper_pearson=quality["clopper-pearson"],
         clopper_pearson_alpha=float(alpha),
+        ulira_accuracy=attack.accuracy,
+        ulira_accuracy_std=attack.std,
+        klom_forget_p95=divergence.p95,
         mia_unlearned=membership_inference(u),
         mia_retrained=membership_inference(r) if r.has_losses else None,
         epsilons=np.asarray(epsilons[bounds], dtype=np.float64),
+        ulira_per_example=attack.per_example,
+        klom_per_example=divergence.per_example,
         unlearned=unlearned,
         retrained=retrained,
     )

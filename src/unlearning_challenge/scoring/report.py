@@ -303,6 +303,24 @@ def _plot_mia(accuracies: np.ndarray, forget_losses: np.ndarray, test_losses: np
     return _png(fig)
 
 
+def _plot_attacks(eps: np.ndarray, accuracy: np.ndarray, divergence: np.ndarray, end: float) -> str:
+    """Per-example U-LiRA accuracy against epsilon, colored by KLoM (all read from the result)."""
+    fig = Figure(figsize=(9.5, 3.6))
+    ax = fig.subplots()
+    shown = np.minimum(eps, max(2.0 * end, end + 2.0))
+    points = ax.scatter(shown, accuracy, c=divergence, cmap="viridis", s=14, alpha=0.85, linewidths=0)
+    fig.colorbar(points, ax=ax).set_label("KLoM of the example", fontsize=8)
+    ax.axhline(0.5, color="#222", lw=1.2, ls="--", label="0.5: the attack is a coin flip")
+    ax.axvline(end, color="#d62728", lw=1.2, label=f"last bucket ends ({end:g}): 0 points past it")
+    ax.set_xlabel("per-example epsilon (capped and very large values drawn at the right edge)")
+    ax.set_ylabel("U-LiRA accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Each forget example: how often the likelihood-ratio attack tells the models apart", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _plot_bootstrap(samples: np.ndarray, score: float, low: float, high: float, confidence: float,
                     centered: bool, perfect: float | None) -> str:
     fig = Figure(figsize=(9.5, 3.0))
@@ -425,6 +443,7 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs) -> str:
         "mia": _mia_plot(result, inputs),
         "run_times": run_times_plot,
         "bootstrap": _bootstrap_plot(result),
+        "attacks": _plot_attacks(result.epsilons, result.ulira_per_example, result.klom_per_example, buckets.end),
     }
     return _ENVIRONMENT.get_template(TEMPLATE).render(
         result=result,

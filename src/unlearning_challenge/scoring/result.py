@@ -36,7 +36,9 @@ class ScoreResult:
     quality under the rate estimate ``bounds`` (``forget_quality``) and under
     each estimate. ``unlearned`` and ``retrained`` hold each family's confidences
     ``[N, E]`` and per-model accuracies ``[N]``; ``epsilons`` ``[E]`` are the
-    per-example epsilons behind ``forget_quality``. ``statistics`` is None until
+    per-example epsilons behind ``forget_quality``, ``ulira_per_example`` and
+    ``klom_per_example`` ``[E]`` the per-example values behind ``ulira_accuracy``
+    and ``klom_forget_p95``. ``statistics`` is None until
     :meth:`with_statistics`.
     """
 
@@ -53,14 +55,20 @@ class ScoreResult:
     forget_accuracy_retrained: float
     mean_retrain_seconds: float
     num_models: int
+    num_buckets: int  # the epsilon buckets at this N: F is comparable only between equal N (the same phase)
     num_forget_examples: int
     bounds: str  # the rate estimate behind forget_quality and score
     forget_quality_empirical: float
     forget_quality_clopper_pearson: float
     clopper_pearson_alpha: float
+    ulira_accuracy: float  # per-example likelihood-ratio attack, mean over examples (ideal 0.5), see ulira.py
+    ulira_accuracy_std: float  # its std over examples
+    klom_forget_p95: float  # 95th percentile over forget examples of KLoM, see klom.py
     mia_unlearned: MembershipInference  # the 2023 kit's attack on the unlearned models
     mia_retrained: MembershipInference | None  # on the retrained models (None: the reference holds no losses)
     epsilons: np.ndarray  # float64 [E]
+    ulira_per_example: np.ndarray  # float64 [E]: U-LiRA accuracy of each forget example
+    klom_per_example: np.ndarray  # float64 [E]: KLoM of each forget example
     unlearned: FamilySample
     retrained: FamilySample
     statistics: ScoreStatistics | None = None

@@ -1,0 +1,274 @@
+"""Paired comparison and rank intervals of submissions scored against the same retrained family.
+
+Two leaderboard scores differ by noise as well as by method: another set of
+seeds gives other unlearned models, and F moves. This module resamples
+*jointly*: every resample draws
+
+* N model indices with replacement, the same indices for every submission's
+  unlearned models (run i of each submission used the same seed, so model i of
+  A and model i of B are paired);
+* M retrained model indices with replacement, once, shared by every submission;
+* E forget-example indices with replacement, once, shared as well;
+
+and recomputes every submission's final score on it. Because per-example
+epsilons depend on one example's column only, the epsilons are computed on
+the distinct drawn examples and F is their points weighted by how often each
+was drawn; the accuracy ratios are means over the drawn models.
+
+As in :mod:`~unlearning_challenge.scoring.statistics`, resampling repeats
+models and pulls resampled F below the observed F; each submission's resampled
+scores are therefore *centered*, shifted so that their median is its observed
+score, before anything is read from them (the same "centered" interval as the
+score's bootstrap interval). From the centered scores ``[R, K]``:
+
+* :func:`compare` (K = 2): the difference A - B, its interval, and the share of
+  resamples in which A scores higher (a tie counts half);
+* :func:`rank_submissions`: each submission's interval, the interval of ranks
+  it takes (rank 1 is the best; tied scores share the best of their ranks) and
+  the share of resamples in which it ranks first (ties share it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from unlearning_challenge.metric import ALPHA, example_points, per_example_epsilons
+from unlearning_challenge.scoring.statistics import (
+    FamilySample,
+    _final_score,
+    _interval,
+    default_num_resamples,
+)
+
+__all__ = [
+    "CLEAR_SHARE",
+    "COMPARE_CONFIDENCE",
+    "Comparison",
+    "JointBootstrap",
+    "Rank",
+    "Ranking",
+    "compare",
+    "joint_bootstrap",
+    "rank_submissions",
+]
+
+# Coverage of the intervals of the difference, the scores and the ranks.
+COMPARE_CONFIDENCE = 0.95
+# A beats B in at least this share of resamples (or at most 1 - it): "a real difference".
+CLEAR_SHARE = 0.95
+# Fewest resamples by default: a share read from fewer is too coarse to call anything.
+MIN_COMPARE_RESAMPLES = 50
+
+
+@dataclass(frozen=True)
+class JointBootstrap:
+    """Observed scores ``[K]`` and centered resampled scores ``[R, K]`` of K submissions."""
+
+    observed: np.ndarray
+    scores: np.ndarray
+    num_models: int
+    num_examples: int
+    seed: int
+    seconds: float
+
+    @property
+    def num_resamples(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def _check(submissions: Sequence[FamilySample], retrained: FamilySample) -> None:
+    if not submissions:
+        raise ValueError("no submission to resample")
+    shapes = {s.confidences.shape for s in submissions}
+    if len(shapes) != 1:
+        raise ValueError(f"the submissions' confidences differ in shape ({sorted(shapes)}): they must come from "
+                         "the same phase, with the same number of models")
+    n, e = next(iter(shapes))
+    if retrained.confidences.shape[1] != e:
+        raise ValueError(f"the submissions have {e} forget examples, the retrained models "
+                         f"{retrained.confidences.shape[1]}")
+    if min(n, retrained.num_models) < 2:
+        raise ValueError("resampling needs at least 2 models on each side")
+
+
+def _resampled_score(family: FamilySample, retrained: FamilySample, models: np.ndarray, retrained_models: np.ndarray,
+                     columns: np.ndarray, weights: np.ndarray, num_examples: int, bounds: str, alpha: float) -> float:
+    """The final score of one submission on one joint resample."""
+    eps = per_example_epsilons(family.confidences[np.ix_(models, columns)],
+                               retrained.confidences[np.ix_(retrained_models, columns)], bounds=bounds, alpha=alpha)
+    quality = float(np.dot(example_points(eps, models.size), weights) / num_examples)
+    ra = family.retain_accuracy[models].mean() / retrained.retain_accuracy[retrained_models].mean()
+    ta = family.test_accuracy[models].mean() / retrained.test_accuracy[retrained_models].mean()
+    return quality * float(ra) * float(ta)
+
+
+def joint_bootstrap(
+    submissions: Sequence[FamilySample],
+    retrained: FamilySample,
+    *,
+    num_resamples: int | None = None,
+    seed: int = 0,
+    bounds: str = "empirical",
+    alpha: float = ALPHA,
+    progress: bool = False,
+) -> JointBootstrap:
+    """Every submission's score on the same joint resamples (see the module docstring), centered.
+
+    Parameters
+    ----------
+    submissions : K FamilySample
+        Each with confidences ``[N, E]`` (the same N and E) and accuracies ``[N]``.
+    retrained : FamilySample
+        Confidences ``[M, E]`` and accuracies ``[M]``, shared.
+    num_resamples : int, optional
+        By default :func:`~unlearning_challenge.scoring.statistics.default_num_resamples`
+        for ``[N, E]`` (200 for the Check phase), at least ``MIN_COMPARE_RESAMPLES``.
+    seed : int
+        The resampling's seed: the same seed and inputs give the same result.
+    bounds, alpha
+        The attacks' rate estimate, as for the score.
+    progress : bool
+        A progress bar on stderr.
+    """
+    _check(submissions, retrained)
+    n, e = submissions[0].confidences.shape
+    m = retrained.num_models
+    k = len(submissions)
+    if num_resamples is None:
+        num_resamples = max(MIN_COMPARE_RESAMPLES, default_num_resamples(max(n, m), e))
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, (int, np.integer)) or num_resamples < 2:
+        raise ValueError(f"the number of resamples must be an integer of at least 2, got {num_resamples!r}")
+    start = time.perf_counter()
+    observed = np.array([_final_score(s, retrained, bounds, alpha) for s in submissions])
+    rng = np.random.default_rng(seed)
+    scores = np.empty((int(num_resamples), k))
+    with tqdm(total=int(num_resamples), desc="resampling", unit="resample", disable=not progress) as bar:
+        for i in range(int(num_resamples)):
+            models = rng.integers(0, n, size=n)
+            retrained_models = rng.integers(0, m, size=m)
+            drawn = np.bincount(rng.integers(0, e, size=e), minlength=e)
+            columns = np.flatnonzero(drawn)
+            for j, family in enumerate(submissions):
+                scores[i, j] = _resampled_score(family, retrained, models, retrained_models, columns,
+                                                drawn[columns].astype(np.float64), e, bounds, alpha)
+            bar.update(1)
+    centered = scores - np.median(scores, axis=0) + observed
+    return JointBootstrap(observed, centered, n, e, int(seed), time.perf_counter() - start)
+
+
+def _share_above(values: np.ndarray) -> float:
+    """Share of ``values`` above 0, a zero counting half."""
+    return float(np.mean(np.where(values > 0, 1.0, np.where(values == 0, 0.5, 0.0))))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of submissions A and B: the observed difference of their scores A - B,
+    its interval [low, high], the share of resamples in which A scores higher, and the names
+    the sentence uses."""
+
+    score_a: float
+    score_b: float
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    a_beats_b: float
+    num_resamples: int
+    num_models: int
+    seed: int
+    name_a: str = "A"
+    name_b: str = "B"
+
+    @property
+    def clear(self) -> bool:
+        """Whether one of the two scores higher in at least ``CLEAR_SHARE`` of the resamples."""
+        return self.a_beats_b >= CLEAR_SHARE or self.a_beats_b <= 1.0 - CLEAR_SHARE
+
+    def sentence(self) -> str:
+        """The verdict in one sentence, e.g. ``A beats B in 97% of resamples: a real difference.``"""
+        share = f"{self.a_beats_b:.0%}"
+        if self.a_beats_b >= CLEAR_SHARE:
+            verdict = "a real difference"
+        elif self.a_beats_b <= 1.0 - CLEAR_SHARE:
+            verdict = f"a real difference, in favour of {self.name_b}"
+        else:
+            verdict = f"too close to call at N = {self.num_models}"
+        return f"{self.name_a} beats {self.name_b} in {share} of resamples: {verdict}."
+
+    def lines(self) -> list[str]:
+        """What ``compare`` prints."""
+        return [
+            f"score {self.name_a}: {self.score_a:.4f}; score {self.name_b}: {self.score_b:.4f}",
+            f"difference {self.name_a} - {self.name_b}: {self.difference:+.4f}, {self.confidence:.0%} interval "
+            f"[{self.low:+.4f}, {self.high:+.4f}] ({self.num_resamples} paired resamples of models and forget "
+            f"examples, N = {self.num_models}, seed {self.seed})",
+            self.sentence(),
+        ]
+
+
+def compare(a: FamilySample, b: FamilySample, retrained: FamilySample, *, confidence: float = COMPARE_CONFIDENCE,
+            names: tuple[str, str] = ("A", "B"), **options) -> Comparison:
+    """Paired bootstrap of the score difference A - B (``options`` as for :func:`joint_bootstrap`)."""
+    joint = joint_bootstrap([a, b], retrained, **options)
+    differences = joint.scores[:, 0] - joint.scores[:, 1]
+    low, high = _interval(differences, confidence, "percentile", None)
+    return Comparison(float(joint.observed[0]), float(joint.observed[1]), float(joint.observed[0] - joint.observed[1]),
+                      low, high, confidence, _share_above(differences), joint.num_resamples, joint.num_models,
+                      joint.seed, *names)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """One submission among K: its score and interval, the interval of its ranks (1 = best) and the
+    share of resamples in which it ranks first."""
+
+    name: str
+    score: float
+    low: float
+    high: float
+    rank_low: int
+    rank_high: int
+    p_first: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The submissions' rows, best observed score first, and the resampling behind them."""
+
+    rows: tuple[Rank, ...]
+    num_models: int
+    num_resamples: int
+    seed: int
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Rank of each column in each row, ``[R, K]``: 1 + the number of strictly higher scores."""
+    return 1 + np.sum(scores[:, None, :] > scores[:, :, None], axis=2)
+
+
+def rank_submissions(submissions: Sequence[FamilySample], retrained: FamilySample, *, names: Sequence[str],
+                     confidence: float = COMPARE_CONFIDENCE, **options) -> Ranking:
+    """Each submission's score interval, rank interval and probability of ranking first on joint
+    resamples (``options`` as for :func:`joint_bootstrap`), best observed score first."""
+    if len(names) != len(submissions):
+        raise ValueError(f"{len(names)} names for {len(submissions)} submissions")
+    joint = joint_bootstrap(submissions, retrained, **options)
+    ranks = _ranks(joint.scores)
+    best = joint.scores.max(axis=1, keepdims=True)
+    first = joint.scores == best
+    p_first = np.mean(first / first.sum(axis=1, keepdims=True), axis=0)
+    tail = (1.0 - confidence) / 2.0
+    rows = []
+    for j, name in enumerate(names):
+        low, high = _interval(joint.scores[:, j], confidence, "percentile", None)
+        low = max(low, 0.0)
+        rank_low, rank_high = np.quantile(ranks[:, j], [tail, 1.0 - tail], method="inverted_cdf")
+        rows.append(Rank(name, float(joint.observed[j]), low, high, int(rank_low), int(rank_high), float(p_first[j])))
+    rows.sort(key=lambda row: -row.score)
+    return Ranking(tuple(rows), joint.num_models, joint.num_resamples, joint.seed)
