@@ -53,6 +53,7 @@ reference: install
 bench: install
 	$(PY) benchmarks/bench_metric.py
 	$(PY) benchmarks/bench_worker_start.py
+	$(PY) benchmarks/bench_attacks.py
 
 # Scores every starting-kit baseline on the Check phase and writes the table into starting_kit/README.md.
 baselines: install

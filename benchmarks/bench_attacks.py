@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from unlearning_challenge.reference.calibration import cpu_name
 from unlearning_challenge.scoring.klom import klom
 from unlearning_challenge.scoring.ulira import ulira
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=_size, nargs="+", default=[(32, 50), (512, 1000)], metavar="NxE")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    print(f"{os.cpu_count()} CPU cores; best of {args.repeats}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores; best of {args.repeats}")
     for n, e in args.sizes:
         rng = np.random.default_rng(0)
         unlearned, retrained = rng.normal(0.3, 1.0, (n, e)), rng.normal(0.0, 1.0, (n, e))
