@@ -1,4 +1,18 @@
-"""Shared fixtures: a tiny phase (small images, few models, one epoch) built once per session."""
+"""Shared fixtures (a tiny phase built once per session) and the markers that make the test tiers.
+
+Each test is marked by what it needs (pyproject.toml registers the markers):
+
+- ``ingestion``: runs an ingestion or scoring program as a subprocess, or a fork server, worker or ``RunSession``;
+- ``training``: trains models (every test using the ``tiny_phase`` fixture, which generates a phase by training);
+- ``ray``: starts or joins a Ray cluster;
+- ``docker``: needs a docker engine.
+
+They come from three places: ``FIXTURE_MARKERS`` (a test using one of those fixtures, directly or through
+another fixture, gets its markers), ``MODULE_MARKERS`` (every test of the module) and, where only some tests
+of a module need them, ``@pytest.mark.<name>`` in the module itself. A tier is a marker expression:
+``make test-fast`` runs ``-m "not ingestion and not training and not ray and not docker"``, ``make test``
+runs everything.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +28,33 @@ from unlearning_challenge.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+
+# A test using one of these fixtures (directly or through another fixture) gets these markers.
+FIXTURE_MARKERS = {
+    "tiny_phase": ("training",),
+}
+# Every test of these modules gets these markers.
+MODULE_MARKERS = {
+    "test_pipeline": ("ingestion",),  # ingestion and scoring programs on the tiny phase
+    "test_hostile": ("ingestion",),  # hostile submissions through the ingestion program
+    "test_quick_check": ("ingestion",),  # the quick-check command and the scoring program
+    "test_scoring_fuzz": ("ingestion",),  # one ingestion, then the scoring program on mutated copies
+    "test_bundle_emulation": ("ingestion",),  # both platforms' workers running the bundled programs
+    "test_walkthrough": ("ingestion",),  # the notebook runs an ingestion on the Check phase
+    "test_docker_e2e": ("docker",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for name in MODULE_MARKERS:
+        if not (Path(__file__).parent / f"{name}.py").is_file():
+            raise pytest.UsageError(f"tests/conftest.py: MODULE_MARKERS names {name}.py, which does not exist")
+    for item in items:
+        markers = set(MODULE_MARKERS.get(item.path.stem, ()))
+        for fixture in getattr(item, "fixturenames", ()):
+            markers.update(FIXTURE_MARKERS.get(fixture, ()))
+        for marker in sorted(markers):
+            item.add_marker(marker)
 
 
 def tiny_config(num_models: int = 3):
