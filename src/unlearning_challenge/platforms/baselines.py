@@ -24,7 +24,6 @@ from pathlib import Path
 
 from unlearning_challenge.artifacts import SUBMISSION_FILE, read_reference_manifest
 from unlearning_challenge.atomic import write_text
-from unlearning_challenge.reference.calibration import cpu_name
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}
@@ -128,6 +127,8 @@ def run_baselines(args: argparse.Namespace) -> int:
         started = time.monotonic()
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
         print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    from unlearning_challenge.reference.calibration import cpu_name  # imports torch: not for the CLI's other commands
+
     num_models = read_reference_manifest(args.reference_data).num_models
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     table = markdown_table(results, num_models, machine, tuple(args.skip))
