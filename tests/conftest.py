@@ -16,6 +16,8 @@ runs everything.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -32,6 +34,7 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 # A test using one of these fixtures (directly or through another fixture) gets these markers.
 FIXTURE_MARKERS = {
     "tiny_phase": ("training",),
+    "ingested": ("ingestion",),
 }
 # Every test of these modules gets these markers.
 MODULE_MARKERS = {
@@ -86,9 +89,43 @@ def tiny_phase(tmp_path_factory):
     return root / "input_data", root / "reference_data", config
 
 
+@pytest.fixture(scope="session")
+def ingested(tiny_phase, tmp_path_factory):
+    """``ingested(submission, *args)``: (the finished process, its output folder) of the ingestion program
+    on the tiny phase with no time limit, run once a session for each submission and arguments. Several tests
+    read the same output; one that changes it works on a copy."""
+    done = {}
+
+    def ingest(submission, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+        key = (str(submission), *map(str, args))
+        if key not in done:
+            out = tmp_path_factory.mktemp("ingested") / "res"
+            done[key] = run_module("unlearning_challenge.ingestion", "--input", tiny_phase[0], "--output", out,
+                                   "--submission", submission, "--no-time-limit", *args), out
+        return done[key]
+
+    return ingest
+
+
 def run_module(module: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m module args`` and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})},
     )
+
+
+def run_scoring(*args: str) -> subprocess.CompletedProcess:
+    """The scoring program's ``main(args)`` in this process, its exit status and output as ``run_module``
+    gives them: a scoring of a few seconds then costs no new Python importing torch. Its command line as a
+    subprocess is run by test_pipeline's end-to-end test, test_bundle_emulation and the walkthrough."""
+    from unlearning_challenge.scoring.program import main
+
+    argv = [*map(str, args)]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["unlearning_challenge.scoring", *argv], code, out.getvalue(), err.getvalue())
