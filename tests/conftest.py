@@ -2,8 +2,10 @@
 
 Each test is marked by what it needs (pyproject.toml registers the markers):
 
-- ``ingestion``: runs an ingestion or scoring program as a subprocess, or a fork server, worker or ``RunSession``;
-- ``training``: trains models (every test using the ``tiny_phase`` fixture, which generates a phase by training);
+- ``ingestion``: runs a submission through the ingestion program (a subprocess, or a ``RunSession``, fork server
+  or worker in the test process) or scores one with the scoring program as a subprocess;
+- ``training``: trains models for a phase or a reference (every test using the ``tiny_phase`` fixture, which
+  generates a phase by training);
 - ``ray``: starts or joins a Ray cluster;
 - ``docker``: needs a docker engine.
 
