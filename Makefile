@@ -22,7 +22,7 @@ LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(OUT),--output $(OUT)) \
                      $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
-.PHONY: install test local-score quick-check compare reference bench baselines packages
+.PHONY: install test test-fast local-score quick-check compare reference bench baselines packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The whole suite, then its 10 slowest tests.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
+
+# The tests that need no ingestion or scoring subprocess, no training, no Ray and no docker (markers
+# assigned in tests/conftest.py): under 2 minutes on 2 CPU cores, for checking a change as you make it.
+test-fast: install
+	$(PY) -m pytest -q -m "not ingestion and not training and not ray and not docker"
 
 local-score: install
 	$(CLI) local-score --submission $(SUBMISSION) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) $(LOCAL_SCORE_FLAGS)

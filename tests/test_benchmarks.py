@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -25,6 +27,7 @@ def test_attacks_benchmark_runs():
     assert "ulira" in out and "klom" in out
 
 
+@pytest.mark.ingestion
 def test_worker_start_benchmark_times_both_ways(tiny_phase):
     out = run_script("bench_worker_start.py", "--starts", "1", "--input", tiny_phase[0])
     assert "fork server ready after" in out

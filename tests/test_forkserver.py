@@ -32,6 +32,7 @@ def session():
         yield session
 
 
+@pytest.mark.ingestion
 def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, session, tmp_path):
     folders = folders_for(tiny_phase, tmp_path / "runs")
     record = session.run(folders.prepare(0))
@@ -40,6 +41,7 @@ def test_a_forked_worker_runs_and_is_waited_for_by_the_ingestion(tiny_phase, ses
     assert session.worker_start == "forked from a server with torch imported"
 
 
+@pytest.mark.ingestion
 def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, session, tmp_path):
     session.fork_server.wait_ready()
     session.fork_server.process.kill()

@@ -24,6 +24,7 @@ def ingest(input_dir, out, name, *extra):
     return done, json.loads((out / "ingestion.json").read_text())
 
 
+@pytest.mark.ingestion
 def test_a_kaggle_notebook_runs_unchanged_and_sees_kaggles_harness(tiny_phase, tmp_path):
     input_dir, _, config = tiny_phase
     done, manifest = ingest(input_dir, tmp_path / "res", "kaggle_notebook", "--num-models", "1")
@@ -48,6 +49,7 @@ def test_a_kaggle_notebook_runs_unchanged_and_sees_kaggles_harness(tiny_phase, t
     assert facts["preloaded"] == ["matplotlib.pyplot", "pandas", "sklearn.linear_model"]
 
 
+@pytest.mark.ingestion
 @pytest.mark.parametrize(
     "name, error, hint",
     [
@@ -105,6 +107,7 @@ def test_no_hint_for_other_failures(message, stage):
     assert run_hint(message, stage) == ""
 
 
+@pytest.mark.ingestion
 def test_quick_check_below_three_models_is_refused(tiny_phase, tmp_path):
     input_dir, reference_dir, _ = tiny_phase
     for n in ("2", "1"):
@@ -118,6 +121,7 @@ def test_quick_check_below_three_models_is_refused(tiny_phase, tmp_path):
         assert not (tmp_path / f"out{n}").exists()
 
 
+@pytest.mark.ingestion
 def test_quick_check_with_three_models_is_warned(tiny_phase, tmp_path):
     input_dir, reference_dir, _ = tiny_phase
     done = run_module("unlearning_challenge", "local-score", "--submission", tmp_path / "no_such_folder",

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import SUBMISSIONS, run_module
+from conftest import SUBMISSIONS, run_module, run_scoring
 from unlearning_challenge.artifacts import read_family, read_manifest, INPUT_FORMAT, REFERENCE_FORMAT
 from unlearning_challenge.reference.generate import generate_reference
 
@@ -24,7 +24,8 @@ def ingest(input_dir, out, submission, *extra):
 
 
 def score(res, ref, out, *extra):
-    return run_module("unlearning_challenge.scoring", "--res", res, "--ref", ref, "--output", out, *extra)
+    """The scoring program, in this process (``run_scoring``)."""
+    return run_scoring("--res", res, "--ref", ref, "--output", out, *extra)
 
 
 def test_reference_folders_are_consistent(tiny_phase):
@@ -75,7 +76,8 @@ def test_sample_submission_end_to_end(tiny_phase, tmp_path):
     assert [r["seed"] for r in manifest["runs"]] == [1_000_000, 1_000_001, 1_000_002]
     assert all(r["status"] == "ok" and r["seconds"] > 0 for r in manifest["runs"])
     assert not (tmp_path / "res" / "metadata").exists()
-    scored = score(tmp_path / "res", reference_dir, tmp_path / "scores")
+    scored = run_module("unlearning_challenge.scoring", "--res", tmp_path / "res", "--ref", reference_dir,
+                        "--output", tmp_path / "scores")  # the program's command line, as the platforms run it
     assert scored.returncode == 0, scored.stderr
     lines = dict(line.split(": ") for line in (tmp_path / "scores" / "scores.txt").read_text().splitlines())
     for key in ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds"):
@@ -85,18 +87,18 @@ def test_sample_submission_end_to_end(tiny_phase, tmp_path):
     assert (tmp_path / "scores" / "detailed_results.html").is_file()
 
 
-def test_unchanged_model_scores_zero(tiny_phase, tmp_path):
-    input_dir, reference_dir, _ = tiny_phase
-    assert ingest(input_dir, tmp_path / "res", SUBMISSIONS / "do_nothing").returncode == 0
-    scored = score(tmp_path / "res", reference_dir, tmp_path / "scores")
+def test_unchanged_model_scores_zero(tiny_phase, ingested, tmp_path):
+    _, reference_dir, _ = tiny_phase
+    done, res = ingested(SUBMISSIONS / "do_nothing")
+    assert done.returncode == 0, done.stderr
+    scored = score(res, reference_dir, tmp_path / "scores")
     assert scored.returncode == 0, scored.stderr
     scores = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert scores["forget_quality"] == 0.0 and scores["score"] == 0.0
 
 
-def test_in_place_update_without_return_is_accepted(tiny_phase, tmp_path):
-    input_dir, _, _ = tiny_phase
-    done = ingest(input_dir, tmp_path / "res", SUBMISSIONS / "in_place_no_return", "--num-models", "2")
+def test_in_place_update_without_return_is_accepted(ingested):
+    done, _ = ingested(SUBMISSIONS / "in_place_no_return")  # test_scoring_fuzz scores this output
     assert done.returncode == 0, done.stderr
 
 
@@ -179,24 +181,27 @@ def test_missing_submission_file(tiny_phase, tmp_path):
     assert "the submission has no unlearning.py at its root" in done.stderr
 
 
-def test_quick_check_uses_first_models_on_both_sides(tiny_phase, tmp_path):
-    input_dir, reference_dir, _ = tiny_phase
-    assert ingest(input_dir, tmp_path / "res", SUBMISSIONS / "do_nothing", "--num-models", "2").returncode == 0
-    refused = score(tmp_path / "res", reference_dir, tmp_path / "s1")
+def test_quick_check_uses_first_models_on_both_sides(tiny_phase, ingested, tmp_path):
+    _, reference_dir, _ = tiny_phase
+    done, res = ingested(SUBMISSIONS / "do_nothing", "--num-models", "2")
+    assert done.returncode == 0, done.stderr
+    refused = score(res, reference_dir, tmp_path / "s1")
     assert refused.returncode == 1
     assert "number of models differs: ingestion output has 2, reference data has 3" in refused.stderr
-    quick = score(tmp_path / "res", reference_dir, tmp_path / "s2", "--num-models", "2")
+    quick = score(res, reference_dir, tmp_path / "s2", "--num-models", "2")
     assert quick.returncode == 0, quick.stderr
     assert "quick check: scoring the first 2 models" in quick.stderr
 
 
-def test_scoring_refuses_missing_corrupt_or_mismatched_inputs(tiny_phase, tmp_path):
-    input_dir, reference_dir, _ = tiny_phase
-    assert ingest(input_dir, tmp_path / "res", SUBMISSIONS / "do_nothing").returncode == 0
+def test_scoring_refuses_missing_corrupt_or_mismatched_inputs(tiny_phase, ingested, tmp_path):
+    _, reference_dir, _ = tiny_phase
+    done, shared = ingested(SUBMISSIONS / "do_nothing")
+    assert done.returncode == 0, done.stderr
     missing = score(tmp_path / "nothing", reference_dir, tmp_path / "s0")
     assert missing.returncode == 1 and "the ingestion output is missing" in missing.stderr
 
     res = tmp_path / "res"
+    shutil.copytree(shared, res)  # changed below
     data = (res / "unlearned.npz").read_bytes()
     (res / "unlearned.npz").write_bytes(data[: len(data) // 2])
     truncated = score(res, reference_dir, tmp_path / "s1")

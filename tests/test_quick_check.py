@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SUBMISSIONS, run_module
+from conftest import SUBMISSIONS, run_module, run_scoring
 from unlearning_challenge.artifacts import read_family
 from unlearning_challenge.config import dump_config, load_config
 from unlearning_challenge.scoring.mia import family_mia
@@ -74,18 +74,15 @@ def test_quick_check_without_unlearning_py(tiny_phase, tmp_path):
     assert refused.returncode == 2 and "output folder" in refused.stderr and "is not empty" in refused.stderr
 
 
-def test_scoring_reports_the_attack_and_the_phase_chooses_the_bounds(tiny_phase, tmp_path):
-    input_dir, reference_dir, _ = tiny_phase
-    res = tmp_path / "res"
-    ingest = run_module("unlearning_challenge.ingestion", "--input", input_dir, "--output", res,
-                        "--submission", SUBMISSIONS / "do_nothing", "--num-models", "2", "--no-time-limit")
+def test_scoring_reports_the_attack_and_the_phase_chooses_the_bounds(tiny_phase, ingested, tmp_path):
+    _, reference_dir, _ = tiny_phase
+    ingest, res = ingested(SUBMISSIONS / "do_nothing", "--num-models", "2")  # test_pipeline scores it too
     assert ingest.returncode == 0, ingest.stderr
     family = read_family(res / "unlearned.npz", expected_sha256=None, what="test")
     assert family.forget_losses.shape == (2, family.forget_logits.shape[1]) and family.test_losses.shape[0] == 2
     assert family.forget_losses.dtype == np.float32 and np.all(family.forget_losses >= 0)
 
-    scored = run_module("unlearning_challenge.scoring", "--res", res, "--ref", reference_dir,
-                        "--output", tmp_path / "s1", "--num-models", "2")
+    scored = run_scoring("--res", res, "--ref", reference_dir, "--output", tmp_path / "s1", "--num-models", "2")
     assert scored.returncode == 0, scored.stderr
     lines = values((tmp_path / "s1" / "scores.txt").read_text())
     assert float(lines["mia_accuracy"]) == pytest.approx(family_mia(family.forget_losses, family.test_losses).mean,
@@ -99,8 +96,7 @@ def test_scoring_reports_the_attack_and_the_phase_chooses_the_bounds(tiny_phase,
     config = load_config(ref / "phase.yaml")
     text = dump_config(config).replace("bounds: empirical", "bounds: clopper-pearson")
     (ref / "phase.yaml").write_text(text)
-    scored = run_module("unlearning_challenge.scoring", "--res", res, "--ref", ref,
-                        "--output", tmp_path / "s2", "--num-models", "2")
+    scored = run_scoring("--res", res, "--ref", ref, "--output", tmp_path / "s2", "--num-models", "2")
     assert scored.returncode == 0, scored.stderr
     bounded = json.loads((tmp_path / "s2" / "scores.json").read_text())
     assert bounded["bounds"] == "clopper-pearson"

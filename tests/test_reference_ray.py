@@ -75,6 +75,8 @@ def _copy_original(local: Path, root: Path) -> WorkFolder:
     return WorkFolder(root / "work")
 
 
+@pytest.mark.ray
+@pytest.mark.training
 def test_a_ray_shard_then_a_ray_run_give_the_local_backends_arrays(cluster, local_reference, tmp_path):
     lines = []
     assert _generate(tmp_path, lines, shard=(0, 2)) is None
@@ -89,6 +91,8 @@ def test_a_ray_shard_then_a_ray_run_give_the_local_backends_arrays(cluster, loca
     _assert_same_reference(tmp_path, local_reference)
 
 
+@pytest.mark.ray
+@pytest.mark.training
 def test_a_failed_model_names_its_seed_and_traceback_while_the_others_finish(cluster, local_reference, tmp_path):
     work = _copy_original(local_reference, tmp_path)
     _, _, fingerprint = prepare_data(CONFIG, work)
@@ -112,6 +116,7 @@ def test_a_failed_model_names_its_seed_and_traceback_while_the_others_finish(clu
     _assert_same_reference(tmp_path, local_reference)
 
 
+@pytest.mark.ray
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_at_once(cluster, tmp_path):
     (tmp_path / "tiny.yaml").write_text(dump_config(CONFIG))
     start = time.monotonic()
@@ -171,6 +176,8 @@ def _running_tasks(processes: list[psutil.Process]) -> list[str]:
     return titles
 
 
+@pytest.mark.ray
+@pytest.mark.training
 def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
     # Enough models that some are still unfinished when the signal lands, however fast the machine.
     config = replace(CONFIG, reference=replace(CONFIG.reference, num_models=8))

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SUBMISSIONS, run_module
+from conftest import SUBMISSIONS
 from unlearning_challenge.artifacts import ArtifactError
 from unlearning_challenge.scoring.program import ScoringError, compute_scores, read_inputs
 
@@ -17,13 +17,13 @@ FILES = ["res/unlearned.npz", "res/ingestion.json", "ref/reference.npz", "ref/ma
 
 
 @pytest.fixture(scope="module")
-def scored_pair(tiny_phase, tmp_path_factory):
-    """res/ and ref/ of a successful 2-run quick check, and its scores."""
-    input_dir, reference_dir, _ = tiny_phase
+def scored_pair(tiny_phase, ingested, tmp_path_factory):
+    """res/ and ref/ of a successful ingestion (all 3 runs), and its scores."""
+    _, reference_dir, _ = tiny_phase
     root = tmp_path_factory.mktemp("fuzz")
-    done = run_module("unlearning_challenge.ingestion", "--input", input_dir, "--output", root / "res",
-                      "--submission", SUBMISSIONS / "in_place_no_return", "--no-time-limit")
+    done, res = ingested(SUBMISSIONS / "in_place_no_return")  # test_pipeline checks it is accepted
     assert done.returncode == 0, done.stderr
+    shutil.copytree(res, root / "res")
     shutil.copytree(reference_dir, root / "ref")
     return root, _numbers(root)
 

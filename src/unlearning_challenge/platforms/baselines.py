@@ -24,13 +24,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from unlearning_challenge.artifacts import SUBMISSION_FILE, read_reference_manifest
 from unlearning_challenge.atomic import write_text
-from unlearning_challenge.reference.calibration import cpu_name
-from unlearning_challenge.scoring.compare import CompareError, rank_folders
-from unlearning_challenge.scoring.ranking import COMPARE_CONFIDENCE, Rank
+
+if TYPE_CHECKING:
+    from unlearning_challenge.scoring.ranking import Rank
 
 START, END = "<!-- baselines-table:start -->", "<!-- baselines-table:end -->"
 NO_TIME_LIMIT = {"retrain"}
@@ -75,7 +75,10 @@ def score_baseline(folder: Path, out: Path, input_data: Path, reference_data: Pa
     return json.loads(scores_file.read_text())
 
 
-RANK_LABELS = (f"rank ({COMPARE_CONFIDENCE:.0%})", "P(first)")
+def _rank_confidence() -> float:
+    from unlearning_challenge.scoring.ranking import COMPARE_CONFIDENCE  # imports torch: not for the CLI
+
+    return COMPARE_CONFIDENCE
 
 
 def baseline_ranks(results: Mapping[str, dict], output: Path, reference_data: Path, *,
@@ -85,6 +88,8 @@ def baseline_ranks(results: Mapping[str, dict], output: Path, reference_data: Pa
     names = [name for name, scores in results.items() if not scores.get("failed")]
     if len(names) < 2:
         return {}
+    from unlearning_challenge.scoring.compare import CompareError, rank_folders  # imports torch: not for the CLI
+
     try:
         ranking = rank_folders([output / name for name in names], reference_data, names=names, seed=seed,
                                progress=True)
@@ -104,7 +109,9 @@ def _rank_cells(rank: Rank | None) -> list[str]:
 def markdown_table(results: dict[str, dict], num_models: int, machine: str, skipped: tuple[str, ...] = (),
                    ranks: Mapping[str, Rank] | None = None) -> str:
     """The table, best score first; with ``ranks`` (see :func:`baseline_ranks`) two more columns."""
-    labels = [label for _, label, _ in COLUMNS] + (list(RANK_LABELS) if ranks else [])
+    confidence = _rank_confidence() if ranks else None
+    rank_labels = (f"rank ({confidence:.0%})", "P(first)") if ranks else ()
+    labels = [label for _, label, _ in COLUMNS] + list(rank_labels)
     header = "| baseline | " + " | ".join(labels) + " |"
     rule = "|---|" + "---:|" * len(labels)
     rows = []
@@ -122,7 +129,7 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str, skip
             "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
             "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score).\n")
     if ranks:
-        note += (f"{RANK_LABELS[0]}: the ranks a baseline takes in {COMPARE_CONFIDENCE:.0%} of joint bootstrap "
+        note += (f"{rank_labels[0]}: the ranks a baseline takes in {confidence:.0%} of joint bootstrap "
                  "resamples of models and forget examples (the same for every baseline; "
                  "`unlearning-challenge rank`); P(first): the share of resamples in which it ranks first. "
                  "Overlapping rank intervals: the order between those baselines is noise at this N.\n")
@@ -172,6 +179,8 @@ def run_baselines(args: argparse.Namespace) -> int:
         started = time.monotonic()
         results[folder.name] = score_baseline(folder, args.output / folder.name, args.input_data, args.reference_data)
         print(f"== {folder.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    from unlearning_challenge.reference.calibration import cpu_name  # imports torch: not for the CLI's other commands
+
     num_models = read_reference_manifest(args.reference_data).num_models
     machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     ranks = {} if args.no_ranks else baseline_ranks(results, args.output, args.reference_data)
