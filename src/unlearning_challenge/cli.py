@@ -178,13 +178,39 @@ def _build_arg(text: str) -> str:
     return text
 
 
+def _add_compare_arguments(parser: argparse.ArgumentParser, *, many: bool) -> argparse.ArgumentParser:
+    """``compare A B`` (``many`` False) or ``rank FOLDER...`` (``many`` True)."""
+    if many:
+        parser.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
+                            help="ingestion output folders, or local-score run folders (holding res/)")
+    else:
+        parser.add_argument("a", type=Path, metavar="A", help="ingestion output folder, or a local-score run folder")
+        parser.add_argument("b", type=Path, metavar="B", help="the same for the other submission (same phase)")
+    parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (same seed, same result)")
+    parser.add_argument("--resamples", type=int, default=None,
+                        help="number of joint resamples (default: 200 for the Check phase, fewer for large N and E)")
+    return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from unlearning_challenge.scoring.compare import run_compare
+
+    return run_compare(args)
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from unlearning_challenge.scoring.compare import run_rank
+
+    return run_rank(args)
+
+
 def _add_platform_commands(sub) -> None:
     """The organizer's and participant's platform tools: bundle, submission, baselines, compare, rank, packages."""
     from unlearning_challenge.platforms.baselines import add_baselines_arguments, run_baselines
     from unlearning_challenge.platforms.build import add_bundle_arguments, run_bundle
     from unlearning_challenge.platforms.environment import add_packages_arguments, run_packages
     from unlearning_challenge.platforms.submission_zip import add_submission_arguments, run_submission
-    from unlearning_challenge.scoring.compare import add_compare_arguments, run_compare, run_rank
 
     p = sub.add_parser("bundle", help="build dist/competition_bundle.zip (CodaLab v1.5) and "
                                       "dist/codabench_bundle.zip (Codabench v2) from competition.yaml")
@@ -196,10 +222,10 @@ def _add_platform_commands(sub) -> None:
     add_baselines_arguments(p).set_defaults(func=run_baselines)
     p = sub.add_parser("compare", help="paired comparison of two submissions' ingestion outputs (same phase): "
                                        "the score difference, its 95%% interval, and whether it is real or noise")
-    add_compare_arguments(p, many=False).set_defaults(func=run_compare)
+    _add_compare_arguments(p, many=False).set_defaults(func=_compare)
     p = sub.add_parser("rank", help="each submission's score interval, the interval of ranks it takes and its "
                                     "probability of ranking first, from joint resamples")
-    add_compare_arguments(p, many=True).set_defaults(func=run_rank)
+    _add_compare_arguments(p, many=True).set_defaults(func=_rank)
     p = sub.add_parser("packages", help="write the table of the packages a submission can import into "
                                         "starting_kit/README.md")
     add_packages_arguments(p).set_defaults(func=run_packages)

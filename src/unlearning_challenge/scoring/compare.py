@@ -141,21 +141,6 @@ def rank_table(ranking: Ranking) -> str:
     return "\n".join(lines)
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser, *, many: bool) -> argparse.ArgumentParser:
-    """``compare A B`` (``many`` False) or ``rank FOLDER...`` (``many`` True)."""
-    if many:
-        parser.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
-                            help="ingestion output folders, or local-score run folders (holding res/)")
-    else:
-        parser.add_argument("a", type=Path, metavar="A", help="ingestion output folder, or a local-score run folder")
-        parser.add_argument("b", type=Path, metavar="B", help="the same for the other submission (same phase)")
-    parser.add_argument("--reference-data", type=Path, default=Path("reference_data"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (same seed, same result)")
-    parser.add_argument("--resamples", type=int, default=None,
-                        help="number of joint resamples (default: 200 for the Check phase, fewer for large N and E)")
-    return parser
-
-
 def run_compare(args: argparse.Namespace) -> int:
     comparison = compare_folders(args.a, args.b, args.reference_data, seed=args.seed, num_resamples=args.resamples,
                                  progress=True)

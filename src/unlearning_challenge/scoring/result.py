@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
-from unlearning_challenge.scoring.mia import MembershipInference
 from unlearning_challenge.scoring.statistics import BOOTSTRAP_KEYS, PERFECT_KEYS, FamilySample, ScoreStatistics
+
+if TYPE_CHECKING:  # mia imports scikit-learn; the result needs the class for its annotations only
+    from unlearning_challenge.scoring.mia import MembershipInference
 
 __all__ = ["LEADERBOARD_KEYS", "SCORES_TXT_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
 

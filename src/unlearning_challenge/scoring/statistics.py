@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from unlearning_challenge.metric import ALPHA, final_score, forget_quality
+from unlearning_challenge import metric
+from unlearning_challenge.metric import ALPHA
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -135,8 +136,8 @@ class FamilySample:
 
 
 def _final_score(unlearned: FamilySample, retrained: FamilySample, bounds: str, alpha: float) -> float:
-    quality = forget_quality(unlearned.confidences, retrained.confidences, bounds=bounds, alpha=alpha)
-    return float(final_score(quality, unlearned.retain_accuracy, retrained.retain_accuracy,
+    quality = metric.forget_quality(unlearned.confidences, retrained.confidences, bounds=bounds, alpha=alpha)
+    return float(metric.final_score(quality, unlearned.retain_accuracy, retrained.retain_accuracy,
                              unlearned.test_accuracy, retrained.test_accuracy))
 
 
@@ -209,7 +210,7 @@ def perfect_unlearner_quality(
     values = []
     for _ in range(num_splits):
         order = rng.permutation(n)
-        values.append(float(forget_quality(conf[order[:half]], conf[order[half:2 * half]], bounds=bounds, alpha=alpha)))
+        values.append(float(metric.forget_quality(conf[order[:half]], conf[order[half:2 * half]], bounds=bounds, alpha=alpha)))
     return PerfectUnlearner(float(np.mean(values)), float(np.min(values)), float(np.max(values)), tuple(values),
                             half, n, int(num_splits), e, _HALF_SPLIT_CAVEAT)
 
