@@ -192,7 +192,10 @@ def test_ctrl_c_stops_the_tasks_and_the_local_cluster(tmp_path):
              "--work", str(tmp_path / "work"), "--backend", "ray",
              # never the repository's committed folders, even if the run were to finish
              "--input-data", str(tmp_path / "input_data"), "--reference-data", str(tmp_path / "reference_data")],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            # Ctrl-C as in a terminal, even when the suite runs in the background (a non-interactive
+            # shell starts background jobs with SIGINT ignored, and children inherit that)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not _running_tasks(spawned := psutil.Process(process.pid).children(recursive=True)):
