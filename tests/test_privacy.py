@@ -325,7 +325,8 @@ def test_a_hidden_run_that_succeeds_leaks_nothing_and_its_arrays_are_sealed(tmp_
                                             "io_uring refused)") for run in manifest["runs"])
     assert all(run["output_tail"] == "" and "output_bytes" not in run for run in manifest["runs"])
     scores = json.loads((out / "scores" / "scores.json").read_text())
-    assert 0 <= scores["score"] <= 1
+    assert 0 <= scores["score"] <= 1 and "epsilons" not in scores
+    assert "the page shows no plot of single forget examples" in (out / "scores" / "detailed_results.html").read_text()
 
 
 @pytest.mark.ingestion

@@ -103,6 +103,18 @@ def test_page_is_valid_looking_self_contained_html(typical):
     assert all(png.startswith(PNG_SIGNATURE) for png in pngs)
 
 
+def test_a_private_phase_page_plots_no_single_example_and_scores_json_holds_no_epsilons(typical):
+    result, inputs, page = typical
+    private = detailed_results_html(result, inputs, per_example=False)
+    check_page(private)
+    assert len(images(private)) == len(images(page)) - 2  # the best and worst examples, the per-example attacks
+    assert "the page shows no plot of single forget examples" in private
+    assert "Best and worst forget examples" not in private and "Each dot is a forget example" not in private
+    assert f"{result.ulira_accuracy:.4f}" in private  # the summaries stay
+    assert "epsilons" in result.to_json(quick_check=False)
+    assert "epsilons" not in result.to_json(quick_check=False, per_example=False)
+
+
 def test_page_shows_the_score_its_parts_and_the_references(typical):
     result, _, page = typical
     scores = result.numbers()

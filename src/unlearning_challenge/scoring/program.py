@@ -238,11 +238,12 @@ def add_statistics(result: ScoreResult, **options) -> ScoreResult:
     return result.with_statistics(statistics)
 
 
-def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs) -> None:
-    """``detailed_results.html``, ``scores.json`` and ``scores.txt`` into ``output``."""
+def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs, *, per_example: bool = True) -> None:
+    """``detailed_results.html``, ``scores.json`` and ``scores.txt`` into ``output``; ``per_example``
+    False (a phase that hides what runs control) leaves out every per-example value and plot."""
     output.mkdir(parents=True, exist_ok=True)
-    write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs))
-    write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check))
+    write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs, per_example=per_example))
+    write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check, per_example=per_example))
     write_text(output / SCORES_TXT, scores_txt(result))
 
 
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
         config = scoring_config(ref)
         result = add_statistics(compute_scores(inputs, bounds=config.bounds, alpha=config.alpha), progress=True)
-        write_scores(args.output, result, inputs)
+        write_scores(args.output, result, inputs, per_example=disclosure == ParticipantOutput.SHOWN)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)
         return 1

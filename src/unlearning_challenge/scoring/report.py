@@ -424,16 +424,17 @@ def _bootstrap_plot(result: ScoreResult) -> str | None:
     return _plot_bootstrap(boot.scores, result.score, boot.low, boot.high, boot.confidence, boot.centered, perfect)
 
 
-def detailed_results_html(result: ScoreResult, inputs: ScoringInputs) -> str:
+def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_example: bool = True) -> str:
     """A self-contained HTML page explaining a submission's score.
 
     ``result`` comes from :func:`unlearning_challenge.scoring.program.compute_scores`
     (with its statistics when the page should show them); ``inputs`` are both model
-    families and both manifests. Returns the page: inline CSS, plots as base64 PNG,
-    no external resources.
+    families and both manifests; ``per_example`` False leaves out the plots of single
+    forget examples (a phase on private images: a submission could draw with its outputs
+    there). Returns the page: inline CSS, plots as base64 PNG, no external resources.
     """
     buckets = _buckets(result.epsilons, result.num_models)
-    examples, examples_plot = _examples(result, inputs)
+    examples, examples_plot = _examples(result, inputs) if per_example else (None, None)
     time_numbers, run_times_plot = _time(result, inputs)
     statistics = result.statistics
     plots = {
@@ -443,7 +444,8 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs) -> str:
         "mia": _mia_plot(result, inputs),
         "run_times": run_times_plot,
         "bootstrap": _bootstrap_plot(result),
-        "attacks": _plot_attacks(result.epsilons, result.ulira_per_example, result.klom_per_example, buckets.end),
+        "attacks": (_plot_attacks(result.epsilons, result.ulira_per_example, result.klom_per_example, buckets.end)
+                    if per_example else None),
     }
     return _ENVIRONMENT.get_template(TEMPLATE).render(
         result=result,
@@ -458,4 +460,5 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs) -> str:
         mia_rows=_mia_rows(result),
         time=time_numbers,
         plots=plots,
+        per_example=per_example,
     )

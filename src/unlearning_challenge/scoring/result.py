@@ -96,9 +96,11 @@ class ScoreResult:
         statistics = self.statistics.numbers() if self.statistics is not None else {}
         return {**plain, **self._mia_numbers(), **statistics}
 
-    def to_json(self, *, quick_check: bool) -> dict[str, Any]:
-        """``scores.json``: :meth:`numbers`, whether only the first k models were scored, the epsilons."""
-        return {**self.numbers(), "quick_check": quick_check, "epsilons": [float(e) for e in self.epsilons]}
+    def to_json(self, *, quick_check: bool, per_example: bool = True) -> dict[str, Any]:
+        """``scores.json``: :meth:`numbers`, whether only the first k models were scored, and (unless
+        ``per_example`` is False, as in a phase on private images) the per-example epsilons."""
+        data = {**self.numbers(), "quick_check": quick_check}
+        return {**data, "epsilons": [float(e) for e in self.epsilons]} if per_example else data
 
 
 def _plain_number_names() -> tuple[str, ...]:
