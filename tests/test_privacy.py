@@ -32,6 +32,7 @@ from unlearning_challenge.sealing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Seal
 from unlearning_challenge.scoring.program import ScoringError, read_inputs
 
 EXFILTRATES = ROOT / "tests" / "hostile" / "exfiltrates"
+CHECK_DATA = (ROOT / "input_data", ROOT / "reference_data")
 PREFIX = "LEAKMARK"
 SHOWN, HIDDEN = ParticipantOutput.SHOWN, ParticipantOutput.HIDDEN
 
@@ -329,12 +330,19 @@ def test_a_hidden_run_that_succeeds_leaks_nothing_and_its_arrays_are_sealed(tmp_
     assert "the page shows no plot of single forget examples" in (out / "scores" / "detailed_results.html").read_text()
 
 
-@pytest.mark.ingestion
-def test_a_hidden_run_that_raises_leaks_neither_its_output_nor_its_exception(tmp_path, listeners):
-    done, out = _local_score(tmp_path, listeners, (ROOT / "input_data", ROOT / "reference_data"), "raise", "hidden")
+def _failed_hidden_run(tmp_path: Path, listeners: Listeners, ending: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``local-score`` under hidden on the Check data of a submission that fails with ``ending``: it
+    fails, nothing leaked; its result and its one run's record."""
+    done, out = _local_score(tmp_path, listeners, CHECK_DATA, ending, "hidden")
     assert done.returncode == 1
     _assert_nothing_leaked(out, done, listeners)
     (run,) = _runs(out)
+    return done, run
+
+
+@pytest.mark.ingestion
+def test_a_hidden_run_that_raises_leaks_neither_its_output_nor_its_exception(tmp_path, listeners):
+    done, run = _failed_hidden_run(tmp_path, listeners, "raise")
     assert (run["status"], run["failure"]) == ("crashed", "raised_in_call")
     assert run["message"].startswith("the submission raised an exception inside unlearning() (details withheld")
     assert ("scoring failed: the submission failed during ingestion: run 0 (seed 1000000) crashed: the submission "
@@ -343,17 +351,14 @@ def test_a_hidden_run_that_raises_leaks_neither_its_output_nor_its_exception(tmp
 
 @pytest.mark.ingestion
 def test_a_hidden_run_does_not_report_the_exit_status_it_chose(tmp_path, listeners):
-    done, out = _local_score(tmp_path, listeners, (ROOT / "input_data", ROOT / "reference_data"), "exit", "hidden")
-    assert done.returncode == 1
-    _assert_nothing_leaked(out, done, listeners)
-    (run,) = _runs(out)
+    done, run = _failed_hidden_run(tmp_path, listeners, "exit")
     assert (run["status"], run["failure"], run["exit_code"]) == ("crashed", "exited", None)
     assert "37" not in run["message"] and "exit code 37" not in done.stderr
 
 
 @pytest.mark.ingestion
 def test_a_shown_run_shows_its_output_and_why_the_network_failed(tmp_path, listeners):
-    done, out = _local_score(tmp_path, listeners, (ROOT / "input_data", ROOT / "reference_data"), "network", "shown")
+    done, out = _local_score(tmp_path, listeners, CHECK_DATA, "network", "shown")
     assert done.returncode == 1
     (run,) = _runs(out)
     assert PREFIX in run["output_tail"] and "tcp: blocked ([Errno 97] Address family not supported" in run["output_tail"]

@@ -31,13 +31,13 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from unlearning_challenge.atomic import npz_bytes, write_bytes, write_json
+from unlearning_challenge.config import Choice
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.sealing import SEALED_SUFFIX, SealingError, seal, unseal
 from unlearning_challenge.validation import IGNORE, Rules, from_mapping, to_mapping
@@ -368,16 +368,13 @@ class ReferenceManifest(PhaseDataManifest):
     retrained: ModelSummary | None = _key(default=None)  # mean accuracies of the N retrained models
 
 
-class RunStatus(str, Enum):
+class RunStatus(Choice):
     """How a run ended."""
 
     OK = "ok"
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     BAD_OUTPUT = "bad_output"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, kw_only=True)

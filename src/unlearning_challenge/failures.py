@@ -8,10 +8,10 @@ the submission controls, so it may be shown even where the run's own text may no
 
 from __future__ import annotations
 
-from enum import Enum
+from unlearning_challenge.config import Choice
 
 
-class Failure(str, Enum):
+class Failure(Choice):
     """Why a run failed, as the trusted side classified it (written as ``failure`` in ``ingestion.json``)."""
 
     SETUP = "setup"
@@ -27,17 +27,10 @@ class Failure(str, Enum):
     WRONG_ARCHITECTURE = "wrong_architecture"
     NONFINITE_WEIGHTS = "nonfinite_weights"
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def sentence(self) -> str:
         """The failure in words, naming nothing the submission controls."""
         return _SENTENCES[self]
-
-    @classmethod
-    def values(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
 
 
 _SENTENCES = {

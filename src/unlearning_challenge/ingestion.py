@@ -273,7 +273,8 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     if not 1 <= num_models <= manifest.num_models:
         raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
     disclosure = ParticipantOutput(participant_output) if participant_output else config.participant_output
-    if disclosure == ParticipantOutput.HIDDEN and not has_public_key(input_dir):
+    sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
+    if disclosure == ParticipantOutput.HIDDEN and not sealed:
         log(f"warning: participant output is hidden but the input data hold no {PUBLIC_KEY_FILE}: the runs' "
             f"arrays ({UNLEARNED_ARRAYS}, which participants can download) are not sealed; make a key pair with "
             "`unlearning-challenge seal-keys` before publishing a private phase")
@@ -331,7 +332,6 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
         write("failed", message, None)
         log(f"ingestion failed: {message}")
         return 1
-    sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
     arrays_file = SEALED_UNLEARNED_ARRAYS if sealed else UNLEARNED_ARRAYS
     manifest_details["arrays_sealed"] = sealed
     with withheld_unless(disclosure):
