@@ -177,6 +177,9 @@ class ReferenceConfig:
     num_models: int = key(default=512, minimum=2)
     seed_start: int = 0
     original_seed: int = 12345
+    # Retain and validation examples (each) whose logits every retrained and unlearned model
+    # keeps, drawn with split.seed (data/splits.evaluation_samples); 0: none.
+    sample_size: int = key(default=256, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -256,13 +259,15 @@ class PhaseConfig:
     def fingerprint(self) -> str:
         """sha256 of the settings that define the reference models (not N, not the ingestion or scoring ones).
 
-        N is left out so that a finished reference can grow: more seeds, same models.
+        N is left out so that a finished reference can grow: more seeds, same models; so is the
+        evaluated sample size.
         """
         d = self.to_dict()
         d.pop("description")
         d.pop("ingestion")
         d.pop("scoring")
         d["reference"].pop("num_models")
+        d["reference"].pop("sample_size")  # which examples are evaluated does not change the models
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 

@@ -20,7 +20,7 @@ from unlearning_challenge.data.synthetic import (
     generate_synthetic,
     sample_persons,
 )
-from unlearning_challenge.data.splits import check_splits, make_splits, person_groups
+from unlearning_challenge.data.splits import EvaluationSamples, check_splits, evaluation_samples, make_splits, person_groups
 from unlearning_challenge.data.adapters import (
     build_dataset,
     build_dataset_and_splits,
@@ -47,7 +47,9 @@ __all__ = [
     "age_to_group",
     "generate_synthetic",
     "sample_persons",
+    "EvaluationSamples",
     "check_splits",
+    "evaluation_samples",
     "make_splits",
     "person_groups",
     "build_dataset",

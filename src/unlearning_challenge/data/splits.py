@@ -25,6 +25,8 @@ returns the layout's split instead (see :mod:`unlearning_challenge.data.adapters
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from unlearning_challenge.config import SplitConfig
@@ -152,3 +154,24 @@ def check_splits(dataset: FaceDataset, splits: Splits, *, person_disjoint: bool 
     whole = np.intersect1d(_indices(dataset, forget_persons), splits.train)
     if not np.array_equal(whole, splits.forget):
         raise DataError("split 'forget' must hold every train image of its persons")
+
+
+@dataclass(frozen=True)
+class EvaluationSamples:
+    """Dataset indices (sorted int64) of the retain and validation examples whose logits
+    every reference and unlearned model keeps: ``retain`` ``[R]``, ``validation`` ``[V]``."""
+
+    retain: np.ndarray
+    validation: np.ndarray
+
+
+def evaluation_samples(splits: Splits, size: int, seed: int) -> EvaluationSamples:
+    """``size`` retain and ``size`` validation examples (all of a smaller split), drawn without
+    replacement; they depend only on the split, ``size`` and ``seed``."""
+    rng = np.random.Generator(np.random.PCG64([seed, 0x5A4D]))
+
+    def draw(split: np.ndarray) -> np.ndarray:
+        k = min(size, len(split))
+        return np.sort(rng.choice(split, size=k, replace=False)).astype(np.int64)
+
+    return EvaluationSamples(retain=draw(splits.retain), validation=draw(splits.val))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from unlearning_challenge.config import ModelConfig
-from unlearning_challenge.data import FaceDataset, Splits
+from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.models import (
     CheckpointError,
@@ -26,7 +26,9 @@ class ModelOutputs:
     """forget_logits: float32 ``[E, C]`` on the forget set (dataset order of
     ``splits.forget``); accuracies are fractions in [0, 1]; forget_losses float32
     ``[E]`` and test_losses float32 ``[T]``: per-example cross-entropy on the forget
-    and test sets (dataset order), what the membership-inference attack reads."""
+    and test sets (dataset order), what the membership-inference attack reads;
+    retain_sample_logits float32 ``[R, C]`` and validation_sample_logits float32 ``[V, C]``
+    on the :class:`~unlearning_challenge.data.EvaluationSamples` (None: not evaluated)."""
 
     forget_logits: np.ndarray
     retain_accuracy: float
@@ -34,6 +36,8 @@ class ModelOutputs:
     forget_accuracy: float
     forget_losses: np.ndarray
     test_losses: np.ndarray
+    retain_sample_logits: np.ndarray | None = None
+    validation_sample_logits: np.ndarray | None = None
 
 
 def _losses(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
@@ -41,13 +45,23 @@ def _losses(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
     return torch.nn.functional.cross_entropy(logits.float(), target, reduction="none").numpy().astype(np.float32)
 
 
-def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits, device: torch.device) -> ModelOutputs:
-    """Forget-set logits, retain/test/forget accuracy and forget/test losses of ``model``."""
+def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits, device: torch.device,
+                   samples: EvaluationSamples | None = None) -> ModelOutputs:
+    """Forget-set logits, retain/test/forget accuracy and forget/test losses of ``model``, and
+    its logits on ``samples`` when given."""
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     labels = dataset.age_group
     forget_logits = predict_logits(model, dataset.images[splits.forget], device)
     retain_logits = predict_logits(model, dataset.images[splits.retain], device)
     test_logits = predict_logits(model, dataset.images[splits.test], device)
+    sampled = {}
+    if samples is not None:
+        positions = np.searchsorted(splits.retain, samples.retain)  # both sorted; the sample is inside retain
+        sampled = {
+            "retain_sample_logits": retain_logits[positions].numpy().astype(np.float32),
+            "validation_sample_logits": predict_logits(model, dataset.images[samples.validation], device)
+            .numpy().astype(np.float32),
+        }
     return ModelOutputs(
         forget_logits=forget_logits.numpy().astype(np.float32),
         retain_accuracy=logits_accuracy(retain_logits, labels[splits.retain]),
@@ -55,6 +69,7 @@ def evaluate_model(model: torch.nn.Module, dataset: FaceDataset, splits: Splits,
         forget_accuracy=logits_accuracy(forget_logits, labels[splits.forget]),
         forget_losses=_losses(forget_logits, labels[splits.forget]),
         test_losses=_losses(test_logits, labels[splits.test]),
+        **sampled,
     )
 
 
@@ -68,7 +83,7 @@ class UnusableModelError(ValueError):
 
 
 def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDataset, splits: Splits,
-                         device: torch.device) -> ModelOutputs:
+                         device: torch.device, samples: EvaluationSamples | None = None) -> ModelOutputs:
     """Load the weights a run left at ``path`` and evaluate them on the trusted side.
 
     Raises UnusableModelError when they are missing, unreadable, not ``model_cfg``'s
@@ -90,4 +105,4 @@ def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDatase
                                  Failure.NONFINITE_WEIGHTS)
     model = build_model(model_cfg)
     model.load_state_dict(state)
-    return evaluate_model(model, dataset, splits, device)
+    return evaluate_model(model, dataset, splits, device, samples)

@@ -6,7 +6,8 @@ Work folder layout::
     work.json                    config and split fingerprints
     original.safetensors         original model (trained on train)
     original.json                its accuracies and training seconds
-    retrained/seed_00000.npz     one retrained model's outputs (forget logits, accuracies, seconds)
+    retrained/seed_00000.npz     one retrained model's outputs (forget logits, logits on the evaluation
+                                 samples and their indices, accuracies, seconds)
 
 Both backends of :mod:`.generate` train through these functions: the local one
 in its own process, the Ray one in a task per model (:mod:`.ray_tasks`).
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from unlearning_challenge.artifacts import DATASET_FILE, ORIGINAL_WEIGHTS
 from unlearning_challenge.atomic import write_json
 from unlearning_challenge.config import PhaseConfig
-from unlearning_challenge.data import FaceDataset, Splits
+from unlearning_challenge.data import FaceDataset, Splits, evaluation_samples
 from unlearning_challenge.reference.calibration import calibration_step_seconds
 from unlearning_challenge.reference.evaluation import ModelOutputs, evaluate_model
 from unlearning_challenge.reference.models import build_model, load_model, save_weights
@@ -56,8 +57,15 @@ class WorkFolder:
 
 
 def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, seed: int,
-                    fingerprint: str) -> dict[str, np.ndarray]:
+                    fingerprint: str, samples) -> dict[str, np.ndarray]:
+    sampled = {} if outputs.retain_sample_logits is None else {
+        "retain_sample_logits": outputs.retain_sample_logits,
+        "validation_sample_logits": outputs.validation_sample_logits,
+        "retain_sample_indices": samples.retain,
+        "validation_sample_indices": samples.validation,
+    }
     return {
+        **sampled,
         "calibration_step_seconds": np.array(calibration),
         "forget_logits": outputs.forget_logits,
         "retain_accuracy": np.array(outputs.retain_accuracy),
@@ -107,9 +115,10 @@ def train_retrained(
     )
     model = build_model(config.model)
     model.load_state_dict(result.state_dict)
-    outputs = evaluate_model(model, dataset, splits, device)
+    samples = evaluation_samples(splits, config.reference.sample_size, config.split.seed)
+    outputs = evaluate_model(model, dataset, splits, device, samples if config.reference.sample_size else None)
     calibration = calibration_step_seconds(
         dataset.images[splits.retain], dataset.age_group[splits.retain],
         model_cfg=config.model, train_cfg=config.training, device=device,
     )
-    return _outputs_record(outputs, result.seconds, calibration, seed, fingerprint)
+    return _outputs_record(outputs, result.seconds, calibration, seed, fingerprint, samples)
