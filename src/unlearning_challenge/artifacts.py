@@ -19,9 +19,14 @@ examples with C classes: ``forget_logits`` float32 ``[N, E, C]``,
 an unlearning run) and ``seeds`` int64 ``[N]``. ``unlearned.npz`` also holds,
 for T test examples, ``forget_losses`` float32 ``[N, E]`` and ``test_losses``
 float32 ``[N, T]`` (per-example cross-entropy, for the membership-inference
-attack). These two are optional within format version 1: files written before
-they existed (and reference files) lack them, readers then get ``None``, and
-readers that predate them ignore them. Each manifest records the sha256 of its
+attack). Both files may hold the logits of a fixed, seeded sample of R retain
+and V validation examples: ``retain_sample_logits`` float32 ``[N, R, C]``,
+``validation_sample_logits`` float32 ``[N, V, C]``, with their dataset indices
+``retain_sample_indices`` / ``validation_sample_indices`` and labels
+``retain_sample_labels`` / ``validation_sample_labels`` int64 ``[R]`` / ``[V]``.
+Each of these two groups is optional within format version 1 (all of a group or
+none): files written before they existed lack them, readers then get ``None``,
+and readers that predate them ignore them. Each manifest records the sha256 of its
 npz so that a truncated or altered file is refused.
 """
 
@@ -30,9 +35,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +47,9 @@ from unlearning_challenge.failures import Failure
 from unlearning_challenge.sealing import SEALED_SUFFIX, SealingError, seal, unseal
 from unlearning_challenge.validation import IGNORE, Rules, from_mapping, to_mapping
 from unlearning_challenge.validation import key as _key
+
+if TYPE_CHECKING:  # for annotations only: the data package imports torch
+    from unlearning_challenge.data import EvaluationSamples
 
 FORMAT_VERSION = 1
 INPUT_FORMAT = "unlearning-challenge/input"
@@ -85,7 +93,11 @@ class ModelFamily:
     forget_logits: float32 ``[N, E, C]``; forget_labels, forget_image_ids:
     int64 ``[E]``; retain/test/forget_accuracy, seconds: float64 ``[N]``;
     seeds: int64 ``[N]``; forget_losses float32 ``[N, E]`` and test_losses
-    float32 ``[N, T]``, both or neither (None: not recorded).
+    float32 ``[N, T]``, both or neither (None: not recorded). On the evaluation
+    samples, all six or none (None: not recorded): retain_sample_logits float32
+    ``[N, R, C]``, validation_sample_logits float32 ``[N, V, C]``,
+    retain_sample_indices and retain_sample_labels int64 ``[R]`` (dataset indices
+    and labels), validation_sample_indices and validation_sample_labels int64 ``[V]``.
     """
 
     forget_logits: np.ndarray
@@ -98,19 +110,29 @@ class ModelFamily:
     seeds: np.ndarray
     forget_losses: np.ndarray | None = None
     test_losses: np.ndarray | None = None
+    retain_sample_logits: np.ndarray | None = None
+    validation_sample_logits: np.ndarray | None = None
+    retain_sample_indices: np.ndarray | None = None
+    validation_sample_indices: np.ndarray | None = None
+    retain_sample_labels: np.ndarray | None = None
+    validation_sample_labels: np.ndarray | None = None
 
     @classmethod
     def stack(cls, records: Sequence[Mapping[str, Any]], *, forget_labels: np.ndarray,
-              forget_image_ids: np.ndarray, seconds: Sequence[float], seeds: Sequence[int]) -> "ModelFamily":
+              forget_image_ids: np.ndarray, seconds: Sequence[float], seeds: Sequence[int],
+              samples: "EvaluationSamples | None" = None, dataset_labels: np.ndarray | None = None) -> "ModelFamily":
         """The family of N models from one record per model, in order.
 
         Each record maps ``forget_logits`` ``[E, C]``, ``retain_accuracy``,
         ``test_accuracy`` and ``forget_accuracy`` (scalars), and, in every record
         or in none, ``forget_losses`` ``[E]`` and ``test_losses`` ``[T]``.
         forget_labels, forget_image_ids: ``[E]``; seconds, seeds: ``[N]``.
+        With ``samples`` (the evaluated retain and validation examples), every record
+        also maps ``retain_sample_logits`` ``[R, C]`` and ``validation_sample_logits``
+        ``[V, C]``, and ``dataset_labels`` (the whole dataset's labels) gives their labels.
         Arrays are cast to the dtypes of the family's file.
         """
-        dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
+        dtypes = _ALL_DTYPES
 
         def column(key: str) -> np.ndarray:
             return np.array([record[key] for record in records], dtype=dtypes[key])
@@ -119,6 +141,13 @@ class ModelFamily:
             return np.stack([record[key] for record in records]).astype(dtypes[key])
 
         with_losses = all(key in record for record in records for key in _OPTIONAL_DTYPES)
+        sampled = {}
+        if samples is not None:
+            sampled = {
+                "retain_sample_logits": stacked("retain_sample_logits"),
+                "validation_sample_logits": stacked("validation_sample_logits"),
+                **_sample_index(samples.retain, samples.validation, dataset_labels),
+            }
         return cls(
             forget_logits=stacked("forget_logits"),
             forget_labels=np.asarray(forget_labels).astype(np.int64),
@@ -130,6 +159,7 @@ class ModelFamily:
             seeds=np.array(seeds, dtype=np.int64),
             forget_losses=stacked("forget_losses") if with_losses else None,
             test_losses=stacked("test_losses") if with_losses else None,
+            **sampled,
         )
 
     @property
@@ -140,19 +170,18 @@ class ModelFamily:
     def has_losses(self) -> bool:
         return self.forget_losses is not None and self.test_losses is not None
 
+    @property
+    def has_samples(self) -> bool:
+        """Whether the family holds the logits on the evaluation samples (and their indices and labels)."""
+        return all(getattr(self, name) is not None for name in _SAMPLE_DTYPES)
+
     def first(self, k: int) -> "ModelFamily":
         """The first ``k`` models."""
-        return ModelFamily(
-            self.forget_logits[:k], self.forget_labels, self.forget_image_ids,
-            self.retain_accuracy[:k], self.test_accuracy[:k], self.forget_accuracy[:k],
-            self.seconds[:k], self.seeds[:k],
-            None if self.forget_losses is None else self.forget_losses[:k],
-            None if self.test_losses is None else self.test_losses[:k],
-        )
+        return replace(self, **{name: getattr(self, name)[:k] for name in _PER_MODEL if getattr(self, name) is not None})
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to write: the optional ones only when present."""
-        names = list(_FAMILY_DTYPES) + [name for name in _OPTIONAL_DTYPES if getattr(self, name) is not None]
+        names = [name for name in _ALL_DTYPES if name in _FAMILY_DTYPES or getattr(self, name) is not None]
         return {name: getattr(self, name) for name in names}
 
 
@@ -167,18 +196,41 @@ _FAMILY_DTYPES = {
     "seeds": np.int64,
 }
 
-# Arrays a family may lack (added within format version 1; both or neither).
+# Arrays a family may lack (added within format version 1), in groups: all of a group or none.
 _OPTIONAL_DTYPES = {
     "forget_losses": np.float32,
     "test_losses": np.float32,
 }
+_SAMPLE_DTYPES = {
+    "retain_sample_logits": np.float32,
+    "validation_sample_logits": np.float32,
+    "retain_sample_indices": np.int64,
+    "validation_sample_indices": np.int64,
+    "retain_sample_labels": np.int64,
+    "validation_sample_labels": np.int64,
+}
+_OPTIONAL_GROUPS = (_OPTIONAL_DTYPES, _SAMPLE_DTYPES)
+# The arrays with one row per model (the others describe the examples).
+_PER_MODEL = ("forget_logits", "retain_accuracy", "test_accuracy", "forget_accuracy", "seconds", "seeds",
+              "forget_losses", "test_losses", "retain_sample_logits", "validation_sample_logits")
+_ALL_DTYPES = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES, **_SAMPLE_DTYPES}
+
+
+def _sample_index(retain: np.ndarray, validation: np.ndarray, dataset_labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The sample's dataset indices and their labels, int64 ``[R]`` and ``[V]``, keyed as in a family."""
+    if dataset_labels is None:
+        raise ValueError("the labels of the evaluation samples are needed: pass dataset_labels with samples")
+    retain, validation = (np.asarray(a, dtype=np.int64) for a in (retain, validation))
+    labels = np.asarray(dataset_labels)
+    return {"retain_sample_indices": retain, "validation_sample_indices": validation,
+            "retain_sample_labels": labels[retain].astype(np.int64),
+            "validation_sample_labels": labels[validation].astype(np.int64)}
 
 
 def write_family(path: str | Path, family: ModelFamily, *, sealed_for: Path | None = None) -> str:
     """Write the arrays atomically, sealed with the public key of the input data folder ``sealed_for``
     if given (see :mod:`unlearning_challenge.sealing`); return the file's sha256."""
-    dtypes = {**_FAMILY_DTYPES, **_OPTIONAL_DTYPES}
-    arrays = {k: np.asarray(v, dtype=dtypes[k]) for k, v in family.arrays().items()}
+    arrays = {k: np.asarray(v, dtype=_ALL_DTYPES[k]) for k, v in family.arrays().items()}
     # Sealed: not compressed, so that the file's size depends on the shapes alone, not on the values.
     data = npz_bytes(arrays, compress=sealed_for is None)
     if sealed_for is not None:
@@ -217,10 +269,12 @@ def read_family(path: str | Path, *, expected_sha256: str | None, what: str,
     missing = sorted(set(_FAMILY_DTYPES) - set(arrays))
     if missing:
         raise ArtifactError(f"{what}: {path.name} lacks array(s) {missing}")
-    optional = [key for key in _OPTIONAL_DTYPES if key in arrays]
-    if optional and len(optional) != len(_OPTIONAL_DTYPES):
-        raise ArtifactError(f"{what}: {path.name} holds {optional} without {sorted(set(_OPTIONAL_DTYPES) - set(optional))}")
-    dtypes = {**_FAMILY_DTYPES, **{key: _OPTIONAL_DTYPES[key] for key in optional}}
+    dtypes = dict(_FAMILY_DTYPES)
+    for group in _OPTIONAL_GROUPS:
+        optional = [key for key in group if key in arrays]
+        if optional and len(optional) != len(group):
+            raise ArtifactError(f"{what}: {path.name} holds {optional} without {sorted(set(group) - set(optional))}")
+        dtypes.update({key: group[key] for key in optional})
     for key, dtype in dtypes.items():
         if arrays[key].dtype != dtype:
             raise ArtifactError(f"{what}: {path.name}: '{key}' has dtype {arrays[key].dtype}, expected {np.dtype(dtype)}")
@@ -256,6 +310,28 @@ def _check_family_shapes(family: ModelFamily, where: str) -> None:
             raise ArtifactError(f"{where}: forget_losses has shape {family.forget_losses.shape}, expected ({n}, {e})")
         if family.test_losses.ndim != 2 or family.test_losses.shape[0] != n:
             raise ArtifactError(f"{where}: test_losses has shape {family.test_losses.shape}, expected ({n}, T)")
+    if family.has_samples:
+        for split, size in (("retain", "R"), ("validation", "V")):
+            _check_sample_shapes(family, split, size, where)
+
+
+def _check_sample_shapes(family: ModelFamily, split: str, size: str, where: str) -> None:
+    """``<split>_sample_logits`` ``[N, size, C]`` and its indices and labels ``[size]``, labels in 0..C-1."""
+    n, _, c = family.forget_logits.shape
+    logits = getattr(family, f"{split}_sample_logits")
+    if logits.ndim != 3 or logits.shape[0] != n or logits.shape[2] != c:
+        raise ArtifactError(f"{where}: {split}_sample_logits has shape {logits.shape}, expected ({n}, {size}, {c}) "
+                            "(models, sampled examples, classes)")
+    count = logits.shape[1]
+    for key in (f"{split}_sample_indices", f"{split}_sample_labels"):
+        if getattr(family, key).shape != (count,):
+            raise ArtifactError(f"{where}: {key} has shape {getattr(family, key).shape}, expected ({count},) "
+                                f"(one per example of {split}_sample_logits)")
+    labels = getattr(family, f"{split}_sample_labels")
+    if count and (labels.min() < 0 or labels.max() >= c):
+        raise ArtifactError(f"{where}: {split}_sample_labels outside 0..{c - 1}")
+    if count and getattr(family, f"{split}_sample_indices").min() < 0:
+        raise ArtifactError(f"{where}: {split}_sample_indices holds negative dataset indices")
 
 
 def read_manifest(folder: str | Path, *, name: str = MANIFEST, expected_format: str, what: str) -> dict[str, Any]:
@@ -322,6 +398,22 @@ class ModelSummary(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SampleRecord(_Record):
+    """Which retain and validation examples every retrained and unlearned model is evaluated on
+    (see :func:`unlearning_challenge.data.evaluation_samples`)."""
+
+    size: int = _key(minimum=0)  # reference.sample_size: examples drawn from each split (all of a smaller one)
+    seed: int  # the seed they were drawn with (split.seed)
+    retain_indices: tuple[int, ...]  # dataset indices of the retain examples, sorted
+    validation_indices: tuple[int, ...]  # dataset indices of the validation examples, sorted
+
+    @classmethod
+    def of(cls, samples: "EvaluationSamples", *, size: int, seed: int) -> "SampleRecord":
+        return cls(size=size, seed=seed, retain_indices=tuple(int(i) for i in samples.retain),
+                   validation_indices=tuple(int(i) for i in samples.validation))
+
+
+@dataclass(frozen=True, kw_only=True)
 class PhaseDataManifest(_Record):
     """What the input data and reference data manifests share: the phase, its split, N and timing."""
 
@@ -339,6 +431,8 @@ class PhaseDataManifest(_Record):
     calibration_step_seconds: float | None = _key(default=None, unit="seconds")  # wall seconds of one training step there
     timing_source: str | None = _key(default=None)  # how mean_retrain_seconds was measured
     provenance: Mapping[str, str] | None = _key(default=None)  # package, torch, Python versions; device
+    # the retain and validation examples whose logits the models keep (None: none, or an older manifest)
+    evaluation_samples: SampleRecord | None = _key(default=None)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "format": self.FORMAT, "format_version": FORMAT_VERSION}

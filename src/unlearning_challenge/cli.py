@@ -51,6 +51,7 @@ def _reference(args: argparse.Namespace) -> int:
     print(f"retrained (mean of {config.reference.num_models}): retain {retrained['retain_accuracy']:.3f}, "
           f"test {retrained['test_accuracy']:.3f}, forget {retrained['forget_accuracy']:.3f}; "
           f"{summary['mean_retrain_seconds']:.1f} s per model")
+    print(f"evaluation samples: {summary['evaluation_samples']}")
     print(f"wrote {args.input_data} and {args.reference_data}")
     return 0
 

@@ -60,7 +60,7 @@ from unlearning_challenge.artifacts import (
     write_manifest,
 )
 from unlearning_challenge.config import ParticipantOutput, PhaseConfig, load_config
-from unlearning_challenge.data import FaceDataset, Splits, load_dataset, split_fingerprint
+from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits, evaluation_samples, load_dataset, split_fingerprint
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.calibration import Clock, calibration_step_seconds
 from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
@@ -113,6 +113,17 @@ def load_input(input_dir: Path) -> tuple[PhaseConfig, InputManifest, FaceDataset
     if not (input_dir / ORIGINAL_WEIGHTS).is_file():
         raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
     return config, manifest, dataset, splits
+
+
+def trusted_samples(config: PhaseConfig, manifest: InputManifest, splits: Splits) -> EvaluationSamples | None:
+    """The retain and validation examples each model is also evaluated on (None: ``reference.sample_size``
+    is 0): those the input manifest records, else the config's draw (an older manifest)."""
+    recorded = manifest.evaluation_samples
+    if recorded is not None:
+        return EvaluationSamples(retain=np.asarray(recorded.retain_indices, dtype=np.int64),
+                                 validation=np.asarray(recorded.validation_indices, dtype=np.int64))
+    size = config.reference.sample_size
+    return evaluation_samples(splits, size, config.split.seed) if size else None
 
 
 def check_submission(submission: Path) -> None:
@@ -206,11 +217,11 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
 
 def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget_explanation: str,
             config: PhaseConfig, device: torch.device, dataset: FaceDataset,
-            splits: Splits) -> tuple[list[RunRecord], list[ModelOutputs]]:
+            splits: Splits, samples: EvaluationSamples | None = None) -> tuple[list[RunRecord], list[ModelOutputs]]:
     """Run until every run is done or one fails. The next worker starts while the last model is evaluated.
 
-    Each run that ends ``ok`` is evaluated here; it becomes ``bad_output`` when its
-    weights are unusable, ``timeout`` when it used more than the budget.
+    Each run that ends ``ok`` is evaluated here (also on ``samples`` when given); it becomes
+    ``bad_output`` when its weights are unusable, ``timeout`` when it used more than the budget.
     """
     records: list[RunRecord] = []
     outputs: list[ModelOutputs] = []
@@ -227,7 +238,8 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
                 session.start(next_job)
             if record.status == RunStatus.OK:
                 record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
-                                         config=config, device=device, dataset=dataset, splits=splits)
+                                         config=config, device=device, dataset=dataset, splits=splits,
+                                         samples=samples)
                 if output is not None:
                     outputs.append(output)
             records.append(record)
@@ -241,12 +253,13 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
 
 
 def _judged(record: RunRecord, weights: Path, limits: RunLimits, *, budget_explanation: str, config: PhaseConfig,
-            device: torch.device, dataset: FaceDataset, splits: Splits) -> tuple[RunRecord, ModelOutputs | None]:
-    """A run that ended ok, judged by the trusted side: its weights evaluated here (``bad_output``
+            device: torch.device, dataset: FaceDataset, splits: Splits,
+            samples: EvaluationSamples | None = None) -> tuple[RunRecord, ModelOutputs | None]:
+    """A run that ended ok, judged by the trusted side: its weights evaluated here, also on ``samples`` (``bad_output``
     when unusable), its time against the budget (``timeout`` when over). Returns the record and
     the model's outputs (None when it failed)."""
     try:
-        output = evaluate_saved_model(weights, config.model, dataset, splits, device)
+        output = evaluate_saved_model(weights, config.model, dataset, splits, device, samples)
     except UnusableModelError as exc:
         return replace(record, status=RunStatus.BAD_OUTPUT, message=str(exc), failure=exc.failure), None
     if limits.over_budget(record):
@@ -268,6 +281,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     """
     check_output_writable(output_dir)
     config, manifest, dataset, splits = load_input(input_dir)
+    samples = trusted_samples(config, manifest, splits)
     check_submission(submission)
     num_models = manifest.num_models if num_models is None else num_models
     if not 1 <= num_models <= manifest.num_models:
@@ -316,7 +330,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                         with withheld_unless(disclosure):
                             records, outputs = run_all(
                                 session, folders, num_models, budget_explanation=timing["explanation"], config=config,
-                                device=torch_device, dataset=dataset, splits=splits)
+                                device=torch_device, dataset=dataset, splits=splits, samples=samples)
                     finally:
                         session.stop_runs()  # inside the lock: nothing a run left outlives it
                         manifest_details["worker_start"] = session.worker_start
@@ -335,7 +349,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     arrays_file = SEALED_UNLEARNED_ARRAYS if sealed else UNLEARNED_ARRAYS
     manifest_details["arrays_sealed"] = sealed
     with withheld_unless(disclosure):
-        family = family_of(outputs, records, dataset, splits)
+        family = family_of(outputs, records, dataset, splits, samples)
     try:
         sha = write_family(output_dir / arrays_file, family, sealed_for=input_dir if sealed else None)
     except OSError as exc:  # about this program's own output folder
@@ -365,12 +379,13 @@ def withheld_unless(disclosure: ParticipantOutput):
 
 
 def family_of(outputs: list[ModelOutputs], records: list[RunRecord], dataset: FaceDataset,
-              splits: Splits) -> ModelFamily:
-    """The unlearned models' family: one row per run."""
+              splits: Splits, samples: EvaluationSamples | None = None) -> ModelFamily:
+    """The unlearned models' family: one row per run; with ``samples``, their logits on them too."""
     return ModelFamily.stack(
         [vars(output) for output in outputs],
         forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
         seconds=[r.seconds for r in records], seeds=[r.seed for r in records],
+        samples=samples, dataset_labels=dataset.age_group,
     )
 
 

@@ -30,12 +30,22 @@ from unlearning_challenge.artifacts import (
     ModelFamily,
     ModelSummary,
     ReferenceManifest,
+    SampleRecord,
     write_family,
     write_manifest,
 )
 from unlearning_challenge.atomic import copy_file, write_json, write_npz, write_text
 from unlearning_challenge.config import PhaseConfig, ReferenceBackend, dump_config
-from unlearning_challenge.data import FaceDataset, Splits, build_dataset_and_splits, load_dataset, save_dataset, split_fingerprint
+from unlearning_challenge.data import (
+    EvaluationSamples,
+    FaceDataset,
+    Splits,
+    build_dataset_and_splits,
+    evaluation_samples,
+    load_dataset,
+    save_dataset,
+    split_fingerprint,
+)
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.reference.ray_tasks import RaySettings, ray_cluster
 from unlearning_challenge.reference.calibration import calibration_step_seconds, device_name
@@ -118,8 +128,58 @@ def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, datas
     family = ModelFamily.stack(
         records, forget_labels=dataset.age_group[splits.forget], forget_image_ids=dataset.image_id[splits.forget],
         seconds=[r["seconds"] for r in records], seeds=seeds,
+        samples=_records_samples(config, splits, records, [work.retrained(s) for s in seeds]),
+        dataset_labels=dataset.age_group,
     )
     return family, float(np.mean([r["calibration_step_seconds"] for r in records]))
+
+
+_SAMPLE_KEYS = ("retain_sample_logits", "validation_sample_logits", "retain_sample_indices", "validation_sample_indices")
+
+
+def _records_samples(config: PhaseConfig, splits: Splits, records: list[dict[str, np.ndarray]],
+                     paths: list[Path]) -> EvaluationSamples | None:
+    """The evaluation samples every work record was evaluated on; None when the config asks none
+    (``reference.sample_size: 0``) or some record has none (written before they existed).
+
+    Refuses records that disagree on which examples they sampled, or that sampled other examples
+    than the config's ``reference.sample_size`` and ``split.seed`` draw (which the manifests record).
+    """
+    size, seed = config.reference.sample_size, config.split.seed
+    if not size or not all(key in record for record in records for key in _SAMPLE_KEYS):
+        return None
+    expected = evaluation_samples(splits, size, seed)
+    for split, drawn in (("retain", expected.retain), ("validation", expected.validation)):
+        key = f"{split}_sample_indices"
+        for record, path in zip(records, paths):
+            if not np.array_equal(record[key], records[0][key]):
+                raise ArtifactError(
+                    f"{path} was evaluated on other {split} examples than {paths[0]} ({key} differ): "
+                    "delete the records that differ and rerun `reference` (it trains only what is missing)"
+                )
+        if not np.array_equal(records[0][key], drawn):
+            raise ArtifactError(
+                f"the work records were evaluated on other {split} examples than reference.sample_size {size} "
+                f"with split.seed {seed} draws ({key} differ): set reference.sample_size back to the value they "
+                "were trained with, or delete the records and rerun `reference`"
+            )
+    return expected
+
+
+def _sample_record(config: PhaseConfig, family: ModelFamily) -> SampleRecord | None:
+    """What the manifests say about the family's evaluation samples (None: it has none)."""
+    if not family.has_samples:
+        return None
+    samples = EvaluationSamples(retain=family.retain_sample_indices, validation=family.validation_sample_indices)
+    return SampleRecord.of(samples, size=config.reference.sample_size, seed=config.split.seed)
+
+
+def _samples_text(family: ModelFamily) -> str:
+    if family.has_samples:
+        return (f"logits of {family.retain_sample_indices.size} retain and {family.validation_sample_indices.size} "
+                "validation examples kept for every model")
+    return ("no retain/validation samples (reference.sample_size is 0, or some work records predate them): "
+            "scoring reports n/a for the numbers on them")
 
 
 def _provenance(device: torch.device) -> dict[str, str]:
@@ -176,6 +236,7 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         calibration_step_seconds=calibration,
         timing_source=timing_source,
         provenance=_provenance(device),
+        evaluation_samples=_sample_record(config, family),
     )
     for folder in (input_dir, reference_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +260,8 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
     )
     write_manifest(reference_dir, ReferenceManifest(**common, arrays_sha256=sha, retrained=retrained))
     summary = retrained.to_json()
-    return {"original": original, "retrained": summary, "mean_retrain_seconds": mean_seconds}
+    return {"original": original, "retrained": summary, "mean_retrain_seconds": mean_seconds,
+            "evaluation_samples": _samples_text(family)}
 
 
 def generate_reference(

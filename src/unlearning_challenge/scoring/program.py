@@ -46,7 +46,7 @@ from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.klom import klom
 from unlearning_challenge.scoring.mia import membership_inference
 from unlearning_challenge.scoring.report import detailed_results_html
-from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs, scores_txt
+from unlearning_challenge.scoring.result import SAMPLE_NUMBER_KEYS, ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 from unlearning_challenge.scoring.ulira import ulira
 
@@ -175,13 +175,56 @@ def _family_sample(family: ModelFamily) -> FamilySample:
                            family.retain_accuracy, family.test_accuracy)
 
 
+def _quality(unlearned: np.ndarray, retrained: np.ndarray, *, bounds: str, alpha: float) -> tuple[np.ndarray, float]:
+    """The per-example epsilons ``[E]`` of confidences ``[N, E]`` against ``[M, E]``, and F: their mean points at N."""
+    epsilons = per_example_epsilons(unlearned, retrained, bounds=bounds, alpha=alpha)
+    return epsilons, float(np.mean(example_points(epsilons, unlearned.shape[0])))
+
+
+SAMPLE_SPLITS = ("retain", "validation")
+
+
+def samples_unavailable(unlearned: ModelFamily, retrained: ModelFamily) -> str | None:
+    """Why F and KLoM on the retain and validation samples cannot be computed (None: they can)."""
+    if not retrained.has_samples:
+        return "the reference data hold no retain/validation samples; regenerate it with this version to get them"
+    if not unlearned.has_samples:
+        return ("the ingestion output holds no retain/validation samples; run the submission with this version's "
+                "ingestion program to get them")
+    for split in SAMPLE_SPLITS:
+        for key in (f"{split}_sample_indices", f"{split}_sample_labels"):
+            if not np.array_equal(getattr(unlearned, key), getattr(retrained, key)):
+                return (f"the ingestion output and the reference data hold logits on different {split} examples "
+                        f"({key} differ); run the ingestion on the input data made with this reference")
+        if getattr(retrained, f"{split}_sample_indices").size == 0:
+            return f"the {split} sample holds no examples"
+    return None
+
+
+def sample_numbers(unlearned: ModelFamily, retrained: ModelFamily, *, bounds: str = "empirical",
+                   alpha: float = ALPHA) -> dict[str, float | str | None]:
+    """F (under ``bounds``) and KLoM's 95th percentile on the retain and validation samples, keyed as in
+    :class:`ScoreResult`, and ``samples_unavailable``: None, or why the four numbers are None."""
+    reason = samples_unavailable(unlearned, retrained)
+    numbers: dict[str, float | str | None] = {**dict.fromkeys(SAMPLE_NUMBER_KEYS), "samples_unavailable": reason}
+    if reason is not None:
+        return numbers
+    for split in SAMPLE_SPLITS:
+        u, r = (logit_scaled_confidence(getattr(family, f"{split}_sample_logits"),
+                                        getattr(family, f"{split}_sample_labels")) for family in (unlearned, retrained))
+        numbers[f"forget_quality_{split}_sample"] = _quality(u, r, bounds=bounds, alpha=alpha)[1]
+        numbers[f"klom_{split}_p95"] = klom(u, r).p95
+    return numbers
+
+
 def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: float = ALPHA) -> ScoreResult:
     """The leaderboard numbers and the per-example details (without the statistics).
 
     Besides F and the score: the number of epsilon buckets at this N, the
     per-example likelihood-ratio attack (:mod:`~unlearning_challenge.scoring.ulira`)
     and KLoM on the forget set (:mod:`~unlearning_challenge.scoring.klom`), both
-    from the confidences already read (no extra training).
+    from the confidences already read (no extra training), and F and KLoM on the
+    retain and validation samples when both families hold them (:func:`sample_numbers`).
 
     ``bounds`` (``"empirical"``, the published rule, or ``"clopper-pearson"``) and
     ``alpha`` choose the rate estimate behind F and the score; F under both is
@@ -191,9 +234,9 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
         raise ValueError(f"bounds must be one of {list(BOUNDS)}; got {bounds!r}")
     u, r = inputs.unlearned, inputs.retrained
     unlearned, retrained = _family_sample(u), _family_sample(r)
-    epsilons = {b: per_example_epsilons(unlearned.confidences, retrained.confidences, bounds=b, alpha=alpha)
-                for b in BOUNDS}
-    quality = {b: float(np.mean(example_points(e, u.num_models))) for b, e in epsilons.items()}
+    epsilons, quality = {}, {}
+    for b in BOUNDS:
+        epsilons[b], quality[b] = _quality(unlearned.confidences, retrained.confidences, bounds=b, alpha=alpha)
     mean_retrain_seconds = inputs.reference.mean_retrain_seconds
     attack = ulira(unlearned.confidences, retrained.confidences)
     divergence = klom(unlearned.confidences, retrained.confidences)
@@ -220,6 +263,7 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
         ulira_accuracy=attack.accuracy,
         ulira_accuracy_std=attack.std,
         klom_forget_p95=divergence.p95,
+        **sample_numbers(u, r, bounds=bounds, alpha=alpha),
         mia_unlearned=membership_inference(u),
         mia_retrained=membership_inference(r) if r.has_losses else None,
         epsilons=np.asarray(epsilons[bounds], dtype=np.float64),
@@ -274,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quick check: scoring the first {args.num_models} models of each side, "
                   f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
         config = scoring_config(ref)
-        result = add_statistics(compute_scores(inputs, bounds=config.bounds, alpha=config.alpha), progress=True)
+        result = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
+        if result.samples_unavailable:
+            print(f"retain/validation-sample numbers: n/a ({result.samples_unavailable})", file=sys.stderr)
+        result = add_statistics(result, progress=True)
         write_scores(args.output, result, inputs, per_example=disclosure == ParticipantOutput.SHOWN)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)

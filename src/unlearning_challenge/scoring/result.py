@@ -13,7 +13,7 @@ from unlearning_challenge.scoring.statistics import BOOTSTRAP_KEYS, PERFECT_KEYS
 if TYPE_CHECKING:  # mia imports scikit-learn; the result needs the class for its annotations only
     from unlearning_challenge.scoring.mia import MembershipInference
 
-__all__ = ["LEADERBOARD_KEYS", "SCORES_TXT_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
+__all__ = ["LEADERBOARD_KEYS", "SAMPLE_NUMBER_KEYS", "SCORES_TXT_KEYS", "ScoreResult", "ScoringInputs", "scores_txt"]
 
 # The leaderboard's columns, first in scores.txt.
 LEADERBOARD_KEYS = ("score", "forget_quality", "retain_accuracy_ratio", "test_accuracy_ratio", "mean_run_seconds")
@@ -40,8 +40,9 @@ class ScoreResult:
     ``[N, E]`` and per-model accuracies ``[N]``; ``epsilons`` ``[E]`` are the
     per-example epsilons behind ``forget_quality``, ``ulira_per_example`` and
     ``klom_per_example`` ``[E]`` the per-example values behind ``ulira_accuracy``
-    and ``klom_forget_p95``. ``statistics`` is None until
-    :meth:`with_statistics`.
+    and ``klom_forget_p95``. F and KLoM's 95th percentile on the retain and
+    validation samples are None when not computed (``samples_unavailable`` says
+    why). ``statistics`` is None until :meth:`with_statistics`.
     """
 
     score: float
@@ -66,6 +67,13 @@ class ScoreResult:
     ulira_accuracy: float  # per-example likelihood-ratio attack, mean over examples (ideal 0.5), see ulira.py
     ulira_accuracy_std: float  # its std over examples
     klom_forget_p95: float  # 95th percentile over forget examples of KLoM, see klom.py
+    # The same on the seeded samples of retain and validation examples: was the data kept (or never seen)
+    # treated as retraining treats it? F as for the forget set (near the perfect-unlearner F is ideal), KLoM 0 ideal.
+    forget_quality_retain_sample: float | None
+    forget_quality_validation_sample: float | None
+    klom_retain_p95: float | None
+    klom_validation_p95: float | None
+    samples_unavailable: str | None  # why the four above are None (None: they were computed)
     mia_unlearned: MembershipInference  # the 2023 kit's attack on the unlearned models
     mia_retrained: MembershipInference | None  # on the retrained models (None: the reference holds no losses)
     epsilons: np.ndarray  # float64 [E]
@@ -89,10 +97,10 @@ class ScoreResult:
         return numbers
 
     def numbers(self) -> dict[str, Any]:
-        """Every number in order (leaderboard first), for ``scores.json``: floats and ints,
-        plus ``bounds`` and, when the attack could not run, ``mia_accuracy`` None and
-        ``mia_unavailable`` (text)."""
-        plain = {name: getattr(self, name) for name in _plain_number_names()}
+        """Every number in order (leaderboard first), for ``scores.json``: floats and ints (None
+        where not computed), plus ``bounds``, ``samples_unavailable`` and, when the attack could
+        not run, ``mia_accuracy`` None and ``mia_unavailable`` (text)."""
+        plain = {name: getattr(self, name) for name in _field_names(_NUMBER_TYPES + _TEXT_TYPES)}
         statistics = self.statistics.numbers() if self.statistics is not None else {}
         return {**plain, **self._mia_numbers(), **statistics}
 
@@ -103,18 +111,26 @@ class ScoreResult:
         return {**data, "epsilons": [float(e) for e in self.epsilons]} if per_example else data
 
 
-def _plain_number_names() -> tuple[str, ...]:
-    """The result's own numbers (and ``bounds``), in declaration order: its int, float and str fields."""
-    return tuple(f.name for f in fields(ScoreResult) if f.type in ("float", "int", "str"))
+# The annotations of the result's own numbers and texts.
+_NUMBER_TYPES = ("float", "int", "float | None")
+_TEXT_TYPES = ("str", "str | None")
+
+
+def _field_names(types: tuple[str, ...]) -> tuple[str, ...]:
+    """The result's fields annotated with one of ``types``, in declaration order."""
+    return tuple(f.name for f in fields(ScoreResult) if f.type in types)
+
+
+# F and KLoM on the retain and validation samples (None when not computed).
+SAMPLE_NUMBER_KEYS = ("forget_quality_retain_sample", "forget_quality_validation_sample", "klom_retain_p95",
+                      "klom_validation_p95")
 
 
 # The 2023 kit's attack, when it ran: on the unlearned models, and on the retrained ones.
 MIA_KEYS = ("mia_accuracy", "mia_accuracy_std", "mia_models")
 MIA_RETRAINED_KEY = "mia_accuracy_retrained"
 # Every key scores.txt may hold (a leaderboard column must be one of them).
-SCORES_TXT_KEYS = frozenset(
-    name for name in _plain_number_names() if name != "bounds"
-) | {*MIA_KEYS, MIA_RETRAINED_KEY, *PERFECT_KEYS, *BOOTSTRAP_KEYS}
+SCORES_TXT_KEYS = frozenset(_field_names(_NUMBER_TYPES)) | {*MIA_KEYS, MIA_RETRAINED_KEY, *PERFECT_KEYS, *BOOTSTRAP_KEYS}
 
 
 def scores_txt(result: ScoreResult) -> str:
