@@ -424,6 +424,13 @@ def _bootstrap_plot(result: ScoreResult) -> str | None:
     return _plot_bootstrap(boot.scores, result.score, boot.low, boot.high, boot.confidence, boot.centered, perfect)
 
 
+def _sample_sizes(family: ModelFamily) -> dict[str, Any]:
+    """How many retain and validation examples the sample numbers read ("n/a" when the family has none)."""
+    if not family.has_samples:
+        return {"retain": "n/a", "validation": "n/a"}
+    return {"retain": family.retain_sample_indices.size, "validation": family.validation_sample_indices.size}
+
+
 def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_example: bool = True) -> str:
     """A self-contained HTML page explaining a submission's score.
 
@@ -459,6 +466,7 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_exa
         examples=examples,
         mia_rows=_mia_rows(result),
         time=time_numbers,
+        samples=_sample_sizes(inputs.retrained),
         plots=plots,
         per_example=per_example,
     )
