@@ -23,8 +23,8 @@ def test_metric_benchmark_runs():
 
 
 def test_attacks_benchmark_runs():
-    out = run_script("bench_attacks.py", "--sizes", "8x10", "--repeats", "1")
-    assert "ulira" in out and "klom" in out
+    out = run_script("bench_attacks.py", "--sizes", "8x10", "--sample", "12", "--repeats", "1")
+    assert "ulira" in out and "klom" in out and "F and KLoM on the retain and validation samples" in out
 
 
 @pytest.mark.ingestion
