@@ -84,6 +84,9 @@ def test_sample_submission_end_to_end(tiny_phase, tmp_path):
         float(lines[key])
     scores = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert 0 <= scores["forget_quality"] <= 1
+    # Both sides kept their logits on the same retain and validation samples: F and KLoM on them are reported.
+    assert scores["samples_unavailable"] is None
+    assert 0 <= scores["forget_quality_retain_sample"] <= 1 and scores["klom_validation_p95"] >= 0
     assert (tmp_path / "scores" / "detailed_results.html").is_file()
 
 
