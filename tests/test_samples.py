@@ -325,6 +325,10 @@ def test_the_ingestion_uses_the_recorded_samples_and_its_family_carries_them(tmp
     recorded = EvaluationSamples(samples.retain[:3], samples.validation[:2])
     manifest = dataclasses.replace(manifest, evaluation_samples=SampleRecord.of(recorded, size=3, seed=0))
     np.testing.assert_array_equal(trusted_samples(config, manifest, splits).validation, recorded.validation)
+    outside = SampleRecord.of(EvaluationSamples(splits.forget[:2], recorded.validation), size=3, seed=0)
+    with pytest.raises(ArtifactError, match="input data: manifest.json's evaluation_samples name examples outside "
+                                            "the retain or validation split; regenerate the input data"):
+        trusted_samples(config, dataclasses.replace(manifest, evaluation_samples=outside), splits)
     none = dataclasses.replace(config, reference=dataclasses.replace(config.reference, sample_size=0))
     assert trusted_samples(none, dataclasses.replace(manifest, evaluation_samples=None), splits) is None
 

@@ -120,8 +120,12 @@ def trusted_samples(config: PhaseConfig, manifest: InputManifest, splits: Splits
     is 0): those the input manifest records, else the config's draw (an older manifest)."""
     recorded = manifest.evaluation_samples
     if recorded is not None:
-        return EvaluationSamples(retain=np.asarray(recorded.retain_indices, dtype=np.int64),
-                                 validation=np.asarray(recorded.validation_indices, dtype=np.int64))
+        samples = EvaluationSamples(retain=np.asarray(recorded.retain_indices, dtype=np.int64),
+                                    validation=np.asarray(recorded.validation_indices, dtype=np.int64))
+        if not (np.isin(samples.retain, splits.retain).all() and np.isin(samples.validation, splits.val).all()):
+            raise ArtifactError("input data: manifest.json's evaluation_samples name examples outside the retain "
+                                "or validation split; regenerate the input data")
+        return samples
     size = config.reference.sample_size
     return evaluation_samples(splits, size, config.split.seed) if size else None
 
