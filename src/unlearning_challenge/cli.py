@@ -31,12 +31,13 @@ def _reference(args: argparse.Namespace) -> int:
         device = pick_device(args.device)
     if args.assemble_only:
         summary = assemble(config, WorkFolder(work), args.input_data, args.reference_data, device,
-                           retime_models=args.retime)
+                           retime_models=args.retime, timing_from=args.timing_from)
     else:
         try:
             summary = generate_reference(
                 config, work_dir=work, input_dir=args.input_data, reference_dir=args.reference_data,
                 device=device, shard=parse_shard(args.shard), backend=args.backend, ray=ray, retime_models=args.retime,
+                timing_from=args.timing_from,
             )
         except KeyboardInterrupt:
             print(f"reference: interrupted; the finished models stay in {work}: run the same command to resume",
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assemble-only", action="store_true", help="only write the folders from a finished work folder")
     p.add_argument("--retime", type=int, default=0, metavar="K",
                    help="take the time budget from K models retrained again on this machine (e.g. the platform's worker)")
+    p.add_argument("--timing-from", type=Path, default=None, metavar="DIR",
+                   help="keep the time budget recorded in DIR, an earlier input data folder of the same phase "
+                        "(when the models were retrained again on busy machines)")
     p.set_defaults(func=_reference)
 
     p = sub.add_parser("seal-keys", help="make the key pair a phase with hidden participant output seals its runs' "

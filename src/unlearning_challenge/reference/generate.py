@@ -31,6 +31,7 @@ from unlearning_challenge.artifacts import (
     ModelSummary,
     ReferenceManifest,
     SampleRecord,
+    read_input_manifest,
     write_family,
     write_manifest,
 )
@@ -210,19 +211,33 @@ def retime(config: PhaseConfig, dataset: FaceDataset, splits: Splits, device: to
     return float(np.mean(seconds)), float(np.mean(calibrations))
 
 
+def kept_timing(config: PhaseConfig, fingerprint: str, input_dir: Path) -> tuple[float, float, str]:
+    """(mean retrain seconds, calibration step seconds, timing source) recorded in ``input_dir``,
+    an input data folder of the same config and split."""
+    earlier = read_input_manifest(input_dir)
+    if earlier.config_fingerprint != config.fingerprint() or earlier.split_fingerprint != fingerprint:
+        raise ArtifactError(f"--timing-from {input_dir}: its config or split differs from this phase's; "
+                            "keep the timing only of an earlier assembly of the same phase")
+    return earlier.mean_retrain_seconds, earlier.calibration_step_seconds, earlier.timing_source
+
+
 def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_dir: Path, device: torch.device,
-             *, retime_models: int = 0) -> dict:
+             *, retime_models: int = 0, timing_from: Path | None = None) -> dict:
     """Write ``input_data/`` and ``reference_data/`` from a finished work folder.
 
     The per-run budget comes from the mean training time of the retrained models
-    or, with ``retime_models`` = k > 0, of k models trained again here to time them.
+    or, with ``retime_models`` = k > 0, of k models trained again here to time them,
+    or, with ``timing_from``, from the input data of an earlier assembly of the same
+    config and split (the models were retrained on busy machines; the budget stays).
     """
     dataset, splits, fingerprint = prepare_data(config, work)
     family, calibration = _load_retrained(config, work, splits, dataset, fingerprint)
     original = json.loads(work.original_info.read_text())
     mean_seconds = float(family.seconds.mean())
     timing_source = f"mean training time of the {family.num_models} retrained models"
-    if retime_models:
+    if timing_from is not None:
+        mean_seconds, calibration, timing_source = kept_timing(config, fingerprint, Path(timing_from))
+    elif retime_models:
         mean_seconds, calibration = retime(config, dataset, splits, device, retime_models)
         timing_source = f"{retime_models} model(s) retrained again to time them on {_provenance(device)['device']}"
     common = dict(
@@ -275,6 +290,7 @@ def generate_reference(
     backend: ReferenceBackend | str = ReferenceBackend.LOCAL,
     ray: RaySettings | None = None,
     retime_models: int = 0,
+    timing_from: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict | None:
     """Train what is missing (resuming), then assemble when every model exists.
@@ -308,7 +324,8 @@ def generate_reference(
     if pending_seeds(config, work) or not work.original_info.exists():
         log("other shards still have models to train; run with --assemble-only when they are done")
         return None
-    return assemble(config, work, Path(input_dir), Path(reference_dir), device, retime_models=retime_models)
+    return assemble(config, work, Path(input_dir), Path(reference_dir), device, retime_models=retime_models,
+                    timing_from=timing_from)
 
 
 def _prepare_and_log(config: PhaseConfig, work: WorkFolder, device: torch.device,
