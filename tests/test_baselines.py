@@ -166,17 +166,20 @@ def test_table_needs_its_markers(tmp_path):
     assert readme.read_text() == "a\n<!-- baselines-table:start -->\n| new |\n<!-- baselines-table:end -->\nb\n"
 
 
-def test_table_has_the_membership_inference_column():
+def test_table_has_the_attack_and_retain_sample_columns():
     from unlearning_challenge.platforms.baselines import markdown_table
 
     scores = {"score": 0.1, "forget_quality": 0.2, "retain_accuracy_ratio": 1.0, "test_accuracy_ratio": 1.0,
               "mean_run_seconds": 3.0}
-    table = markdown_table({"finetune": {**scores, "mia_accuracy": 0.61234}, "scrub": scores,
-                            "retrain": {**scores, "mia_accuracy": None}}, num_models=32, machine="a CPU")
-    assert "| MIA accuracy |" in table.splitlines()[0]
+    table = markdown_table({"finetune": {**scores, "mia_accuracy": 0.61234, "ulira_accuracy": 0.5551,
+                                         "forget_quality_retain_sample": 0.1234},
+                            "scrub": scores,
+                            "retrain": {**scores, "mia_accuracy": None, "forget_quality_retain_sample": None}},
+                           num_models=32, machine="a CPU")
+    assert table.splitlines()[0].endswith("| MIA accuracy | U-LiRA accuracy | F on retain sample |")
     rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
-    assert rows["finetune"].endswith("| 0.612 |")
-    assert rows["scrub"].endswith("| n/a |") and rows["retrain"].endswith("| n/a |")
+    assert rows["finetune"].endswith("| 0.612 | 0.555 | 0.123 |")
+    assert rows["scrub"].endswith("| n/a | n/a | n/a |") and rows["retrain"].endswith("| n/a | n/a | n/a |")
 
 
 def test_skipped_baselines_are_named_under_the_table(tmp_path, capsys):
@@ -202,9 +205,9 @@ def test_table_shows_rank_intervals_when_given_them():
     table = markdown_table({"finetune": scores, "scrub": {**scores, "score": 0.09}, "neggrad": {"failed": True}},
                            num_models=32, machine="a CPU", ranks=ranks)
     lines = table.splitlines()
-    assert lines[0].endswith("| rank (95%) | P(first) |") and lines[1].count("---:") == 8
+    assert lines[0].endswith("| rank (95%) | P(first) |") and lines[1].count("---:") == 10
     rows = {line.split("`")[1]: line for line in lines if line.startswith("| `")}
-    assert rows["finetune"].endswith("| 0.600 | 1–2 | 70% |") and rows["scrub"].endswith("| 1–2 | 30% |")
+    assert rows["finetune"].endswith("| 0.600 | n/a | n/a | 1–2 | 70% |") and rows["scrub"].endswith("| 1–2 | 30% |")
     assert rows["neggrad"].count("|") == lines[0].count("|")
     assert "P(first): the share of resamples" in table
     assert "rank" not in markdown_table({"finetune": scores}, num_models=32, machine="a CPU").splitlines()[0]

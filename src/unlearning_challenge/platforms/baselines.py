@@ -43,6 +43,8 @@ COLUMNS = [
     ("test_accuracy_ratio", "test acc. ratio", "{:.3f}"),
     ("mean_run_seconds", "seconds per run", "{:.2f}"),
     ("mia_accuracy", "MIA accuracy", "{:.3f}"),
+    ("ulira_accuracy", "U-LiRA accuracy", "{:.3f}"),
+    ("forget_quality_retain_sample", "F on retain sample", "{:.3f}"),
 ]
 
 
@@ -127,7 +129,11 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str, skip
     note = (f"\nCheck phase, N = {num_models} models per side, scored by `make baselines` on {machine} "
             f"({time.strftime('%Y-%m-%d')}). A perfect unlearner does not score 1 (see the evaluation page). "
             "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
-            "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score).\n")
+            "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score). "
+            "U-LiRA accuracy: the per-example likelihood-ratio attack telling unlearned from retrained models "
+            "(0.5 ideal). F on retain sample: the forget-quality rule on retained examples, where a method that "
+            "damages what it should keep scores low (the reference models against themselves reach "
+            "`forget_quality_perfect`).\n")
     if ranks:
         note += (f"{rank_labels[0]}: the ranks a baseline takes in {confidence:.0%} of joint bootstrap "
                  "resamples of models and forget examples (the same for every baseline; "
