@@ -339,3 +339,19 @@ def test_the_ingestion_uses_the_recorded_samples_and_its_family_carries_them(tmp
     assert family.has_samples and family.validation_sample_logits.shape == (2, 2, C)
     np.testing.assert_array_equal(family.retain_sample_labels, dataset.age_group[recorded.retain])
     assert not family_of(outputs, runs, dataset, splits).has_samples
+
+
+def test_timing_from_keeps_an_earlier_assemblys_budget_of_the_same_phase_only():
+    from conftest import ROOT
+    from unlearning_challenge.artifacts import ArtifactError, read_input_manifest
+    from unlearning_challenge.config import load_config
+    from unlearning_challenge.reference.generate import kept_timing
+
+    config = load_config(ROOT / "phases" / "default.yaml")
+    earlier = read_input_manifest(ROOT / "input_data")
+    assert kept_timing(config, earlier.split_fingerprint, ROOT / "input_data") == (
+        earlier.mean_retrain_seconds, earlier.calibration_step_seconds, earlier.timing_source)
+    with pytest.raises(ArtifactError, match="--timing-from .*: its config or split differs from this phase's"):
+        kept_timing(config, "another split", ROOT / "input_data")
+    with pytest.raises(ArtifactError, match="its config or split differs"):
+        kept_timing(tiny_config(), earlier.split_fingerprint, ROOT / "input_data")
