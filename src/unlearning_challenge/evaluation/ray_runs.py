@@ -65,9 +65,12 @@ def run_ray(phase: Phase, jobs: Sequence[tuple[Submission, list[int]]], work: Ev
     with ray_cluster(ray_settings(options), log, unit="run") as cluster:
         import ray
 
-        task = ray.remote(_pair_task).options(
+        # max_calls=1: each run's task in a fresh Ray worker process (a session makes its process a
+        # subreaper and non-dumpable; nothing of one run outlives its task).
+        task = ray.remote(
             num_cpus=cluster.request["CPU"], num_gpus=cluster.request.get("GPU", 0), max_retries=MAX_RETRIES,
-            retry_exceptions=False, max_calls=1, runtime_env={"env_vars": {"OMP_WAIT_POLICY": OMP_WAIT_POLICY}})
+            retry_exceptions=False, max_calls=1, runtime_env={"env_vars": {"OMP_WAIT_POLICY": OMP_WAIT_POLICY}},
+        )(_pair_task)
         threads = max(1, int(options.cpus_per_run))
         pending = {}
         for submission, indices in jobs:
