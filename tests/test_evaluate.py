@@ -220,3 +220,18 @@ def test_finished_runs_are_kept_exactly_and_only_missing_ones_run(tmp_path):
     assert loaded[0].output.test_accuracy == 1 / 3  # floats exactly
     assert to_run(loaded, 5) == [1]  # below the first failed run only
     assert to_run({0: loaded[0]}, 3) == [1, 2]
+
+
+def test_a_zip_and_its_folder_hold_the_same_submission_and_a_changed_one_is_refused(tmp_path):
+    from unlearning_challenge.platforms.submission_zip import pack_submission
+
+    packed = pack_submission(SAMPLE, tmp_path / "zips" / "sample_submission.zip")
+    folder = tmp_path / "sample_submission"
+    shutil.copytree(SAMPLE, folder)
+    (folder / "metadata").write_text("description: another\n")
+    work = EvaluationWork(tmp_path / "work")
+    from_zip = work.add(packed.path)
+    assert (from_zip.folder / "unlearning.py").read_bytes() == (SAMPLE / "unlearning.py").read_bytes()
+    assert work.add(packed.path).sha256 == from_zip.sha256  # the same files: accepted again
+    with pytest.raises(EvaluationError, match="its files differ from those of"):
+        work.add(folder)  # same name, other files (another metadata)
