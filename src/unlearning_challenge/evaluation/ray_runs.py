@@ -109,6 +109,7 @@ def _collect(ray, pending: dict, work: EvaluationWork, log: Callable[[str], None
                 if not result.record.ok:
                     progress.skip(_cancel(ray, pending, lambda s, i: s.name == submission.name and i > index))
     except KeyboardInterrupt:
+        progress.close()
         log(f"interrupted: cancelling {len(pending)} unfinished run(s); the finished ones stay in {work.root}")
         refs = list(pending)
         _cancel(ray, pending, lambda s, i: True)
