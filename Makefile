@@ -13,6 +13,12 @@ NO_TIME_LIMIT ?=
 OUT ?=
 # shown or hidden: override the phase's ingestion.participant_output (rehearse a private phase's rules)
 PARTICIPANT_OUTPUT ?=
+# make evaluate SUBMISSIONS="a b.zip" OUT=runs/final [BACKEND=ray] [GPUS_PER_RUN=1] [CPUS_PER_RUN=1] [WORK=...]
+SUBMISSIONS ?=
+BACKEND ?= local
+GPUS_PER_RUN ?=
+CPUS_PER_RUN ?=
+WORK ?=
 # make compare A=runs/x B=runs/y: two ingestion outputs (or local-score run folders) of the same phase
 A ?=
 B ?=
@@ -22,7 +28,7 @@ LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(OUT),--output $(OUT)) \
                      $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
-.PHONY: install test test-fast local-score quick-check compare reference bench baselines packages
+.PHONY: install test test-fast local-score quick-check evaluate compare reference bench baselines packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +53,14 @@ local-score: install
 quick-check: install
 	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) \
 		$(if $(OUT),--output $(OUT)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
+
+# Organizers: several submissions on a phase (one Ray task per run with BACKEND=ray), resumable; scores and a leaderboard.
+evaluate: install
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo 'give submissions and an output folder: make evaluate SUBMISSIONS="a b" OUT=runs/<x>' >&2; exit 2; }
+	$(CLI) evaluate $(SUBMISSIONS) --output $(OUT) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) \
+		--backend $(BACKEND) $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) $(if $(NO_TIME_LIMIT),--no-time-limit) \
+		$(if $(GPUS_PER_RUN),--gpus-per-run $(GPUS_PER_RUN)) $(if $(CPUS_PER_RUN),--cpus-per-run $(CPUS_PER_RUN)) \
+		$(if $(WORK),--work $(WORK)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
 # Is A's score really above B's? Paired bootstrap of the difference: its 95% interval and the share of resamples A wins.
 compare: install

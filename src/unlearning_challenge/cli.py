@@ -140,6 +140,55 @@ def _local_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    """Several submissions on a phase, resumable (locally or on a Ray cluster), their scores and a leaderboard."""
+    from unlearning_challenge.evaluation.options import EvaluationOptions
+
+    options = EvaluationOptions(
+        submissions=tuple(args.submissions), output=args.output, input_data=args.input_data,
+        reference_data=args.reference_data, num_models=args.num_models, work=args.work, backend=args.backend,
+        ray_address=args.ray_address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+        no_time_limit=args.no_time_limit, participant_output=args.participant_output)
+    options.check()  # before the heavy imports
+    if args.num_models is not None:
+        verdict, why = quick_check_problem(args.num_models)
+        if verdict == "refused":
+            print(f"evaluate: {why}", file=sys.stderr)
+            return 2
+        if verdict:
+            print(f"evaluate: warning: {why}", file=sys.stderr)
+    from unlearning_challenge.evaluation.driver import evaluate
+
+    try:
+        return evaluate(options, log=lambda text: print(text, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"evaluate: interrupted; the finished runs stay in {options.work_folder}: run the same command to "
+              "resume", file=sys.stderr)
+        return 130
+
+
+def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("submissions", type=Path, nargs="+", metavar="SUBMISSION",
+                   help="submission folders (holding unlearning.py) or their zips")
+    p.add_argument("--output", type=Path, required=True,
+                   help="folder for each submission's res/ and scores/, and leaderboard.csv and .html")
+    p.add_argument("--input-data", type=Path, default=Path("input_data"))
+    p.add_argument("--reference-data", type=Path, default=Path("reference_data"))
+    p.add_argument("--num-models", type=int, default=None, help="run and score only the first k of the N runs")
+    p.add_argument("--work", type=Path, default=None,
+                   help="work folder of finished runs, for resuming (default: <output>/work)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: every run in this process, one after another; ray: one Ray task per run")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="the Ray cluster to join (default: RAY_ADDRESS, else a local cluster started for the command)")
+    p.add_argument("--gpus-per-run", type=float, default=1.0, metavar="G",
+                   help="GPUs each Ray task holds on a cluster with GPUs (whole GPUs unless --no-time-limit)")
+    p.add_argument("--cpus-per-run", type=int, default=1, metavar="C",
+                   help="CPUs each Ray task holds; on CPU also its torch threads (OMP_NUM_THREADS)")
+    p.add_argument("--no-time-limit", action="store_true", help="do not enforce the per-run time budget")
+    _add_participant_output(p)
+
+
 def _quick_check(args: argparse.Namespace) -> int:
     from unlearning_challenge.quick_check import run_quick_check
 
@@ -279,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/local-<time>)")
     _add_participant_output(p)
     p.set_defaults(func=_local_score)
+
+    p = sub.add_parser("evaluate", help="organizers: run submissions on a phase (locally or one Ray task per run, "
+                                        "resumable), then each one's ingestion output and scores and one leaderboard")
+    _add_evaluate_arguments(p)
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("quick-check", help="one run of a submission: accuracies, membership inference, seconds "
                                            "against the budget (no reference data needed)")

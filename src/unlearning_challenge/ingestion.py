@@ -31,8 +31,9 @@ import signal
 import stat
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator, Sequence
 
 # Before torch loads OpenMP: idle threads sleep, so CPU time counts work (timing.OMP_WAIT_POLICY).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -222,38 +223,53 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
 def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget_explanation: str,
             config: PhaseConfig, device: torch.device, dataset: FaceDataset,
             splits: Splits, samples: EvaluationSamples | None = None) -> tuple[list[RunRecord], list[ModelOutputs]]:
-    """Run until every run is done or one fails. The next worker starts while the last model is evaluated.
+    """Run until every run is done or one fails (see :func:`judged_runs`)."""
+    records: list[RunRecord] = []
+    outputs: list[ModelOutputs] = []
+    bar = tqdm(total=num_models, desc="unlearning runs", unit="run", file=sys.stderr)
+    try:
+        for record, output in judged_runs(session, folders, range(num_models), budget_explanation=budget_explanation,
+                                          config=config, device=device, dataset=dataset, splits=splits,
+                                          samples=samples):
+            if output is not None:
+                outputs.append(output)
+            records.append(record)
+            bar.update(1)
+            bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
+    finally:
+        bar.close()
+    return records, outputs
+
+
+def judged_runs(session: RunSession, folders: RunFolders, indices: Sequence[int], *, budget_explanation: str,
+                config: PhaseConfig, device: torch.device, dataset: FaceDataset, splits: Splits,
+                samples: EvaluationSamples | None = None) -> Iterator[tuple[RunRecord, ModelOutputs | None]]:
+    """Run ``indices`` in order, yielding each run's record and outputs (None unless ok), until one
+    fails. The next worker starts while the last model is evaluated.
 
     Each run that ends ``ok`` is evaluated here (also on ``samples`` when given); it becomes
     ``bad_output`` when its weights are unusable, ``timeout`` when it used more than the budget.
     """
-    records: list[RunRecord] = []
-    outputs: list[ModelOutputs] = []
+    indices = list(indices)
+    if not indices:
+        return
     limits = session.limits
-    next_job = folders.prepare(0)
+    next_job = folders.prepare(indices[0])
     session.start(next_job)
-    bar = tqdm(range(num_models), desc="unlearning runs", unit="run", file=sys.stderr)
-    try:
-        for index in bar:
-            job = next_job
-            record = session.run(job)
-            if record.status == RunStatus.OK and index + 1 < num_models:
-                next_job = folders.prepare(index + 1)
-                session.start(next_job)
-            if record.status == RunStatus.OK:
-                record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
-                                         config=config, device=device, dataset=dataset, splits=splits,
-                                         samples=samples)
-                if output is not None:
-                    outputs.append(output)
-            records.append(record)
-            folders.remove(index)
-            bar.set_postfix(last=f"{record.seconds:.1f}s", status=record.status.value)
-            if record.status != RunStatus.OK:
-                break
-    finally:
-        bar.close()
-    return records, outputs
+    for position, index in enumerate(indices):
+        job = next_job
+        record = session.run(job)
+        if record.status == RunStatus.OK and position + 1 < len(indices):
+            next_job = folders.prepare(indices[position + 1])
+            session.start(next_job)
+        output = None
+        if record.status == RunStatus.OK:
+            record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
+                                     config=config, device=device, dataset=dataset, splits=splits, samples=samples)
+        folders.remove(index)
+        yield record, output
+        if record.status != RunStatus.OK:
+            break
 
 
 def _judged(record: RunRecord, weights: Path, limits: RunLimits, *, budget_explanation: str, config: PhaseConfig,
@@ -287,24 +303,12 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     config, manifest, dataset, splits = load_input(input_dir)
     samples = trusted_samples(config, manifest, splits)
     check_submission(submission)
-    num_models = manifest.num_models if num_models is None else num_models
-    if not 1 <= num_models <= manifest.num_models:
-        raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
-    disclosure = ParticipantOutput(participant_output) if participant_output else config.participant_output
-    sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
-    if disclosure == ParticipantOutput.HIDDEN and not sealed:
-        log(f"warning: participant output is hidden but the input data hold no {PUBLIC_KEY_FILE}: the runs' "
-            f"arrays ({UNLEARNED_ARRAYS}, which participants can download) are not sealed; make a key pair with "
-            "`unlearning-challenge seal-keys` before publishing a private phase")
+    num_models = runs_asked(num_models, manifest)
+    disclosure, sealed = disclosure_and_sealing(config, input_dir, participant_output, log)
     torch_device = pick_device(device)
-    budget, timing = time_budget(config, manifest, dataset, splits, torch_device,
-                                 no_time_limit=no_time_limit, budget_seconds=budget_seconds)
-    limits = RunLimits.derive(Clock(timing["clock"]), budget, hard_timeout_factor=config.ingestion.hard_timeout_factor,
-                              mean_retrain_seconds=manifest.mean_retrain_seconds)
-    timing.update(wall_limit_seconds=limits.wall_limit, cpu_limit_seconds=limits.cpu_limit)
-    memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
-    session = RunSession(limits, fork_server=config.ingestion.fork_server, memory_limit_bytes=int(memory_gib * 2**30),
-                         log=log)
+    budget, timing, limits = run_limits(config, manifest, dataset, splits, torch_device,
+                                        no_time_limit=no_time_limit, budget_seconds=budget_seconds)
+    session = new_session(config, limits, memory_limit_gib, log)
     warning = session.isolation_warning
     if warning:
         log(f"warning: {warning}")
@@ -315,13 +319,9 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
 
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
-    manifest_details = {"timing": timing, "worker_user": session.identity.name, "isolation_warning": warning}
-
-    def write(status: str, message: str, sha: str | None) -> None:
-        write_manifest(output_dir, ingestion_manifest(
-            config, manifest, records, status=status, message=message, num_models=num_models,
-            budget=budget, device=torch_device, arrays_sha256=sha, participant_output=disclosure, **manifest_details))
-
+    output = IngestionOutput(output_dir, input_dir, config, manifest, num_models, budget, torch_device, disclosure,
+                             sealed, {"timing": timing, "worker_user": session.identity.name,
+                                      "isolation_warning": warning})
     try:
         with session:
             try:
@@ -337,34 +337,106 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                                 device=torch_device, dataset=dataset, splits=splits, samples=samples)
                     finally:
                         session.stop_runs()  # inside the lock: nothing a run left outlives it
-                        manifest_details["worker_start"] = session.worker_start
+                        output.details["worker_start"] = session.worker_start
             except KeyboardInterrupt:
-                write("failed", "interrupted", None)
+                output.write(records, "failed", "interrupted", None)
                 raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+    return output.conclude(records, outputs, dataset, splits, log, samples)
 
-    failed = next((for_participants(r, disclosure) for r in records if r.status != RunStatus.OK), None)
-    if failed is not None:
-        message = f"run {failed.index} (seed {failed.seed}) {failed.status.value}: {failed.message}"
-        write("failed", message, None)
-        log(f"ingestion failed: {message}")
-        return 1
-    arrays_file = SEALED_UNLEARNED_ARRAYS if sealed else UNLEARNED_ARRAYS
-    manifest_details["arrays_sealed"] = sealed
-    with withheld_unless(disclosure):
-        family = family_of(outputs, records, dataset, splits, samples)
-    try:
-        sha = write_family(output_dir / arrays_file, family, sealed_for=input_dir if sealed else None)
-    except OSError as exc:  # about this program's own output folder
-        message = f"the runs completed but {arrays_file} could not be written to {output_dir}: {exc}"
-        write("failed", message, None)
-        log(f"ingestion failed: {message}")
-        return 1
-    message = f"{num_models} run(s) completed"
-    write("ok", message, sha)
-    log(f"ingestion: {message}; mean {np.mean([r.seconds for r in records]):.2f} s per run; output in {output_dir}")
-    return 0
+
+def runs_asked(num_models: int | None, manifest: InputManifest) -> int:
+    """The number of runs asked (None: the input data's N), checked against N."""
+    num_models = manifest.num_models if num_models is None else num_models
+    if not 1 <= num_models <= manifest.num_models:
+        raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
+    return num_models
+
+
+def disclosure_and_sealing(config: PhaseConfig, input_dir: Path, participant_output: str | None,
+                           log) -> tuple[ParticipantOutput, bool]:
+    """What participants may read of the runs (``participant_output``, else the phase's) and whether
+    the arrays are sealed (hidden, and the input data hold a public key; a warning when they do not)."""
+    disclosure = ParticipantOutput(participant_output) if participant_output else config.participant_output
+    sealed = disclosure == ParticipantOutput.HIDDEN and has_public_key(input_dir)
+    if disclosure == ParticipantOutput.HIDDEN and not sealed:
+        log(f"warning: participant output is hidden but the input data hold no {PUBLIC_KEY_FILE}: the runs' "
+            f"arrays ({UNLEARNED_ARRAYS}, which participants can download) are not sealed; make a key pair with "
+            "`unlearning-challenge seal-keys` before publishing a private phase")
+    return disclosure, sealed
+
+
+def run_limits(config: PhaseConfig, manifest: InputManifest, dataset: FaceDataset, splits: Splits,
+               device: torch.device, *, no_time_limit: bool = False,
+               budget_seconds: float | None = None) -> tuple[float | None, dict, RunLimits]:
+    """The per-run budget, how it was derived (``timing``, with the hard limits) and the run limits,
+    calibrated on this machine (see :func:`time_budget`)."""
+    budget, timing = time_budget(config, manifest, dataset, splits, device,
+                                 no_time_limit=no_time_limit, budget_seconds=budget_seconds)
+    limits = RunLimits.derive(Clock(timing["clock"]), budget, hard_timeout_factor=config.ingestion.hard_timeout_factor,
+                              mean_retrain_seconds=manifest.mean_retrain_seconds)
+    timing.update(wall_limit_seconds=limits.wall_limit, cpu_limit_seconds=limits.cpu_limit)
+    return budget, timing, limits
+
+
+def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, log) -> RunSession:
+    """The session runs are run in (``memory_limit_gib`` None: the phase's cap)."""
+    memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
+    return RunSession(limits, fork_server=config.ingestion.fork_server, memory_limit_bytes=int(memory_gib * 2**30),
+                      log=log)
+
+
+@dataclass
+class IngestionOutput:
+    """One ingestion's output folder: ``ingestion.json`` (:meth:`write`) and, when every run is ok,
+    the arrays (:meth:`conclude`). ``details``: :func:`ingestion_manifest`'s details."""
+
+    output_dir: Path
+    input_dir: Path
+    config: PhaseConfig
+    manifest: InputManifest
+    num_models: int
+    budget: float | None
+    device: torch.device
+    disclosure: ParticipantOutput
+    sealed: bool
+    details: dict
+
+    def write(self, records: list[RunRecord], status: str, message: str, sha: str | None) -> None:
+        write_manifest(self.output_dir, ingestion_manifest(
+            self.config, self.manifest, records, status=status, message=message, num_models=self.num_models,
+            budget=self.budget, device=self.device, arrays_sha256=sha, participant_output=self.disclosure,
+            **self.details))
+
+    def conclude(self, records: list[RunRecord], outputs: list[ModelOutputs], dataset: FaceDataset, splits: Splits,
+                 log, samples: EvaluationSamples | None = None) -> int:
+        """Write the output of finished runs (``records``, the ``outputs`` of those ok, evaluated also on
+        ``samples`` when given): failed at the first failed run, else the arrays and ok. Returns the
+        ingestion's exit status (0: ok)."""
+        failed = next((for_participants(r, self.disclosure) for r in records if r.status != RunStatus.OK), None)
+        if failed is not None:
+            message = f"run {failed.index} (seed {failed.seed}) {failed.status.value}: {failed.message}"
+            self.write(records, "failed", message, None)
+            log(f"ingestion failed: {message}")
+            return 1
+        arrays_file = SEALED_UNLEARNED_ARRAYS if self.sealed else UNLEARNED_ARRAYS
+        self.details["arrays_sealed"] = self.sealed
+        with withheld_unless(self.disclosure):
+            family = family_of(outputs, records, dataset, splits, samples)
+        try:
+            sha = write_family(self.output_dir / arrays_file, family,
+                               sealed_for=self.input_dir if self.sealed else None)
+        except OSError as exc:  # about this program's own output folder
+            message = f"the runs completed but {arrays_file} could not be written to {self.output_dir}: {exc}"
+            self.write(records, "failed", message, None)
+            log(f"ingestion failed: {message}")
+            return 1
+        message = f"{self.num_models} run(s) completed"
+        self.write(records, "ok", message, sha)
+        log(f"ingestion: {message}; mean {np.mean([r.seconds for r in records]):.2f} s per run; "
+            f"output in {self.output_dir}")
+        return 0
 
 
 @contextlib.contextmanager

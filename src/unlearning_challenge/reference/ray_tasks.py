@@ -105,19 +105,22 @@ def describe(request: dict[str, float]) -> str:
     return " and ".join(parts)
 
 
-def check_request(request: dict[str, float], cluster: dict[str, float], nodes: list[dict[str, float]]) -> None:
-    """Refuse a request that no alive node can meet (``cluster``: totals; ``nodes``: each node's resources)."""
+def check_request(request: dict[str, float], cluster: dict[str, float], nodes: list[dict[str, float]], *,
+                  unit: str = "model", no_gpu_hint: str = "pass --device cpu or join a cluster with GPUs") -> None:
+    """Refuse a request that no alive node can meet (``cluster``: totals; ``nodes``: each node's resources).
+
+    ``unit``: what one task is (``model``, ``run``), as the messages and flags name it."""
     have = f"the cluster has {_amount(cluster.get('GPU', 0), 'GPU')} and {_amount(cluster.get('CPU', 0), 'CPU')}"
-    asks = f"each model asks {describe(request)}"
+    asks = f"each {unit} asks {describe(request)}"
     if request.get("GPU", 0) > cluster.get("GPU", 0):
-        raise ClusterError(f"{asks}; {have}: pass --device cpu or join a cluster with GPUs (--ray-address)")
+        raise ClusterError(f"{asks}; {have}: {no_gpu_hint} (--ray-address)")
     if request["CPU"] > cluster.get("CPU", 0):
-        raise ClusterError(f"{asks}; {have}: lower --cpus-per-model or join a larger cluster (--ray-address)")
+        raise ClusterError(f"{asks}; {have}: lower --cpus-per-{unit} or join a larger cluster (--ray-address)")
     if not any(all(node.get(k, 0) >= v for k, v in request.items()) for node in nodes):
         largest = max(nodes, key=lambda node: tuple(node.get(k, 0) for k in ("GPU", "CPU") if k in request), default={})
         raise ClusterError(
             f"{asks}; {have} but no single node has that much (the largest has "
-            f"{describe({k: largest.get(k, 0) for k in request})}): lower --gpus-per-model or --cpus-per-model"
+            f"{describe({k: largest.get(k, 0) for k in request})}): lower --gpus-per-{unit} or --cpus-per-{unit}"
         )
 
 
@@ -209,8 +212,10 @@ def _wait_all(ray, labels: dict, log: Callable[[str], None]) -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(settings: RaySettings, log: Callable[[str], None] = print) -> Iterator[RayCluster]:
-    """Join (or start) the cluster and check that a node can run one model as asked.
+def ray_cluster(settings: RaySettings, log: Callable[[str], None] = print, *, unit: str = "model",
+                **hints) -> Iterator[RayCluster]:
+    """Join (or start) the cluster and check that a node can run one task (a ``unit``) as asked
+    (``hints``: :func:`check_request`'s).
 
     Raises ClusterError at once when none can. A cluster started here is stopped on the way out.
     """
@@ -220,9 +225,10 @@ def ray_cluster(settings: RaySettings, log: Callable[[str], None] = print) -> It
         cluster = ray.cluster_resources()
         device = task_device(settings, cluster)
         request = task_resources(device, settings)
-        check_request(request, cluster, [node["Resources"] for node in ray.nodes() if node["Alive"]])
+        check_request(request, cluster, [node["Resources"] for node in ray.nodes() if node["Alive"]], unit=unit,
+                      **hints)
         log(f"ray cluster: {describe({k: cluster.get(k, 0) for k in ('GPU', 'CPU')})}; "
-            f"each model on {device.type} with {describe(request)}")
+            f"each {unit} on {device.type} with {describe(request)}")
         yield RayCluster(settings, device, request, log)
     finally:
         if started:

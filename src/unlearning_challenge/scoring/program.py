@@ -291,6 +291,26 @@ def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs, *, pe
     write_text(output / SCORES_TXT, scores_txt(result))
 
 
+def score(res: Path, ref: Path, output: Path, *, num_models: int | None = None, disclosure_override: str | None = None,
+          progress: bool = True) -> ScoreResult:
+    """Score the ingestion output ``res`` against the reference data ``ref`` (the first ``num_models``
+    of each side when given), write :func:`write_scores`'s files into ``output``; the result.
+    ``disclosure_override``: "shown" or "hidden" (None: the reference data's phase setting).
+    Raises ScoringError, ArtifactError or ValueError when it cannot be scored."""
+    disclosure = participant_output(ref, disclosure_override)
+    inputs = read_inputs(res, ref, num_models=num_models, disclosure=disclosure)
+    if inputs.quick_check:
+        print(f"quick check: scoring the first {num_models} models of each side, "
+              f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
+    config = scoring_config(ref)
+    result = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
+    if result.samples_unavailable:
+        print(f"retain/validation-sample numbers: n/a ({result.samples_unavailable})", file=sys.stderr)
+    result = add_statistics(result, progress=progress)
+    write_scores(output, result, inputs, per_example=disclosure == ParticipantOutput.SHOWN)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scoring", description="Score a submission's ingestion output.")
     parser.add_argument("--input", type=Path, help="folder holding res/ (ingestion output) and ref/ (reference data)")
@@ -312,17 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     if res is None or ref is None:
         parser.error("give --input (holding res/ and ref/) or both --res and --ref")
     try:
-        disclosure = participant_output(ref, args.participant_output)
-        inputs = read_inputs(res, ref, num_models=args.num_models, disclosure=disclosure)
-        if inputs.quick_check:
-            print(f"quick check: scoring the first {args.num_models} models of each side, "
-                  f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
-        config = scoring_config(ref)
-        result = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
-        if result.samples_unavailable:
-            print(f"retain/validation-sample numbers: n/a ({result.samples_unavailable})", file=sys.stderr)
-        result = add_statistics(result, progress=True)
-        write_scores(args.output, result, inputs, per_example=disclosure == ParticipantOutput.SHOWN)
+        result = score(res, ref, args.output, num_models=args.num_models,
+                       disclosure_override=args.participant_output)
     except (ScoringError, ArtifactError, ValueError) as exc:
         print(f"scoring failed: {exc}", file=sys.stderr)
         return 1

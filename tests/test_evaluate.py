@@ -1,0 +1,237 @@
+"""``unlearning-challenge evaluate``: several submissions on the tiny phase, locally and on a local Ray cluster."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from conftest import ROOT, SUBMISSIONS, run_module, run_scoring
+from unlearning_challenge.artifacts import RunRecord, RunStatus
+from unlearning_challenge.cli import main as cli_main
+from unlearning_challenge.evaluation.leaderboard import Entry, Outcome, leaderboard_csv, leaderboard_rows
+from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
+from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, to_run
+from unlearning_challenge.reference.evaluation import ModelOutputs
+from unlearning_challenge.scoring.ranking import Rank, Ranking
+
+SAMPLE = ROOT / "starting_kit" / "sample_submission"
+FAILING = SUBMISSIONS / "raises_on_second_run"
+
+
+def evaluate(tiny_phase, output: Path, *submissions, env: dict | None = None, timeout: float = 900):
+    """The command on the tiny phase, with no time limit (its budget is a fraction of a second)."""
+    input_dir, reference_dir, _ = tiny_phase
+    return run_module("unlearning_challenge", "evaluate", *submissions, "--output", output, "--input-data", input_dir,
+                      "--reference-data", reference_dir, "--no-time-limit", env=env, timeout=timeout)
+
+
+def numbers(scores_dir: Path) -> dict:
+    """scores.json without its times."""
+    scores = json.loads((scores_dir / "scores.json").read_text())
+    return {key: value for key, value in scores.items() if "seconds" not in key}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_phase, tmp_path_factory):
+    """(the finished command, its output folder): sample, do_nothing and a submission failing in its second run."""
+    out = tmp_path_factory.mktemp("evaluated")
+    done = evaluate(tiny_phase, out, SAMPLE, SUBMISSIONS / "do_nothing", FAILING)
+    return done, out
+
+
+def leaderboard(out: Path) -> list[dict]:
+    with open(out / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.ingestion
+def test_local_backend_gives_the_ingestion_and_scoring_programs_numbers(evaluated, ingested, tiny_phase, tmp_path):
+    done, out = evaluated
+    assert done.returncode == 0, done.stderr
+    rows = leaderboard(out)
+    assert [row["submission"] for row in rows] == ["sample_submission", "do_nothing", "raises_on_second_run"]
+    assert [row["rank"] for row in rows] == ["1", "2", ""]
+    assert rows[0]["rank_low"] and rows[0]["p_first"]  # two scored: rank intervals
+    failed = rows[2]
+    assert failed["status"] == "failed" and failed["message"].startswith("run 1 (seed 1000001) crashed")
+    assert "raises_on_second_run" in (out / "leaderboard.html").read_text()
+
+    ingestion, res = ingested(SAMPLE)
+    assert ingestion.returncode == 0, ingestion.stderr
+    scored = run_scoring("--res", res, "--ref", tiny_phase[1], "--output", tmp_path / "scores")
+    assert scored.returncode == 0, scored.stderr
+    assert numbers(out / "sample_submission" / "scores") == numbers(tmp_path / "scores")
+    ours = json.loads((out / "sample_submission" / "res" / "ingestion.json").read_text())
+    theirs = json.loads((res / "ingestion.json").read_text())
+    assert sorted(ours) == sorted(theirs)
+    assert [r["seed"] for r in ours["runs"]] == [r["seed"] for r in theirs["runs"]]
+    assert float(json.loads((out / "do_nothing" / "scores" / "scores.json").read_text())["score"]) == 0.0
+    manifest = json.loads((out / "raises_on_second_run" / "res" / "ingestion.json").read_text())
+    assert [r["status"] for r in manifest["runs"]] == ["ok", "crashed"]
+    assert not (out / "raises_on_second_run" / "scores").exists()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.ingestion
+def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluated, tiny_phase, tmp_path):
+    input_dir, reference_dir, _ = tiny_phase
+    command = [sys.executable, "-m", "unlearning_challenge", "evaluate", str(SAMPLE), "--output", str(tmp_path),
+               "--input-data", str(input_dir), "--reference-data", str(reference_dir), "--no-time-limit"]
+    first = tmp_path / "work" / "sample_submission" / "runs" / "run_00000.json"
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 600
+            while not first.exists():
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+                time.sleep(0.2)
+            spawned = _descendants(process.pid)
+            process.kill()
+            for child in spawned:
+                child.kill()
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    finished = {path.name: path.stat().st_mtime_ns for path in first.parent.iterdir()}
+    kept = len([name for name in finished if name.endswith(".json")])
+    assert 1 <= kept < 3
+    done = run_module(*command[2:])
+    assert done.returncode == 0, done.stderr
+    assert f"{3 - kept} run(s) to do (local backend)" in done.stderr
+    for name, mtime in finished.items():
+        assert (first.parent / name).stat().st_mtime_ns == mtime, name  # not redone
+    assert numbers(tmp_path / "sample_submission" / "scores") == numbers(evaluated[1] / "sample_submission" / "scores")
+
+
+@pytest.mark.ray
+@pytest.mark.ingestion
+def test_ray_backend_on_a_cluster_it_starts_gives_the_local_numbers(evaluated, tiny_phase, tmp_path):
+    # As many torch threads per task as the local run used (torch's default here): then the same numbers.
+    threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # its own cluster; short: Ray's socket paths
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    try:
+        done = run_module("unlearning_challenge", "evaluate", SAMPLE, FAILING, "--output", tmp_path,
+                          "--input-data", tiny_phase[0], "--reference-data", tiny_phase[1], "--no-time-limit",
+                          "--backend", "ray", "--cpus-per-run", threads, env=env, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    assert f"each run on cpu with {threads} CPU" in done.stderr
+    assert numbers(tmp_path / "sample_submission" / "scores") == numbers(evaluated[1] / "sample_submission" / "scores")
+    rows = leaderboard(tmp_path)
+    assert [row["status"] for row in rows] == ["scored", "failed"]
+    assert rows[1]["message"].startswith("run 1 (seed 1000001) crashed")
+    assert not rows[0]["rank_low"]  # one scored submission: no intervals
+
+
+# --------------------------------------------------------------------------- no runs
+
+
+def _options(tmp_path: Path, **changes) -> EvaluationOptions:
+    for name in ("input_data", "reference_data", "sub"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    values = dict(submissions=(tmp_path / "sub",), output=tmp_path / "out", input_data=tmp_path / "input_data",
+                  reference_data=tmp_path / "reference_data")
+    return EvaluationOptions(**{**values, **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(gpus_per_run=0.5), "--gpus-per-run 0.5: with a time limit each run holds whole GPUs (runs sharing a GPU "
+                             "slow each other down, and each is judged by its own time); give a whole number, or "
+                             "--no-time-limit to let runs share GPUs"),
+    (dict(gpus_per_run=1.5, no_time_limit=True), "--gpus-per-run must be a fraction in (0, 1] or a whole number, got 1.5"),
+    (dict(backend="spark"), "unknown backend 'spark'; valid: local, ray"),
+    (dict(submissions=(Path("/nonexistent/sub"),)),
+     "submission /nonexistent/sub does not exist: give a folder holding unlearning.py, or its zip"),
+    (dict(num_models=1), "--num-models must be at least 2 to be scored, got 1"),
+])
+def test_options_that_cannot_work_are_refused(tmp_path, changes, message):
+    with pytest.raises(EvaluationError) as refused:
+        _options(tmp_path, **changes).check()
+    assert str(refused.value) == message
+
+
+def test_shared_gpus_are_allowed_without_a_time_limit(tmp_path):
+    _options(tmp_path, gpus_per_run=0.25, no_time_limit=True).check()
+
+
+def test_the_command_refuses_a_gpu_fraction_before_any_work(tmp_path, capsys):
+    options = _options(tmp_path)
+    code = cli_main(["evaluate", str(options.submissions[0]), "--output", str(tmp_path / "out"), "--input-data",
+                     str(options.input_data), "--reference-data", str(options.reference_data), "--gpus-per-run", "0.5"])
+    assert code == 2
+    assert "evaluate: --gpus-per-run 0.5: with a time limit each run holds whole GPUs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_leaderboard_rows_scored_by_score_then_the_others():
+    entries = [Entry("b", Outcome.SCORED, score=0.2), Entry("z", Outcome.FAILED, message="run 1 (seed 1) crashed"),
+               Entry("a", Outcome.SCORED, score=0.5), Entry("c", Outcome.INCOMPLETE, message="1 of 4 run(s) not run")]
+    ranking = Ranking((Rank("a", 0.5, 0.4, 0.6, 1, 1, 0.97), Rank("b", 0.2, 0.1, 0.3, 2, 2, 0.03)), 4, 200, 0)
+    rows = leaderboard_rows(entries, ranking)
+    assert [(r.rank, r.submission, r.status) for r in rows] == [
+        (1, "a", "scored"), (2, "b", "scored"), (None, "z", "failed"), (None, "c", "incomplete")]
+    assert (rows[0].score_low, rows[0].rank_high, rows[0].p_first) == (0.4, 1, 0.97)
+    text = leaderboard_csv(rows).splitlines()
+    assert text[0] == "rank,submission,score,score_low,score_high,rank_low,rank_high,p_first,status,message"
+    assert text[1] == "1,a,0.5,0.4,0.6,1,1,0.97,scored,"
+    assert text[3] == ",z,,,,,,,failed,run 1 (seed 1) crashed"
+    assert leaderboard_rows(entries)[0].score_low is None  # no ranking: no intervals
+
+
+def _result(index: int, ok: bool) -> RunResult:
+    record = RunRecord(index=index, seed=1_000_000 + index, status=RunStatus.OK if ok else RunStatus.CRASHED,
+                       seconds=1.5, message="" if ok else "boom")
+    output = ModelOutputs(forget_logits=np.arange(6, dtype=np.float32).reshape(3, 2), retain_accuracy=0.1 + index,
+                          test_accuracy=1 / 3, forget_accuracy=0.25, forget_losses=np.ones(3, np.float32),
+                          test_losses=np.zeros(4, np.float32)) if ok else None
+    return RunResult(record, {"budget": None, "device": "cpu"}, output)
+
+
+def test_finished_runs_are_kept_exactly_and_only_missing_ones_run(tmp_path):
+    work = EvaluationWork(tmp_path)
+    for result in (_result(0, True), _result(2, False), _result(3, True)):
+        work.save("s", result)
+    loaded = work.load("s")
+    assert sorted(loaded) == [0, 2, 3]
+    assert loaded[0].record == _result(0, True).record and loaded[2].output is None
+    for key, value in vars(_result(0, True).output).items():
+        assert np.array_equal(getattr(loaded[0].output, key), value) if value is not None else True, key
+    assert loaded[0].output.test_accuracy == 1 / 3  # floats exactly
+    assert to_run(loaded, 5) == [1]  # below the first failed run only
+    assert to_run({0: loaded[0]}, 3) == [1, 2]
+
+
+def test_a_zip_and_its_folder_hold_the_same_submission_and_a_changed_one_is_refused(tmp_path):
+    from unlearning_challenge.platforms.submission_zip import pack_submission
+
+    packed = pack_submission(SAMPLE, tmp_path / "zips" / "sample_submission.zip")
+    folder = tmp_path / "sample_submission"
+    shutil.copytree(SAMPLE, folder)
+    (folder / "metadata").write_text("description: another\n")
+    work = EvaluationWork(tmp_path / "work")
+    from_zip = work.add(packed.path)
+    assert (from_zip.folder / "unlearning.py").read_bytes() == (SAMPLE / "unlearning.py").read_bytes()
+    assert work.add(packed.path).sha256 == from_zip.sha256  # the same files: accepted again
+    with pytest.raises(EvaluationError, match="its files differ from those of"):
+        work.add(folder)  # same name, other files (another metadata)
