@@ -131,9 +131,9 @@ def markdown_table(results: dict[str, dict], num_models: int, machine: str, skip
             "MIA accuracy: the 2023 starting kit's loss-based membership-inference attack, forget vs test "
             "examples, mean over the unlearned models (0.5: cannot tell them apart; not part of the score). "
             "U-LiRA accuracy: the per-example likelihood-ratio attack telling unlearned from retrained models "
-            "(0.5 ideal). F on retain sample: the forget-quality rule on retained examples, where a method that "
-            "damages what it should keep scores low (the reference models against themselves reach "
-            "`forget_quality_perfect`).\n")
+            "(0.5 ideal). F on retain sample: the forget-quality rule applied to 256 retained examples: how far "
+            "the unlearned models' outputs on data they should keep are from the retrained models' (higher: "
+            "closer).\n")
     if ranks:
         note += (f"{rank_labels[0]}: the ranks a baseline takes in {confidence:.0%} of joint bootstrap "
                  "resamples of models and forget examples (the same for every baseline; "
