@@ -37,14 +37,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tests run on one pytest-xdist worker per CPU core (at most 4; tests/conftest.py says which tests
+# share a worker). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+PYTEST = $(PY) -m pytest -q --numprocesses=$(TEST_WORKERS) --maxprocesses=4 --dist=loadgroup
+
 # The whole suite, then its 10 slowest tests.
 test: install
-	$(PY) -m pytest -q --durations=10
+	$(PYTEST) --durations=10
 
 # The tests that need no ingestion or scoring subprocess, no training, no Ray and no docker (markers
 # assigned in tests/conftest.py): under 2 minutes on 2 CPU cores, for checking a change as you make it.
 test-fast: install
-	$(PY) -m pytest -q -m "not ingestion and not training and not ray and not docker"
+	$(PYTEST) -m "not ingestion and not training and not ray and not docker"
 
 local-score: install
 	$(CLI) local-score --submission $(SUBMISSION) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) $(LOCAL_SCORE_FLAGS)

@@ -14,12 +14,20 @@ another fixture, gets its markers), ``MODULE_MARKERS`` (every test of the module
 of a module need them, ``@pytest.mark.<name>`` in the module itself. A tier is a marker expression:
 ``make test-fast`` runs ``-m "not ingestion and not training and not ray and not docker"``, ``make test``
 runs everything.
+
+Both run on several pytest-xdist workers (``--dist loadgroup``). Tests sharing a module-scoped fixture
+stay on one worker (an ``xdist_group`` named after the module), and so do all ``ray`` tests (one local
+cluster at a time; their processes are checked); every other test goes to whichever worker is free. The
+session fixtures (the tiny phase, the ``ingested`` outputs) are built once for all workers, under a file
+lock in the run's shared temporary folder, and each worker's torch threads are its share of the cores.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -27,10 +35,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from unlearning_challenge.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Each xdist worker's share of the cores, for the torch threads of its tests and of the programs they
+# start (OMP_NUM_THREADS passes through to the workers): more threads than cores would make them spin
+# against each other. Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 
 # A test using one of these fixtures (directly or through another fixture) gets these markers.
@@ -60,6 +76,54 @@ def pytest_collection_modifyitems(config, items):
             markers.update(FIXTURE_MARKERS.get(fixture, ()))
         for marker in sorted(markers):
             item.add_marker(marker)
+    for item, group in worker_groups(items).items():
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def worker_groups(items) -> dict:
+    """The xdist group of each test that must share a worker with others: tests using a module-scoped
+    fixture of their module are grouped by module, ``ray`` tests all together, and a test in two groups
+    joins them. Tests in no group are spread over the workers one by one."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys_of = {}
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        scoped = definitions.name2fixturedefs.values() if definitions else ()
+        keys = {item.path.stem for defs in scoped if defs and defs[-1].scope == "module"}
+        if item.get_closest_marker("ray"):
+            keys.add("ray")
+        if keys:
+            keys_of[item] = sorted(keys)
+            for key in keys_of[item][1:]:
+                parent[root(key)] = root(keys_of[item][0])
+    return {item: root(keys[0]) for item, keys in keys_of.items()}
+
+
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder of this test run that every xdist worker sees (each worker's temporary folder is below
+    the run's; without xdist, the run's own)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / name
+
+
+def built_once(folder: Path, build) -> Path:
+    """``build(folder)`` by the first worker to get here; the others wait for it and reuse the result."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        done = folder / ".built"
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 def tiny_config(num_models: int = 3):
@@ -82,29 +146,36 @@ def tiny_phase(tmp_path_factory):
     from unlearning_challenge.reference.models import pick_device
     from unlearning_challenge.reference.generate import generate_reference
 
-    root = tmp_path_factory.mktemp("tiny_phase")
     config = tiny_config()
-    generate_reference(
-        config, work_dir=root / "work", input_dir=root / "input_data", reference_dir=root / "reference_data",
-        device=pick_device("cpu"), log=lambda _: None,
-    )
+
+    def build(root: Path) -> None:
+        generate_reference(
+            config, work_dir=root / "work", input_dir=root / "input_data", reference_dir=root / "reference_data",
+            device=pick_device("cpu"), log=lambda _: None,
+        )
+
+    root = built_once(shared_folder(tmp_path_factory, "tiny_phase"), build)
     return root / "input_data", root / "reference_data", config
 
 
 @pytest.fixture(scope="session")
 def ingested(tiny_phase, tmp_path_factory):
     """``ingested(submission, *args)``: (the finished process, its output folder) of the ingestion program
-    on the tiny phase with no time limit, run once a session for each submission and arguments. Several tests
-    read the same output; one that changes it works on a copy."""
-    done = {}
+    on the tiny phase with no time limit, run once a test run (for all workers) for each submission and
+    arguments. Several tests read the same output; one that changes it works on a copy."""
 
     def ingest(submission, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
-        key = (str(submission), *map(str, args))
-        if key not in done:
-            out = tmp_path_factory.mktemp("ingested") / "res"
-            done[key] = run_module("unlearning_challenge.ingestion", "--input", tiny_phase[0], "--output", out,
-                                   "--submission", submission, "--no-time-limit", *args), out
-        return done[key]
+        argv = ["--input", str(tiny_phase[0]), "--submission", str(submission), "--no-time-limit", *map(str, args)]
+        name = "ingested-" + hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
+
+        def build(folder: Path) -> None:
+            done = run_module("unlearning_challenge.ingestion", *argv, "--output", folder / "res")
+            (folder / "process.json").write_text(json.dumps([done.returncode, done.stdout, done.stderr]))
+
+        folder = built_once(shared_folder(tmp_path_factory, name), build)
+        code, stdout, stderr = json.loads((folder / "process.json").read_text())
+        command = [sys.executable, "-m", "unlearning_challenge.ingestion", *argv, "--output", str(folder / "res")]
+        return subprocess.CompletedProcess(command, code, stdout, stderr), folder / "res"
 
     return ingest
 

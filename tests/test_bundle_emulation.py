@@ -26,13 +26,15 @@ copy of the input data (a tiny model retrains in a few seconds, and 20% of
 that is less than the sample's epoch needs on a busy CPU); the command line
 stays the platforms' own.
 
-Always on too (marked ``slow``: about two minutes on two cores, in every ``make test``):
+Always on too (marked ``slow``: about a minute and a half on one core, in every ``make test``):
 the real Check phase as ``competition.yaml`` gives it (the committed ``input_data/`` and
 ``reference_data/``, the phase's budget, the programs' own metadata) with the
 ``do_nothing`` baseline, whose 32 runs cost only their evaluation: the scores are then
-known from the data (the original model's accuracies, nothing forgotten). Each
-ingestion evaluates its models on one thread, so the two platforms run side by side.
-Scoring without an ingestion output fails loudly on this phase too.
+known from the data (the original model's accuracies, nothing forgotten). It goes through
+Codabench's worker; both bundles carry the same bytes for each of the phase's programs and
+data (checked), and the tiny phase takes each platform's layout, so CodaLab's worker would
+repeat the same runs. Scoring without an ingestion output fails loudly on this phase too,
+on both platforms.
 
 On request (5 to 10 minutes on two cores): the sample submission on the real Check
 phase, 32 trainings per platform, which must fit the phase's time budget:
@@ -363,18 +365,22 @@ def check_built(tmp_path_factory) -> Built:
     return _build(tmp_path_factory.mktemp("emulation_check"), COMPETITION, "Check", DO_NOTHING)
 
 
-@pytest.fixture(scope="module")
-def check_outputs(check_built) -> dict[str, Future]:
-    return run_on_both_platforms(check_built, "check")
+@with_check_data
+def test_both_bundles_carry_the_same_check_phase(check_built):
+    """The programs and data each platform unzips for the Check phase are the same bytes: the real phase's
+    run through one platform's worker (below) stands for both; the tiny phase takes each one's layout."""
+    codalab, codabench = check_built.items("codalab"), check_built.items("codabench")
+    assert codalab.keys() == codabench.keys()
+    for key, data in codalab.items():
+        assert data == codabench[key], f"the Check phase's {key} differs between the two bundles"
 
 
 @pytest.mark.slow
 @with_check_data
-@pytest.mark.parametrize("platform", PLATFORMS)
-def test_check_phase_through_each_platforms_worker(check_built, check_outputs, platform):
+def test_check_phase_through_codabenchs_worker(check_built):
     """do_nothing returns the original model: every unlearned model is the original, whose accuracies
     the input data record, and nothing is forgotten."""
-    output = check_outputs[platform].result()
+    output = run_codabench(check_built, "codabench_check")
     scores = _check_scores(output, check_built.columns)
     inputs, reference = read_input_manifest(ROOT / "input_data"), read_reference_manifest(ROOT / "reference_data")
     assert _ingestion_runs(output) == ["ok"] * inputs.num_models

@@ -13,18 +13,21 @@ in every such setting, with no privilege:
   the filter is inherited by every descendant and cannot be removed;
 - the worker passes the listener's descriptor to the trusted side over its
   control socket and closes its own copy;
-- :class:`ForkSupervisor`, a thread of the trusted side, counts the run's live
-  processes at each request and lets it through, or fails it with EAGAIN (as
-  ``RLIMIT_NPROC`` does) once ``limit`` are alive.
+- :class:`ForkSupervisor`, a thread of the trusted side, lets each request
+  through, or fails it with EAGAIN (as ``RLIMIT_NPROC`` does) once ``limit``
+  are alive. Every process the run creates passes through it, so its last count
+  plus the processes it let through since is an upper bound on the live ones:
+  it counts again (a walk of ``/proc``) only when that bound reaches ``limit``,
+  not at every request, so a burst of forks costs a few walks, not one each.
 
 The same filter cuts the network for every run, whatever its user and whether
 or not Landlock is there: ``socket()`` fails with EAFNOSUPPORT for every family
 but ``AF_UNIX`` (``socketpair`` and Unix sockets stay: data-loader workers use
 them), and ``io_uring_setup`` is refused (io_uring can open sockets itself).
 
-A request is answered only after the count, so a burst of forks proceeds at
-the supervisor's pace; requests let through just before a count may not show
-in it yet, so a run holds at most twice ``limit`` processes in the worst case.
+Requests are answered one at a time; a process let through just before a
+count may not show in it yet, so a run holds at most twice ``limit``
+processes in the worst case.
 Needs Linux 5.0+ (seccomp user notification) on x86_64 or aarch64; elsewhere
 :func:`install_run_filter` says why not, and the run records it.
 """
@@ -228,6 +231,9 @@ class ForkSupervisor:
     def __init__(self, listener: int, count: Callable[[], int], limit: int = MAX_RUN_PROCESSES):
         self.listener, self.count, self.limit = listener, count, limit
         self.allowed = self.refused = 0
+        self.counts = 0  # walks of the process table so far
+        # The last count plus the processes let through since: at least the live ones.
+        self._bound = limit  # nothing counted yet: count at the first request
         self._full_until = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fork-supervisor", daemon=True)
@@ -237,10 +243,14 @@ class ForkSupervisor:
         now = time.monotonic()
         if now < self._full_until:
             return False
-        if self.count() < self.limit:
-            return True
-        self._full_until = now + _FULL_RECOUNT_SECONDS
-        return False
+        if self._bound >= self.limit:
+            self._bound = self.count()
+            self.counts += 1
+            if self._bound >= self.limit:
+                self._full_until = now + _FULL_RECOUNT_SECONDS
+                return False
+        self._bound += 1
+        return True
 
     def _answer_one(self) -> None:
         request = bytearray(_NOTIF_SIZE)
