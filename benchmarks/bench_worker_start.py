@@ -21,6 +21,7 @@ from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
 from unlearning_challenge.ingestion import load_input
 from unlearning_challenge.reference.calibration import Clock, cpu_name
 from unlearning_challenge.runner.folders import RunFolders
+from unlearning_challenge.runner.isolation import WorkerCaps
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.reaping import become_subreaper
 from unlearning_challenge.runner.session import RunSession
@@ -57,7 +58,7 @@ def main(argv=None) -> None:
     for fork in (True, False):
         workspace = Path(tempfile.mkdtemp(prefix="bench-workers-"))
         try:
-            with RunSession(limits, fork_server=fork, memory_limit_bytes=0) as session:
+            with RunSession(limits, fork_server=fork, caps=WorkerCaps(config.ingestion.max_processes)) as session:
                 if session.fork_server is not None:
                     begin = time.perf_counter()
                     session.fork_server.wait_ready()

@@ -114,16 +114,17 @@ def test_sample_rehearses_in_the_image(engine, bare_metal_scores, platform, tmp_
 def test_a_fork_bomb_is_held_at_the_cap_in_the_image(engine, platform, tmp_path, capsys):
     """Root in a Codabench container without capabilities, uid 1000 or root on CodaLab: the cap holds."""
     from unlearning_challenge.platforms.docker_rehearse import rehearse
-    from unlearning_challenge.runner.proccap import MAX_RUN_PROCESSES
+    from unlearning_challenge.config import IngestionConfig
 
+    cap = IngestionConfig().max_processes  # the Check phase's
     outcome = rehearse(platform, ROOT / "tests" / "hostile" / "fork_bomb", root=ROOT, competition=COMPETITION,
                        num_models=1, local_base=bool(os.environ.get("LOCAL_BASE")), output=tmp_path / "rehearsal")
     printed = capsys.readouterr().out
     (run,) = outcome.ingestion.runs
     assert run.ok, (run, printed)
-    assert run.process_cap.startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
+    assert run.process_cap.startswith(f"seccomp supervisor: at most {cap} live processes")
     held = int(run.output_tail.split("held ")[1].split()[0])
-    assert held < MAX_RUN_PROCESSES, run.output_tail  # one forking process: the count is exact
+    assert held < cap, run.output_tail  # one forking process: the count is exact
     assert "process cap: 1 of 1 runs: seccomp supervisor" in printed
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
+from unlearning_challenge.config import IngestionConfig
 from unlearning_challenge.ingestion import load_input
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.artifacts import RunStatus
+from unlearning_challenge.runner.isolation import WorkerCaps
 from unlearning_challenge.runner.session import RunSession
 
 from conftest import ROOT
@@ -27,7 +29,7 @@ def folders_for(tiny_phase, workspace) -> RunFolders:
 def session():
     """A session with a fork server (this process becomes the subreaper its workers need)."""
     with RunSession(RunLimits(Clock.WALL, None, wall_limit=120, cpu_limit=None), fork_server=True,
-                    memory_limit_bytes=0) as session:
+                    caps=WorkerCaps(processes=IngestionConfig().max_processes)) as session:
         assert session.fork_server is not None
         yield session
 

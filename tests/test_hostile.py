@@ -191,23 +191,36 @@ def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
     assert facts[0]["stdin"] == "/dev/null" and facts[0]["dont_write_bytecode"]
 
 
-def assert_fork_bomb_held(done, manifest):
-    from unlearning_challenge.runner.proccap import MAX_RUN_PROCESSES
+# The fork bombs run with a smaller cap than the phases' 512: each process they hold is a copy of a worker
+# with torch loaded, and forking, then killing, 512 of those costs tens of seconds of kernel time.
+FORK_BOMB_CAP = 64
 
+
+def with_process_cap(input_dir: Path, target: Path, cap: int) -> Path:
+    """A copy of ``input_dir`` whose phase lets a run hold at most ``cap`` processes."""
+    shutil.copytree(input_dir, target)
+    phase = yaml.safe_load((target / "phase.yaml").read_text())
+    phase["ingestion"]["max_processes"] = cap
+    (target / "phase.yaml").write_text(yaml.safe_dump(phase))
+    return target
+
+
+def assert_fork_bomb_held(done, manifest):
     run = manifest["runs"][0]
     assert done.returncode == 0, done.stderr
-    assert run["process_cap"].startswith(f"seccomp supervisor: at most {MAX_RUN_PROCESSES} live processes")
+    assert run["process_cap"].startswith(f"seccomp supervisor: at most {FORK_BOMB_CAP} live processes")
     held = int(run["output_tail"].split("held ")[1].split()[0])
     # One process forks here, so the count is exact: the worker and what it holds stay under the cap.
-    assert MAX_RUN_PROCESSES // 2 <= held < MAX_RUN_PROCESSES
+    assert FORK_BOMB_CAP // 2 <= held < FORK_BOMB_CAP
     assert run["extra"]["refused_process_creations"] >= 50
     assert run["extra"]["killed_leftover_processes"] >= held - 1
 
 
 def test_fork_bomb_holds_a_bounded_number_of_processes(tiny_phase, tmp_path):
     """Whatever user the worker keeps (root here, where the drop to nobody may fail), the
-    seccomp supervisor refuses process creation past its limit, as RLIMIT_NPROC would."""
-    assert_fork_bomb_held(*ingest(tiny_phase, tmp_path / "res", "fork_bomb", "--num-models", "1"))
+    seccomp supervisor refuses process creation past the phase's cap, as RLIMIT_NPROC would."""
+    input_dir = with_process_cap(tiny_phase[0], tmp_path / "in", FORK_BOMB_CAP)
+    assert_fork_bomb_held(*ingest((input_dir,), tmp_path / "res", "fork_bomb", "--num-models", "1"))
 
 
 def test_fork_bomb_is_held_when_the_ingestion_is_pid_1(tiny_phase, tmp_path):
@@ -217,7 +230,8 @@ def test_fork_bomb_is_held_when_the_ingestion_is_pid_1(tiny_phase, tmp_path):
     if os.geteuid() != 0 or unshare is None:
         pytest.skip("needs root and unshare(1) to make a pid namespace")
     out = tmp_path / "res"
-    args = ["--input", tiny_phase[0], "--output", out, "--submission", HOSTILE / "fork_bomb",
+    input_dir = with_process_cap(tiny_phase[0], tmp_path / "in", FORK_BOMB_CAP)
+    args = ["--input", input_dir, "--output", out, "--submission", HOSTILE / "fork_bomb",
             "--num-models", "1", "--no-time-limit"]
     command = [unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c",
                "import os, runpy, sys; assert os.getpid() == 1, os.getpid(); "

@@ -195,6 +195,9 @@ class IngestionConfig:
     hard_timeout_factor: float = key(default=3.0, above=0)
     # Worker memory cap in GiB (0: no cap).
     memory_limit_gib: float = key(default=0.0, unit="GiB", minimum=0)
+    # Processes a run may hold at once, the worker included (threads are not counted): the
+    # seccomp supervisor's cap, and RLIMIT_NPROC for a worker dropped to another user.
+    max_processes: int = key(default=512, minimum=2)
     # "machine": scale the budget by this machine's speed relative to the reference
     # machine (timed training steps, see timing.py); "none": the reference time as is.
     budget_scaling: BudgetScaling = BudgetScaling.MACHINE

@@ -68,7 +68,7 @@ from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableMode
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.runner.disclosure import WITHHELD, for_participants
 from unlearning_challenge.runner.folders import RunFolders
-from unlearning_challenge.runner.isolation import locked
+from unlearning_challenge.runner.isolation import WorkerCaps, locked
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.session import RunSession
 from unlearning_challenge.sealing import PUBLIC_KEY_FILE, has_public_key
@@ -383,7 +383,8 @@ def run_limits(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatase
 def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, log) -> RunSession:
     """The session runs are run in (``memory_limit_gib`` None: the phase's cap)."""
     memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
-    return RunSession(limits, fork_server=config.ingestion.fork_server, memory_limit_bytes=int(memory_gib * 2**30),
+    caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30))
+    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
                       log=log)
 
 

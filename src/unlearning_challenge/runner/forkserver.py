@@ -15,7 +15,7 @@ for a worker it started with ``subprocess``.
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair: the server says ``ready`` once
 its imports are done; each request is one JSON message (job path, working
-directory, environment, memory limit, identity) carrying three file
+directory, environment, caps, identity) carrying three file
 descriptors (control write end, go read end, output write end); each reply is
 ``{"pid": ...}`` or ``{"error": ...}``. Nothing is pickled.
 """
@@ -37,7 +37,7 @@ import time
 import traceback
 import warnings
 
-from unlearning_challenge.runner.isolation import WorkerIdentity, keep_out_of_proc, worker_limits
+from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity, keep_out_of_proc, worker_limits
 
 READY_TIMEOUT_SECONDS = 300.0
 _PR_SET_NAME = 15
@@ -133,12 +133,12 @@ class ForkServer:
             raise ForkServerError(f"the fork server did not start ({reason})")
         self._ready = True
 
-    def spawn(self, job_path: str, cwd: str, env: dict[str, str], memory_limit_bytes: int,
+    def spawn(self, job_path: str, cwd: str, env: dict[str, str], caps: WorkerCaps,
               identity: WorkerIdentity, fds: tuple[int, int, int]) -> ForkedProcess:
         """Fork a worker for ``job_path``; ``fds`` = (control write, go read, output write)."""
         self.wait_ready()
-        request = {"job": job_path, "cwd": cwd, "env": env, "memory_limit_bytes": memory_limit_bytes,
-                   "uid": identity.uid, "gid": identity.gid}
+        request = {"job": job_path, "cwd": cwd, "env": env, "memory_bytes": caps.memory_bytes,
+                   "processes": caps.processes, "uid": identity.uid, "gid": identity.gid}
         try:
             socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
             reply = json.loads(self.socket.recv(1 << 16) or b"{}")
@@ -183,7 +183,7 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
         sys.dont_write_bytecode = True
         sys.path[0] = request["cwd"]  # as ``python -m`` started in the run folder would have it
         identity = WorkerIdentity(request["uid"], request["gid"])
-        worker_limits(request["memory_limit_bytes"], identity)()
+        worker_limits(WorkerCaps(request["processes"], request["memory_bytes"]), identity)()
         if identity.dropped:
             os.setgroups([])
             os.setgid(identity.gid)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearning_challenge.runner.forkserver import ForkServer
-from unlearning_challenge.runner.isolation import WorkerIdentity, worker_limits
+from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity, worker_limits
 from unlearning_challenge.runner.proccap import ForkSupervisor, descendants_count
 from unlearning_challenge.runner.procfs import process_cpu_seconds, session_cpu_seconds
 from unlearning_challenge.runner.protocol import parse
@@ -94,13 +94,13 @@ class RunEnd:
 
 @dataclass
 class WorkerSpec:
-    """How to start a worker: the job file, its folder, environment, identity and limits."""
+    """How to start a worker: the job file, its folder, environment, caps and identity."""
 
     job_path: Path
     cwd: Path
     env: dict[str, str]
+    caps: WorkerCaps
     identity: WorkerIdentity = field(default_factory=WorkerIdentity)
-    memory_limit_bytes: int = 0
 
 
 def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subprocess.Popen:
@@ -116,7 +116,7 @@ def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subp
         cwd=spec.cwd,
         env=spec.env,
         start_new_session=True,
-        preexec_fn=worker_limits(spec.memory_limit_bytes, spec.identity),
+        preexec_fn=worker_limits(spec.caps, spec.identity),
         **kwargs,
     )
 
@@ -136,7 +136,7 @@ class Worker:
         try:
             if fork_server is not None:
                 self.process = fork_server.spawn(str(spec.job_path), str(spec.cwd), spec.env,
-                                                 spec.memory_limit_bytes, spec.identity, (ctrl_w, go_r, out_w))
+                                                 spec.caps, spec.identity, (ctrl_w, go_r, out_w))
             else:
                 self.process = _start_process(spec, ctrl_w, go_r, out_w)
         except BaseException:
@@ -168,7 +168,8 @@ class Worker:
             sock.detach()
         if fds:
             me = os.getpid()
-            self.supervisor = ForkSupervisor(fds[0], lambda: descendants_count(me, set(exclude)))
+            self.supervisor = ForkSupervisor(fds[0], lambda: descendants_count(me, set(exclude)),
+                                             self.spec.caps.processes)
         self._buffer += data
         if not data:
             return {}

@@ -25,7 +25,6 @@ from typing import Iterator
 from unlearning_challenge.atomic import copy_tree
 
 DEFAULT_WORKER_USER = "nobody"
-MAX_WORKER_PROCESSES = 512
 MAX_FILE_BYTES = 4 * 2**30
 
 
@@ -139,7 +138,17 @@ def locked(paths: list[Path], identity: WorkerIdentity) -> Iterator[list[str]]:
                 os.chmod(path, mode)
 
 
-def worker_limits(memory_limit_bytes: int, identity: WorkerIdentity):
+@dataclass(frozen=True)
+class WorkerCaps:
+    """What a run may use: ``processes`` live at once, the worker included (the seccomp supervisor's
+    cap; RLIMIT_NPROC as well for a worker dropped to another user), and ``memory_bytes`` of heap and
+    private writable mappings (RLIMIT_DATA; 0: no cap)."""
+
+    processes: int
+    memory_bytes: int = 0
+
+
+def worker_limits(caps: WorkerCaps, identity: WorkerIdentity):
     """A preexec function setting the worker's resource limits (runs in the child before exec)."""
 
     def apply() -> None:
@@ -147,12 +156,12 @@ def worker_limits(memory_limit_bytes: int, identity: WorkerIdentity):
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
-        if memory_limit_bytes:
+        if caps.memory_bytes:
             # RLIMIT_DATA counts heap and private writable mappings but not the address
             # space CUDA reserves, so it caps host memory without breaking the GPU.
-            resource.setrlimit(resource.RLIMIT_DATA, (memory_limit_bytes, memory_limit_bytes))
+            resource.setrlimit(resource.RLIMIT_DATA, (caps.memory_bytes, caps.memory_bytes))
         if identity.dropped:
-            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_WORKER_PROCESSES, MAX_WORKER_PROCESSES))
+            resource.setrlimit(resource.RLIMIT_NPROC, (caps.processes, caps.processes))
 
     return apply
 

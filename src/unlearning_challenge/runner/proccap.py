@@ -48,8 +48,6 @@ from dataclasses import dataclass
 
 from unlearning_challenge.runner.procfs import parent_of, processes
 
-MAX_RUN_PROCESSES = 512
-
 _PR_SET_NO_NEW_PRIVS = 38
 _SECCOMP_SET_MODE_FILTER = 1
 _FLAG_TSYNC, _FLAG_NEW_LISTENER, _FLAG_TSYNC_ESRCH = 1 << 0, 1 << 3, 1 << 4
@@ -228,7 +226,7 @@ class ForkSupervisor:
     Owns ``listener`` (closed by :meth:`stop`). ``count`` returns the run's live processes.
     """
 
-    def __init__(self, listener: int, count: Callable[[], int], limit: int = MAX_RUN_PROCESSES):
+    def __init__(self, listener: int, count: Callable[[], int], limit: int):
         self.listener, self.count, self.limit = listener, count, limit
         self.allowed = self.refused = 0
         self.counts = 0  # walks of the process table so far

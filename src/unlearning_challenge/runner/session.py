@@ -24,7 +24,7 @@ from unlearning_challenge.runner.environment import worker_env
 from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
 from unlearning_challenge.runner.isolation import (
-    MAX_WORKER_PROCESSES,
+    WorkerCaps,
     give_to_worker,
     keep_out_of_proc,
     worker_identity,
@@ -52,8 +52,8 @@ class RunSession:
     fork server.
     """
 
-    def __init__(self, limits: RunLimits, *, fork_server: bool, memory_limit_bytes: int, log=print):
-        self.limits, self.memory_limit_bytes, self.log = limits, memory_limit_bytes, log
+    def __init__(self, limits: RunLimits, *, fork_server: bool, caps: WorkerCaps, log=print):
+        self.limits, self.caps, self.log = limits, caps, log
         self.want_fork_server = fork_server
         self.identity, self.isolation_warning = worker_identity(worker_env(Path("/")))
         self.fork_server: ForkServer | None = None  # None once it failed: workers then start a new Python
@@ -107,7 +107,7 @@ class RunSession:
         """Start the worker for ``job`` now (it loads its data while the caller does other work)."""
         run_dir = Path(job.run_dir)
         give_to_worker(run_dir, self.identity)
-        spec = WorkerSpec(job.file, run_dir, worker_env(run_dir), self.identity, self.memory_limit_bytes)
+        spec = WorkerSpec(job.file, run_dir, worker_env(run_dir), self.caps, self.identity)
         if self._current is not None:
             self._stop_current()
         worker = None
@@ -170,7 +170,7 @@ class RunSession:
         elif ready.get("process_cap"):
             caps.append(str(ready["process_cap"]))
         if self.identity.dropped:
-            caps.append(f"RLIMIT_NPROC {MAX_WORKER_PROCESSES} for user {self.identity.name}")
+            caps.append(f"RLIMIT_NPROC {self.caps.processes} for user {self.identity.name}")
         return "; ".join(caps)
 
     def _stop_current(self) -> None:
