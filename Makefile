@@ -40,7 +40,7 @@ install: $(VENV)/.installed
 # The tests run on one pytest-xdist worker per CPU core (at most 4; tests/conftest.py says which tests
 # share a worker). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
-PYTEST = $(PY) -m pytest -q --numprocesses=$(TEST_WORKERS) --maxprocesses=4 --dist=loadgroup
+PYTEST = $(PY) -m pytest -q --numprocesses=$(TEST_WORKERS) --maxprocesses=4
 
 # The whole suite, then its 10 slowest tests.
 test: install

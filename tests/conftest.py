@@ -15,11 +15,11 @@ of a module need them, ``@pytest.mark.<name>`` in the module itself. A tier is a
 ``make test-fast`` runs ``-m "not ingestion and not training and not ray and not docker"``, ``make test``
 runs everything.
 
-Both run on several pytest-xdist workers (``--dist loadgroup``). Tests sharing a module-scoped fixture
-stay on one worker (an ``xdist_group`` named after the module), and so do all ``ray`` tests (one local
-cluster at a time; their processes are checked); every other test goes to whichever worker is free. The
-session fixtures (the tiny phase, the ``ingested`` outputs) are built once for all workers, under a file
-lock in the run's shared temporary folder, and each worker's torch threads are its share of the cores.
+Both run on several pytest-xdist workers. The tests of a module in ``SHARED_WORKER`` run on one worker:
+they share a module-scoped fixture (collection checks that every such module is listed), or start a Ray
+cluster (one at a time; their processes are checked). Every other test goes to whichever worker is free.
+The session fixtures (the tiny phase, the ``ingested`` outputs) are built once for all workers, under a
+file lock in the run's shared temporary folder, and each worker's torch threads are its share of the cores.
 """
 
 from __future__ import annotations
@@ -54,6 +54,19 @@ FIXTURE_MARKERS = {
     "tiny_phase": ("training",),
     "ingested": ("ingestion",),
 }
+# The tests of these modules run on one xdist worker, together with the other modules of the same group.
+SHARED_WORKER = {
+    "test_baselines": "test_baselines",
+    "test_bundle_emulation": "test_bundle_emulation",
+    "test_data_splits": "test_data_splits",
+    "test_data_synthetic": "test_data_synthetic",
+    "test_docker_e2e": "test_docker_e2e",
+    "test_privacy": "test_privacy",
+    "test_report": "test_report",
+    "test_scoring_fuzz": "test_scoring_fuzz",
+    "test_evaluate": "ray",
+    "test_reference_ray": "ray",
+}
 # Every test of these modules gets these markers.
 MODULE_MARKERS = {
     "test_pipeline": ("ingestion",),  # ingestion and scoring programs on the tiny phase
@@ -67,42 +80,42 @@ MODULE_MARKERS = {
 
 
 def pytest_collection_modifyitems(config, items):
-    for name in MODULE_MARKERS:
+    for name in [*MODULE_MARKERS, *SHARED_WORKER]:
         if not (Path(__file__).parent / f"{name}.py").is_file():
-            raise pytest.UsageError(f"tests/conftest.py: MODULE_MARKERS names {name}.py, which does not exist")
+            raise pytest.UsageError(f"tests/conftest.py names {name}.py, which does not exist")
     for item in items:
         markers = set(MODULE_MARKERS.get(item.path.stem, ()))
         for fixture in getattr(item, "fixturenames", ()):
             markers.update(FIXTURE_MARKERS.get(fixture, ()))
         for marker in sorted(markers):
             item.add_marker(marker)
-    for item, group in worker_groups(items).items():
-        item.add_marker(pytest.mark.xdist_group(group))
+        check_shared_worker(item)
 
 
-def worker_groups(items) -> dict:
-    """The xdist group of each test that must share a worker with others: tests using a module-scoped
-    fixture of their module are grouped by module, ``ray`` tests all together, and a test in two groups
-    joins them. Tests in no group are spread over the workers one by one."""
-    parent: dict[str, str] = {}
+def check_shared_worker(item) -> None:
+    """A test using a module-scoped fixture, or starting Ray, must be in a module of ``SHARED_WORKER``."""
+    module = item.path.stem
+    definitions = getattr(item, "_fixtureinfo", None)
+    for name, defs in (definitions.name2fixturedefs.items() if definitions else ()):
+        if defs and defs[-1].scope == "module" and module not in SHARED_WORKER:
+            raise pytest.UsageError(f"tests/conftest.py: {item.nodeid} uses the module-scoped fixture {name!r}; "
+                                    f"add {module!r} to SHARED_WORKER so that its tests share one xdist worker")
+    if item.get_closest_marker("ray") and SHARED_WORKER.get(module) != "ray":
+        raise pytest.UsageError(f"tests/conftest.py: {item.nodeid} starts Ray; add {module!r} to SHARED_WORKER "
+                                f"in the 'ray' group")
 
-    def root(key: str) -> str:
-        while parent.setdefault(key, key) != key:
-            key = parent[key]
-        return key
 
-    keys_of = {}
-    for item in items:
-        definitions = getattr(item, "_fixtureinfo", None)
-        scoped = definitions.name2fixturedefs.values() if definitions else ()
-        keys = {item.path.stem for defs in scoped if defs and defs[-1].scope == "module"}
-        if item.get_closest_marker("ray"):
-            keys.add("ray")
-        if keys:
-            keys_of[item] = sorted(keys)
-            for key in keys_of[item][1:]:
-                parent[root(key)] = root(keys_of[item][0])
-    return {item: root(keys[0]) for item, keys in keys_of.items()}
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_xdist_make_scheduler(config, log):
+    """Load balancing test by test, except that the modules of one ``SHARED_WORKER`` group go to one worker
+    (largest groups first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedWorkerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SHARED_WORKER.get(Path(nodeid.split("::", 1)[0]).stem, nodeid)
+
+    return SharedWorkerScheduling(config, log)
 
 
 def shared_folder(tmp_path_factory, name: str) -> Path:

@@ -118,17 +118,13 @@ def test_tampered_clocks_do_not_fool_the_timer(tiny_phase, tmp_path):
 ESCAPE_MARKER = "unlearning-escape-marker"
 
 
-@pytest.fixture(scope="module")
-def escapes_processes(tiny_phase, tmp_path_factory):
+def test_escaped_processes_are_killed_and_threads_and_subprocesses_work_under_the_cap(tiny_phase, tmp_path):
     """One run of a submission that starts threads and processes, some meant to outlive the run."""
     assert not processes_with(ESCAPE_MARKER)
-    return ingest(tiny_phase, tmp_path_factory.mktemp("escapes") / "res", "escapes_processes", "--num-models", "1")
-
-
-def test_escaped_processes_are_killed(escapes_processes):
-    done, manifest = escapes_processes
+    done, manifest = ingest(tiny_phase, tmp_path / "res", "escapes_processes", "--num-models", "1")
     assert done.returncode == 0, done.stderr
     assert processes_with(ESCAPE_MARKER) == []
+    assert manifest["runs"][0]["process_cap"].startswith("seccomp supervisor")
 
 
 def test_planted_result_files_change_nothing(tiny_phase, tmp_path):
@@ -241,9 +237,3 @@ def test_fork_bomb_is_held_when_the_ingestion_is_pid_1(tiny_phase, tmp_path):
     if "unshare failed" in done.stderr:
         pytest.skip(f"no pid namespace here: {done.stderr.strip()}")
     assert_fork_bomb_held(done, json.loads((out / "ingestion.json").read_text()))
-
-
-def test_threads_and_subprocesses_still_work_under_the_cap(escapes_processes):
-    done, manifest = escapes_processes
-    assert done.returncode == 0, done.stderr
-    assert manifest["runs"][0]["process_cap"].startswith("seccomp supervisor")
