@@ -40,6 +40,7 @@ from filelock import FileLock
 from unlearning_challenge.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 
 # Each xdist worker's share of the cores, for the torch threads of its tests and of the programs they
 # start (OMP_NUM_THREADS passes through to the workers): more threads than cores would make them spin
@@ -47,7 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("OMP_NUM_THREADS",
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
-SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 
 # A test using one of these fixtures (directly or through another fixture) gets these markers.
 FIXTURE_MARKERS = {

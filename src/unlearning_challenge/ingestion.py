@@ -384,8 +384,7 @@ def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float 
     """The session runs are run in (``memory_limit_gib`` None: the phase's cap)."""
     memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
     caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30))
-    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
-                      log=log)
+    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps, log=log)
 
 
 @dataclass
