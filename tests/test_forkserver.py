@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
@@ -9,6 +11,7 @@ from unlearning_challenge.config import IngestionConfig
 from unlearning_challenge.ingestion import load_input
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.runner.folders import RunFolders
+from unlearning_challenge.runner.forkserver import participant_preload
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.artifacts import RunStatus
 from unlearning_challenge.runner.isolation import WorkerCaps
@@ -74,3 +77,16 @@ def test_root_without_setuid_keeps_its_user_and_says_why(monkeypatch):
     assert not identity.dropped
     assert warning.startswith("running as root without CAP_SETUID and CAP_SETGID (a container started with its "
                               "capabilities dropped, as Codabench's workers do)")
+
+
+def test_the_fork_server_preloads_only_the_participant_libraries_a_submission_names(tmp_path):
+    submission = tmp_path / "submission"
+    (submission / "helpers").mkdir(parents=True)
+    (submission / "unlearning.py").write_text("import torch\nfrom helpers.plots import show\n")
+    (submission / "helpers" / "plots.py").write_text("import seaborn as sns  # and pandas, in a comment\n")
+    (submission / "notes.txt").write_text("sklearn\n")  # not Python: not read
+    (tmp_path / "outside.py").write_text("import scipy.stats\n")
+    (submission / "linked.py").symlink_to(tmp_path / "outside.py")  # never followed
+    os.mkfifo(submission / "pipe.py")  # not a regular file: never opened for reading
+    assert participant_preload(submission) == ("pandas", "seaborn")
+    assert participant_preload(ROOT / "starting_kit" / "sample_submission") == ()

@@ -68,6 +68,7 @@ from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableMode
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.runner.disclosure import WITHHELD, for_participants
 from unlearning_challenge.runner.folders import RunFolders
+from unlearning_challenge.runner.forkserver import participant_preload
 from unlearning_challenge.runner.isolation import WorkerCaps, locked
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.session import RunSession
@@ -308,7 +309,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     torch_device = pick_device(device)
     budget, timing, limits = run_limits(config, manifest, dataset, splits, torch_device,
                                         no_time_limit=no_time_limit, budget_seconds=budget_seconds)
-    session = new_session(config, limits, memory_limit_gib, log)
+    session = new_session(config, limits, memory_limit_gib, submission, log)
     warning = session.isolation_warning
     if warning:
         log(f"warning: {warning}")
@@ -380,11 +381,14 @@ def run_limits(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatase
     return budget, timing, limits
 
 
-def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, log) -> RunSession:
-    """The session runs are run in (``memory_limit_gib`` None: the phase's cap)."""
+def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, submission: Path,
+                log) -> RunSession:
+    """The session ``submission``'s runs are run in (``memory_limit_gib`` None: the phase's cap); its fork
+    server preloads the participant libraries the submission names."""
     memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
     caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30))
-    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps, log=log)
+    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
+                      preload=participant_preload(submission), log=log)
 
 
 @dataclass

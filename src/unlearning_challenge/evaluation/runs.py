@@ -61,7 +61,7 @@ def run_submission(phase: Phase, submission: Path, indices: Sequence[int], *, de
     """
     budget, timing, limits = run_limits(phase.config, phase.manifest, phase.dataset, phase.splits, device,
                                         no_time_limit=no_time_limit)
-    session = new_session(phase.config, limits, None, log)
+    session = new_session(phase.config, limits, None, submission, log)
     context = {"budget": budget, "timing": timing, "device": str(device), "worker_user": session.identity.name,
                "isolation_warning": session.isolation_warning, "node": platform.node()}
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))

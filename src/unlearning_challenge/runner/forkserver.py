@@ -27,15 +27,18 @@ import ctypes
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import warnings
+from pathlib import Path
 
 from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity, keep_out_of_proc, worker_limits
 
@@ -54,6 +57,7 @@ PRELOAD = (
 # What submissions commonly import at the top (the ``participant`` extra), imported
 # once here rather than in every run's timed import (several seconds on a CPU;
 # matplotlib would otherwise rebuild its font cache in every run's fresh $HOME);
+# only those whose package the submission names (participant_preload), and
 # skipped where not installed.
 PARTICIPANT_PRELOAD = (
     "pandas",
@@ -65,6 +69,40 @@ PARTICIPANT_PRELOAD = (
     "matplotlib.pyplot",
     "seaborn",
 )
+
+
+# A submission's Python files read to choose the preloads: at most this many, each cut at this size,
+# in at most this many folders.
+_SCANNED_FILES, _SCANNED_BYTES, _SCANNED_FOLDERS = 200, 1 << 20, 1000
+
+
+def participant_preload(submission: Path) -> tuple[str, ...]:
+    """The modules of ``PARTICIPANT_PRELOAD`` whose top-level package the submission's ``.py`` files name
+    as a word (an import, or only a comment: preloading one too many costs the server a second, never a
+    run). Only regular files are read (no symbolic link is followed), as text, never run or parsed. A
+    package imported under a computed name is not seen: its runs then pay for its import themselves, as
+    for any module not in the list."""
+    words: set[str] = set()
+    for path in _python_files(submission)[:_SCANNED_FILES]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as f:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                words.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", f.read(_SCANNED_BYTES).decode(errors="replace")))
+    return tuple(module for module in PARTICIPANT_PRELOAD if module.split(".")[0] in words)
+
+
+def _python_files(folder: Path) -> list[str]:
+    """The ``.py`` files below ``folder``, in a stable order, without entering linked folders."""
+    found = []
+    for visited, (root, dirs, files) in enumerate(os.walk(folder, followlinks=False)):
+        dirs.sort()
+        found += [os.path.join(root, name) for name in sorted(files) if name.endswith(".py")]
+        if len(found) >= _SCANNED_FILES or visited >= _SCANNED_FOLDERS:
+            break
+    return found
 
 
 class ForkServerError(RuntimeError):
@@ -101,11 +139,12 @@ class ForkedProcess:
 class ForkServer:
     """The trusted side's handle on a running fork server."""
 
-    def __init__(self, env: dict[str, str], cwd: str = "/"):
+    def __init__(self, env: dict[str, str], cwd: str = "/", preload: tuple[str, ...] = ()):
+        """``preload``: modules of ``PARTICIPANT_PRELOAD`` to import besides ``PRELOAD``."""
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.matplotlib_dir = tempfile.mkdtemp(prefix="forkserver-matplotlib-")  # its font cache, built once
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "unlearning_challenge.runner.forkserver", str(theirs.fileno())],
+            [sys.executable, "-m", "unlearning_challenge.runner.forkserver", str(theirs.fileno()), ",".join(preload)],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             cwd=cwd,
@@ -248,14 +287,16 @@ def _fork_worker(server: socket.socket, request: dict, fds: list[int]) -> int:
     return int(text)
 
 
-def serve(server: socket.socket) -> int:
-    """Import what workers need, say ready, then fork one worker per request until the socket closes."""
+def serve(server: socket.socket, preload: set[str]) -> int:
+    """Import what workers need (``PRELOAD``, and the modules of ``PARTICIPANT_PRELOAD`` in ``preload``),
+    say ready, then fork one worker per request until the socket closes."""
     keep_out_of_proc()  # its stderr is the ingestion's
     for module in PRELOAD:
         __import__(module)
     for module in PARTICIPANT_PRELOAD:
-        with contextlib.suppress(ImportError):
-            __import__(module)
+        if module in preload:
+            with contextlib.suppress(ImportError):
+                __import__(module)
     import torch
 
     if torch.cuda.is_initialized():  # a forked worker could not use the GPU then
@@ -282,4 +323,4 @@ def serve(server: socket.socket) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(socket.socket(fileno=int(sys.argv[1]))))
+    sys.exit(serve(socket.socket(fileno=int(sys.argv[1])), set(filter(None, sys.argv[2].split(",")))))

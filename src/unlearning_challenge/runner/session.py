@@ -52,9 +52,10 @@ class RunSession:
     fork server.
     """
 
-    def __init__(self, limits: RunLimits, *, fork_server: bool, caps: WorkerCaps, log=print):
+    def __init__(self, limits: RunLimits, *, fork_server: bool, caps: WorkerCaps, preload: tuple[str, ...] = (),
+                 log=print):
         self.limits, self.caps, self.log = limits, caps, log
-        self.want_fork_server = fork_server
+        self.want_fork_server, self.preload = fork_server, preload
         self.identity, self.isolation_warning = worker_identity(worker_env(Path("/")))
         self.fork_server: ForkServer | None = None  # None once it failed: workers then start a new Python
         self.fork_server_failure = ""
@@ -92,7 +93,7 @@ class RunSession:
         if not subreaper:
             self.log("warning: this process cannot be a child subreaper (Linux only): each worker starts a new Python")
             return None
-        return ForkServer(worker_env(Path("/")))
+        return ForkServer(worker_env(Path("/")), preload=self.preload)
 
     @property
     def worker_start(self) -> str:
