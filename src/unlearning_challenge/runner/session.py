@@ -49,7 +49,8 @@ class RunSession:
     ``isolation_warning`` when it could not be dropped); entering makes this process
     non-dumpable (runs cannot reach its descriptors through /proc), a child subreaper and starts the fork server when ``fork_server`` is asked for;
     :meth:`stop_runs` (also on exit) kills whatever the runs left; exit closes the
-    fork server.
+    fork server. ``caps``: what each run may hold; ``preload``: the participant libraries the
+    fork server imports (:func:`~unlearning_challenge.runner.forkserver.participant_preload`).
     """
 
     def __init__(self, limits: RunLimits, *, fork_server: bool, caps: WorkerCaps, preload: tuple[str, ...] = (),
