@@ -163,18 +163,19 @@ def test_no_state_passes_from_one_run_to_the_next(tiny_phase, tmp_path):
     assert not os.path.exists("/dev/shm/unlearning-stash-marker")
 
 
-def without_fork_server(input_dir: Path, target: Path) -> Path:
-    """A copy of ``input_dir`` whose phase starts each worker as a new Python process."""
+def with_ingestion_settings(input_dir: Path, target: Path, **settings) -> Path:
+    """A copy of ``input_dir`` whose phase has these ``ingestion`` settings."""
     shutil.copytree(input_dir, target)
     phase = yaml.safe_load((target / "phase.yaml").read_text())
-    phase["ingestion"]["fork_server"] = False
+    phase["ingestion"].update(settings)
     (target / "phase.yaml").write_text(yaml.safe_dump(phase))
     return target
 
 
 def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
     facts, starts = [], []
-    for mode, input_dir in (("fork", tiny_phase[0]), ("exec", without_fork_server(tiny_phase[0], tmp_path / "in"))):
+    exec_input = with_ingestion_settings(tiny_phase[0], tmp_path / "in", fork_server=False)  # a new Python per run
+    for mode, input_dir in (("fork", tiny_phase[0]), ("exec", exec_input)):
         done, manifest = ingest((input_dir,), tmp_path / mode, "reports_its_process", "--num-models", "1")
         assert done.returncode == 0, manifest["message"]
         tail = manifest["runs"][0]["output_tail"]
@@ -192,15 +193,6 @@ def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
 FORK_BOMB_CAP = 64
 
 
-def with_process_cap(input_dir: Path, target: Path, cap: int) -> Path:
-    """A copy of ``input_dir`` whose phase lets a run hold at most ``cap`` processes."""
-    shutil.copytree(input_dir, target)
-    phase = yaml.safe_load((target / "phase.yaml").read_text())
-    phase["ingestion"]["max_processes"] = cap
-    (target / "phase.yaml").write_text(yaml.safe_dump(phase))
-    return target
-
-
 def assert_fork_bomb_held(done, manifest):
     run = manifest["runs"][0]
     assert done.returncode == 0, done.stderr
@@ -215,7 +207,7 @@ def assert_fork_bomb_held(done, manifest):
 def test_fork_bomb_holds_a_bounded_number_of_processes(tiny_phase, tmp_path):
     """Whatever user the worker keeps (root here, where the drop to nobody may fail), the
     seccomp supervisor refuses process creation past the phase's cap, as RLIMIT_NPROC would."""
-    input_dir = with_process_cap(tiny_phase[0], tmp_path / "in", FORK_BOMB_CAP)
+    input_dir = with_ingestion_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
     assert_fork_bomb_held(*ingest((input_dir,), tmp_path / "res", "fork_bomb", "--num-models", "1"))
 
 
@@ -226,7 +218,7 @@ def test_fork_bomb_is_held_when_the_ingestion_is_pid_1(tiny_phase, tmp_path):
     if os.geteuid() != 0 or unshare is None:
         pytest.skip("needs root and unshare(1) to make a pid namespace")
     out = tmp_path / "res"
-    input_dir = with_process_cap(tiny_phase[0], tmp_path / "in", FORK_BOMB_CAP)
+    input_dir = with_ingestion_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
     args = ["--input", input_dir, "--output", out, "--submission", HOSTILE / "fork_bomb",
             "--num-models", "1", "--no-time-limit"]
     command = [unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c",
