@@ -89,6 +89,20 @@ class ParticipantOutput(Choice):
     HIDDEN = "hidden"  # only fixed sentences written by the trusted side (private data)
 
 
+class OverBudget(Choice):
+    """What becomes of a run that finished within its hard limit but over its time budget."""
+
+    FAIL = "fail"  # the run fails (timeout): the Feedback and Final phases
+    WARN = "warn"  # the run is scored and flagged with the share of the budget it used (a check phase)
+
+
+class PartialOutput(Choice):
+    """What scoring makes of an ingestion output whose runs did not all fit in the platform's step time limit."""
+
+    FAIL = "fail"  # a failed submission, with the ingestion's sentence (never ranked beside complete ones)
+    SCORE = "score"  # the runs that fit are scored, flagged as not comparable (at least MIN_PARTIAL_RUNS)
+
+
 class ReferenceBackend(Choice):
     """Where reference models train."""
 
@@ -206,6 +220,9 @@ class IngestionConfig:
     # Fork workers from a trusted server that has torch imported (see forkserver.py);
     # false: start each worker as a new Python process (seconds slower per run).
     fork_server: bool = True
+    # "fail": a run that finishes over its budget (but within its hard limit) fails; "warn": it is
+    # scored and flagged with the share of the budget it used (see OverBudget).
+    over_budget: OverBudget = OverBudget.FAIL
     # "shown": participants read their runs' output, tracebacks and error text; "hidden":
     # nothing the submission controls reaches them. None: hidden unless dataset.kind is
     # synthetic (see PhaseConfig.participant_output).
@@ -219,7 +236,8 @@ class IngestionConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How scoring estimates the attacks' error rates (see ``docs/metric.md``).
+    """How scoring estimates the attacks' error rates (see ``docs/metric.md``), and what a partial
+    ingestion output is worth.
 
     bounds: ``empirical`` (the published rule) or ``clopper-pearson`` (one-sided
     ``1 - alpha`` upper bounds on FPR and FNR: high-probability lower bounds on
@@ -228,6 +246,9 @@ class ScoringConfig:
 
     bounds: RateBounds = RateBounds.EMPIRICAL
     alpha: float = key(default=0.05, above=0, below=1)
+    # An ingestion output whose runs did not all fit in the platform's step time limit: "fail" the
+    # submission, or "score" the runs that fit (flagged as not comparable; see PartialOutput).
+    partial_output: PartialOutput = PartialOutput.FAIL
 
     def __post_init__(self) -> None:
         _as_choices(self)
