@@ -29,12 +29,14 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from filelock import FileLock
 
 from unlearning_challenge.config import load_config
@@ -64,6 +66,7 @@ SHARED_WORKER = {
     "test_privacy": "test_privacy",
     "test_report": "test_report",
     "test_scoring_fuzz": "test_scoring_fuzz",
+    "test_step_deadline": "test_step_deadline",
     "test_evaluate": "ray",
     "test_reference_ray": "ray",
 }
@@ -191,6 +194,15 @@ def ingested(tiny_phase, tmp_path_factory):
         return subprocess.CompletedProcess(command, code, stdout, stderr), folder / "res"
 
     return ingest
+
+
+def with_phase_settings(folder: Path, target: Path, section: str = "ingestion", **settings) -> Path:
+    """A copy of ``folder`` (input or reference data) whose phase has these settings in ``section``."""
+    shutil.copytree(folder, target)
+    phase = yaml.safe_load((target / "phase.yaml").read_text())
+    phase[section].update(settings)
+    (target / "phase.yaml").write_text(yaml.safe_dump(phase))
+    return target
 
 
 def run_module(module: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

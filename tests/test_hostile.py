@@ -11,9 +11,8 @@ import sys
 
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, with_phase_settings
 from unlearning_challenge.runner.proccap import NETWORK_FILTER
 from pathlib import Path
 
@@ -163,18 +162,9 @@ def test_no_state_passes_from_one_run_to_the_next(tiny_phase, tmp_path):
     assert not os.path.exists("/dev/shm/unlearning-stash-marker")
 
 
-def with_ingestion_settings(input_dir: Path, target: Path, **settings) -> Path:
-    """A copy of ``input_dir`` whose phase has these ``ingestion`` settings."""
-    shutil.copytree(input_dir, target)
-    phase = yaml.safe_load((target / "phase.yaml").read_text())
-    phase["ingestion"].update(settings)
-    (target / "phase.yaml").write_text(yaml.safe_dump(phase))
-    return target
-
-
 def test_forked_workers_start_as_fresh_as_new_processes(tiny_phase, tmp_path):
     facts, starts = [], []
-    exec_input = with_ingestion_settings(tiny_phase[0], tmp_path / "in", fork_server=False)  # a new Python per run
+    exec_input = with_phase_settings(tiny_phase[0], tmp_path / "in", fork_server=False)  # a new Python per run
     for mode, input_dir in (("fork", tiny_phase[0]), ("exec", exec_input)):
         done, manifest = ingest((input_dir,), tmp_path / mode, "reports_its_process", "--num-models", "1")
         assert done.returncode == 0, manifest["message"]
@@ -207,7 +197,7 @@ def assert_fork_bomb_held(done, manifest):
 def test_fork_bomb_holds_a_bounded_number_of_processes(tiny_phase, tmp_path):
     """Whatever user the worker keeps (root here, where the drop to nobody may fail), the
     seccomp supervisor refuses process creation past the phase's cap, as RLIMIT_NPROC would."""
-    input_dir = with_ingestion_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
+    input_dir = with_phase_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
     assert_fork_bomb_held(*ingest((input_dir,), tmp_path / "res", "fork_bomb", "--num-models", "1"))
 
 
@@ -218,7 +208,7 @@ def test_fork_bomb_is_held_when_the_ingestion_is_pid_1(tiny_phase, tmp_path):
     if os.geteuid() != 0 or unshare is None:
         pytest.skip("needs root and unshare(1) to make a pid namespace")
     out = tmp_path / "res"
-    input_dir = with_ingestion_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
+    input_dir = with_phase_settings(tiny_phase[0], tmp_path / "in", max_processes=FORK_BOMB_CAP)
     args = ["--input", input_dir, "--output", out, "--submission", HOSTILE / "fork_bomb",
             "--num-models", "1", "--no-time-limit"]
     command = [unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c",

@@ -87,6 +87,7 @@ class StepDeadline:
     longest_run: float = 0.0
     longest_evaluation: float = 0.0
     runs_seen: int = 0
+    total_seconds: float = 0.0
 
     @classmethod
     def starting_now(cls, limit_seconds: float, *, reserve_seconds: float = RESERVE_SECONDS) -> "StepDeadline":
@@ -107,20 +108,32 @@ class StepDeadline:
         """Whether one more run and its evaluation fit in the time left, ``after`` seconds of other work."""
         return after + self.predicted_run(first_run_estimate) <= self.time_left()
 
-    def record(self, run_seconds: float, evaluation_seconds: float = 0.0) -> None:
-        """A run took ``run_seconds`` (its worker's start included) and its evaluation ``evaluation_seconds``."""
+    def record_run(self, seconds: float) -> None:
+        """A run took ``seconds`` from its go (the rest of its worker's start included) to its end."""
         self.runs_seen += 1
-        self.longest_run = max(self.longest_run, run_seconds)
-        self.longest_evaluation = max(self.longest_evaluation, evaluation_seconds)
+        self.longest_run = max(self.longest_run, seconds)
+        self.total_seconds += seconds
 
-    def run_wall_limit(self, hard_wall_limit: float) -> tuple[float, bool]:
-        """The wall limit of a run started now: the smaller of its hard limit and the time left (less
-        the evaluation's time); True when the deadline is the smaller."""
-        left = self.time_left() - self.longest_evaluation
-        return (left, True) if left < hard_wall_limit else (hard_wall_limit, False)
+    def record_evaluation(self, seconds: float) -> None:
+        """The trusted evaluation of a run (and the next worker's start) took ``seconds``."""
+        self.longest_evaluation = max(self.longest_evaluation, seconds)
+        self.total_seconds += seconds
+
+    @property
+    def seconds_per_run(self) -> float:
+        """Mean wall seconds of a run with its evaluation so far (0 before the first)."""
+        return self.total_seconds / self.runs_seen if self.runs_seen else 0.0
+
+    def run_wall_limit(self, hard_wall_limit: float) -> float:
+        """The wall limit of a run started now: the smaller of its hard limit and the time left less its
+        evaluation's (the longest so far). The session stops a run at the latter as ``stopped``."""
+        return min(hard_wall_limit, max(0.0, self.time_left() - self.longest_evaluation))
 
 
-def partial_sentence(done: int, asked: int, limit_seconds: float, seconds_per_run: float) -> str:
-    """The fixed sentence of an ingestion whose runs did not all fit in the step time limit."""
-    return (f"{done} of {asked} runs fit in the phase's {limit_seconds:.0f} s: this method takes about "
+def partial_sentence(done: int, asked: int, limit_seconds: float, seconds_per_run: float, *,
+                     at_least: bool = False) -> str:
+    """The fixed sentence of an ingestion whose runs did not all fit in the step time limit;
+    ``seconds_per_run``: a run with its evaluation (``at_least``: a lower bound, no run having ended)."""
+    about = "more than" if at_least else "about"
+    return (f"{done} of {asked} runs fit in the phase's {limit_seconds:.0f} s: this method takes {about} "
             f"{seconds_per_run:.0f} s a run on this worker")

@@ -31,7 +31,7 @@ def for_participants(record: RunRecord, output: ParticipantOutput) -> RunRecord:
     failure = record.failure or Failure.REPORTED_ERROR
     if record.status == RunStatus.OK:
         message = ""
-    elif failure in _TRUSTED_MESSAGES:
+    elif record.status == RunStatus.STOPPED or failure in _TRUSTED_MESSAGES:
         message = record.message
     else:
         message = f"{failure.sentence} (details {WITHHELD})"

@@ -18,6 +18,9 @@ from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.protocol import Event, Stage, stage_of
 
 TRACEBACK_TAIL_CHARS = 4000
+# ``timed_out`` of a run stopped at the wall limit that the step's deadline set (see deadline.py)
+STEP_LIMIT = "step"
+STEP_TIME_RAN_OUT = "the step's time ran out: the platform's time limit would have ended the run"
 _STAGE_FAILURES = {
     Stage.SETUP: Failure.SETUP,
     Stage.IMPORT: Failure.RAISED_ON_IMPORT,
@@ -30,9 +33,12 @@ def conclude(record: RunRecord, message: dict, timed_out: str, limits: RunLimits
     """``record`` with its status, failure, message and traceback.
 
     ``message``: the worker's last message ({} if none); ``timed_out``: which hard limit
-    stopped the run ("wall", "cpu"; "" if none); ``exit_code``: the worker's own, if it exited.
+    stopped the run ("wall", "cpu", or :data:`STEP_LIMIT` when the step's deadline set the wall limit:
+    the run is ``stopped``, not failed; "" if none); ``exit_code``: the worker's own, if it exited.
     """
     event = message.get("event")
+    if timed_out == STEP_LIMIT:
+        return replace(record, status=RunStatus.STOPPED, failure=None, message=STEP_TIME_RAN_OUT)
     if timed_out:
         return replace(record, status=RunStatus.TIMEOUT, failure=Failure.TIMED_OUT,
                        message=_time_limit_message(record, timed_out, limits))

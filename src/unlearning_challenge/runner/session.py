@@ -31,7 +31,7 @@ from unlearning_challenge.runner.isolation import (
 )
 from unlearning_challenge.runner.job import Job
 from unlearning_challenge.runner.limits import RunLimits
-from unlearning_challenge.runner.outcome import conclude
+from unlearning_challenge.runner.outcome import STEP_LIMIT, conclude
 from unlearning_challenge.runner.protocol import Event
 from unlearning_challenge.runner.reaping import (
     become_subreaper,
@@ -124,8 +124,11 @@ class RunSession:
         self._current = (job, worker)
         return worker
 
-    def run(self, job: Job) -> RunRecord:
-        """Run ``job`` in its worker (started now unless :meth:`start` did), stop it, clean up; its record."""
+    def run(self, job: Job, *, step_wall_limit: float | None = None) -> RunRecord:
+        """Run ``job`` in its worker (started now unless :meth:`start` did), stop it, clean up; its record.
+
+        ``step_wall_limit``: wall seconds left to the run by the step's deadline; when below the hard wall
+        limit, the run is stopped there and recorded as ``stopped`` (see deadline.py)."""
         worker = self._current[1] if self._current is not None and self._current[0] == job else self.start(job)
         ready = worker.wait_ready(exclude=self.own_processes)
         record = RunRecord(index=job.index, seed=job.seed, process_cap=self._process_cap_text(worker, ready))
@@ -133,11 +136,12 @@ class RunSession:
             exit_code, record = self._stop(record, worker)
             return conclude(record, ready, "", self.limits, exit_code)
         confinement = (ready.get("confinement") or "landlock", str(ready.get("network") or ""))
-        record = self._go(replace(record, confinement="; ".join(text for text in confinement if text)), worker)
+        record = self._go(replace(record, confinement="; ".join(text for text in confinement if text)), worker,
+                          step_wall_limit)
         clear_shared_memory(self.shared_memory_before)
         return record
 
-    def _go(self, record: RunRecord, worker: Worker) -> RunRecord:
+    def _go(self, record: RunRecord, worker: Worker, step_wall_limit: float | None = None) -> RunRecord:
         """Let a ready worker run, then stop it; ``record`` with its wall and CPU seconds and outcome.
 
         The CPU seconds are what this process reaps while the run's processes end
@@ -145,14 +149,16 @@ class RunSession:
         worker's own setup before ``go``.
         """
         reaped_before = reaped_children_cpu_seconds()
-        end = worker.go(self.limits.wall_limit, self.limits.cpu_limit)
+        step_bound = step_wall_limit is not None and step_wall_limit < self.limits.wall_limit
+        end = worker.go(max(0.0, step_wall_limit) if step_bound else self.limits.wall_limit, self.limits.cpu_limit)
+        timed_out = STEP_LIMIT if step_bound and end.timed_out == "wall" else end.timed_out
         exit_code, record = self._stop(replace(record, seconds=end.seconds), worker)
         extra = dict(record.extra)
         if worker.supervisor is not None and worker.supervisor.refused:
             extra["refused_process_creations"] = worker.supervisor.refused
         cpu_seconds = max(0.0, reaped_children_cpu_seconds() - reaped_before - end.cpu_at_go)
         record = replace(record, extra=extra, cpu_seconds=cpu_seconds)
-        return conclude(record, end.message, end.timed_out, self.limits, exit_code)
+        return conclude(record, end.message, timed_out, self.limits, exit_code)
 
     def _stop(self, record: RunRecord, worker: Worker) -> tuple[int | None, RunRecord]:
         """Kill the worker and whatever it left running. Returns its exit code, and ``record``

@@ -28,6 +28,15 @@ class ScoringInputs:
     ingestion: IngestionManifest
     reference: ReferenceManifest
     quick_check: bool  # True: only the first k models of each side are scored
+    # The ingestion's sentence when its output is partial (the runs that fit in the step time limit; see
+    # deadline.py), scored as a quick check of those k runs; None: a complete output
+    partial: str | None = None
+
+    @property
+    def over_budget_runs(self) -> list[dict[str, float]]:
+        """The runs scored although over their budget (``ingestion.over_budget: warn``): index and ratio used."""
+        return [{"index": run.index, "ratio": float(run.over_budget_ratio)} for run in self.ingestion.runs
+                if run.ok and run.over_budget_ratio is not None]
 
 
 @dataclass(frozen=True)
@@ -104,10 +113,17 @@ class ScoreResult:
         statistics = self.statistics.numbers() if self.statistics is not None else {}
         return {**plain, **self._mia_numbers(), **statistics}
 
-    def to_json(self, *, quick_check: bool, per_example: bool = True) -> dict[str, Any]:
-        """``scores.json``: :meth:`numbers`, whether only the first k models were scored, and (unless
-        ``per_example`` is False, as in a phase on private images) the per-example epsilons."""
+    def to_json(self, *, quick_check: bool, per_example: bool = True, partial: str | None = None,
+                over_budget_runs: list | None = None) -> dict[str, Any]:
+        """``scores.json``: :meth:`numbers`, whether only the first k models were scored, the ingestion's
+        sentence of a partial output (``partial_output``, when there is one), the runs scored over their
+        budget (``over_budget_runs``, when any), and (unless ``per_example`` is False, as in a phase on
+        private images) the per-example epsilons."""
         data = {**self.numbers(), "quick_check": quick_check}
+        if partial is not None:
+            data["partial_output"] = partial
+        if over_budget_runs:
+            data["over_budget_runs"] = over_budget_runs
         return {**data, "epsilons": [float(e) for e in self.epsilons]} if per_example else data
 
 
