@@ -40,7 +40,8 @@ from unlearning_challenge.artifacts import (
     read_reference_manifest,
 )
 from unlearning_challenge.atomic import write_json, write_text
-from unlearning_challenge.config import ParticipantOutput, PhaseConfig, ScoringConfig, load_config
+from unlearning_challenge.config import ParticipantOutput, PartialOutput, PhaseConfig, ScoringConfig, load_config
+from unlearning_challenge.deadline import MIN_PARTIAL_RUNS
 from unlearning_challenge.metric import ALPHA, BOUNDS, bucket_points, example_points, final_score, logit_scaled_confidence, per_example_epsilons
 from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.klom import klom
@@ -50,6 +51,8 @@ from unlearning_challenge.scoring.result import SAMPLE_NUMBER_KEYS, ScoreResult,
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
 from unlearning_challenge.scoring.ulira import ulira
 
+# ingestion.json's status when only the runs that fit in the step time limit are in its arrays
+PARTIAL = "partial"
 SCORES_TXT = "scores.txt"
 SCORES_JSON = "scores.json"
 DETAILED_RESULTS = "detailed_results.html"
@@ -106,7 +109,11 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None,
             "the ingestion program did not run or crashed before writing; see its log"
         )
     ingestion = read_ingestion_manifest(res)
-    if ingestion.status != "ok":
+    partial = None
+    if ingestion.status == PARTIAL:
+        partial = ingestion.message or "the runs did not all fit in the phase's time limit"
+        num_models = partial_runs_scored(ingestion, ref, num_models)
+    elif ingestion.status != "ok":
         raise ScoringError(_failed_ingestion_message(ingestion, disclosure))
     reference = read_reference_manifest(ref)
     arrays_file = SEALED_UNLEARNED_ARRAYS if ingestion.arrays_sealed else UNLEARNED_ARRAYS
@@ -143,7 +150,22 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None,
         raise ScoringError("the forget set differs between the ingestion output and the reference data (image ids or labels)")
     if not np.all(np.isfinite(retrained.forget_logits)):
         raise ScoringError("reference data: retrained forget logits hold NaN or infinite values; regenerate the reference")
-    return ScoringInputs(unlearned, retrained, ingestion, reference, quick)
+    return ScoringInputs(unlearned, retrained, ingestion, reference, quick, partial)
+
+
+def partial_runs_scored(ingestion: IngestionManifest, ref: Path, num_models: int | None) -> int:
+    """How many runs of a partial ingestion output are scored (those that fit, or the first ``num_models``
+    of them), as the reference folder's ``scoring.partial_output`` allows; ScoringError when it fails them."""
+    config = phase_config(ref)
+    policy = config.scoring.partial_output if config is not None else PartialOutput.FAIL
+    done, asked = ingestion.num_models or 0, ingestion.num_models_asked or ingestion.num_models_reference
+    what = f"the submission's runs did not all fit in the phase's time limit ({ingestion.message})"
+    if policy == PartialOutput.FAIL:
+        raise ScoringError(f"{what}. This phase ranks only submissions whose {asked} runs all finish: make each "
+                           "run faster (ingestion.json has each run's seconds)")
+    if done < MIN_PARTIAL_RUNS:
+        raise ScoringError(f"{what}. At least {MIN_PARTIAL_RUNS} runs are needed for a score: make each run faster")
+    return done if num_models is None else min(num_models, done)
 
 
 def phase_config(ref: Path) -> PhaseConfig | None:
@@ -287,7 +309,8 @@ def write_scores(output: Path, result: ScoreResult, inputs: ScoringInputs, *, pe
     False (a phase that hides what runs control) leaves out every per-example value and plot."""
     output.mkdir(parents=True, exist_ok=True)
     write_text(output / DETAILED_RESULTS, detailed_results_html(result, inputs, per_example=per_example))
-    write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check, per_example=per_example))
+    write_json(output / SCORES_JSON, result.to_json(quick_check=inputs.quick_check, per_example=per_example,
+                                                    partial=inputs.partial, over_budget_runs=inputs.over_budget_runs))
     write_text(output / SCORES_TXT, scores_txt(result))
 
 
@@ -299,9 +322,16 @@ def score(res: Path, ref: Path, output: Path, *, num_models: int | None = None, 
     Raises ScoringError, ArtifactError or ValueError when it cannot be scored."""
     disclosure = participant_output(ref, disclosure_override)
     inputs = read_inputs(res, ref, num_models=num_models, disclosure=disclosure)
-    if inputs.quick_check:
-        print(f"quick check: scoring the first {num_models} models of each side, "
+    k = inputs.unlearned.num_models
+    if inputs.partial is not None:
+        print(f"partial output: {inputs.partial}; scoring those {k} runs against the first {k} retrained models, "
+              f"not the phase's {inputs.reference.num_models}: not comparable with the leaderboard", file=sys.stderr)
+    elif inputs.quick_check:
+        print(f"quick check: scoring the first {k} models of each side, "
               f"not the phase's {inputs.reference.num_models}", file=sys.stderr)
+    for run in inputs.over_budget_runs:
+        print(f"over budget: run {run['index']} used {run['ratio']:.2f} times its budget; scored in this phase, "
+              "but the Feedback and Final phases would fail it", file=sys.stderr)
     config = scoring_config(ref)
     result = compute_scores(inputs, bounds=config.bounds, alpha=config.alpha)
     if result.samples_unavailable:
