@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from unlearning_challenge import cli
-from unlearning_challenge.config import PhaseConfig, ReferenceConfig, dump_config, load_config
+from unlearning_challenge.config import PhaseConfig, ReferenceConfig, ScoringConfig, dump_config, load_config
+from unlearning_challenge.deadline import STEP_TIME_LIMIT_FILE, read_step_time_limit
 from unlearning_challenge.platforms.build import build_bundles
 from unlearning_challenge.platforms.commands import codabench_variables, codalab_variables, metadata_argv
 from unlearning_challenge.platforms.competition import TimeLimitSettings, competition_from_dict, load_competition
@@ -33,7 +34,12 @@ from unlearning_challenge.platforms.dialects import (
     CODALAB_TOP_KEYS,
 )
 from unlearning_challenge.platforms.errors import BundleError
-from unlearning_challenge.platforms.phases import execution_time_limit, plan_phases
+from unlearning_challenge.platforms.phases import (
+    execution_time_limit,
+    plan_phases,
+    runs_that_fit,
+    step_time_limit_for,
+)
 from unlearning_challenge.platforms.entry_script import ENTRY_SCRIPTS, entry_script
 from unlearning_challenge.platforms.programs import (
     METADATA_KEYS,
@@ -55,8 +61,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def _write_phase_data(root: Path, config_rel: str, input_rel: str, reference_rel: str, name: str = "check") -> None:
-    config = PhaseConfig(name=name, reference=ReferenceConfig(num_models=N_MODELS))
+def _write_phase_data(root: Path, config_rel: str, input_rel: str, reference_rel: str, name: str = "check",
+                      **sections) -> None:
+    config = PhaseConfig(name=name, reference=ReferenceConfig(num_models=N_MODELS), **sections)
     (root / config_rel).parent.mkdir(parents=True, exist_ok=True)
     (root / config_rel).write_text(dump_config(config))
     common = {
@@ -353,7 +360,7 @@ def test_nested_zips_have_their_files_at_the_root(repo):
         metadata = yaml.safe_load(nested[program].read("metadata"))
         assert set(metadata) <= METADATA_KEYS
     assert set(nested["check_input_data.zip"].namelist()) == {
-        "dataset.npz", "manifest.json", "original.safetensors", "phase.yaml"}
+        "dataset.npz", "manifest.json", "original.safetensors", "phase.yaml", STEP_TIME_LIMIT_FILE}
     assert nested["check_input_data.zip"].read("dataset.npz") == b"dataset bytes"
     assert set(nested["check_reference_data.zip"].namelist()) == {"manifest.json", "phase.yaml", "reference.npz"}
     kit = set(nested["starting_kit.zip"].namelist())
@@ -666,3 +673,157 @@ def test_a_bundle_with_no_open_phase_is_warned_about(repo):
                                          "the first phase, Check, opens on 2023-06-28")
     result = build_bundles("competition.yaml", root=repo, log=lambda _: None, today=dt.date(2023, 7, 1))
     assert not any("no phase accepts" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- the step time limit
+
+
+def _edit_phase(repo: Path, index: int, **values) -> None:
+    """Set keys of competition.yaml's phase ``index`` (None: remove the key)."""
+    path = repo / "competition.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for key, value in values.items():
+        if value is None:
+            raw["phases"][index].pop(key, None)
+        else:
+            raw["phases"][index][key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _nested(bundle: Path, name: str) -> bytes:
+    with _read_zip(bundle) as zf:
+        return zf.read(name)
+
+
+def _zip_limit(data: bytes, tmp: Path) -> tuple[int | None, dict]:
+    """The step time limit an input-data zip holds, read as the ingestion reads it, and the file's fields."""
+    with _read_zip(data) as zf:
+        zf.extractall(tmp)
+    return read_step_time_limit(tmp), json.loads((tmp / STEP_TIME_LIMIT_FILE).read_text())
+
+
+def test_the_input_data_zip_carries_the_phases_time_limit_and_the_folder_is_left_alone(repo, tmp_path):
+    result, _ = _build(repo)
+    assert not (repo / "input_data" / STEP_TIME_LIMIT_FILE).exists()
+    data = _nested(result.codalab_bundle, "check_input_data.zip")
+    assert data == _nested(result.codabench_bundle, "check_input_data.zip")
+    limit, fields = _zip_limit(data, tmp_path / "unzipped")
+    assert limit == result.included[0].execution_time_limit == 600
+    assert fields["phase"] == "Check"
+    # A file of that name in the folder is replaced in the zip, never rewritten in the folder.
+    (repo / "input_data" / STEP_TIME_LIMIT_FILE).write_text("stale")
+    again, _ = _build(repo, out="dist2")
+    assert _nested(again.codabench_bundle, "check_input_data.zip") == data
+    assert (repo / "input_data" / STEP_TIME_LIMIT_FILE).read_text() == "stale"
+
+
+def test_each_phase_gets_its_own_limit_and_shares_an_input_zip_only_with_the_same_limit(repo, tmp_path):
+    # Feedback uses the Check phase's data but the formula's limit (570 s), Check its own 600 s.
+    raw = yaml.safe_load((repo / "competition.yaml").read_text())
+    raw["tasks"][1].update(input_data="input_data", reference_data="reference_data")
+    raw["phases"][1]["unlearning"]["config"] = "phases/default.yaml"
+    (repo / "competition.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    result, _ = _build(repo)
+    check, feedback = result.included
+    assert (check.execution_time_limit, feedback.execution_time_limit) == (600, feedback.computed_time_limit)
+    assert feedback.computed_time_limit == execution_time_limit(N_MODELS, BUDGET, load_competition(COMPETITION).time_limit,
+                                                                scaled_budget=True) == 570
+    with _read_zip(result.codabench_bundle) as zf:
+        doc = _yaml(zf)
+    assert [t["input_data"] for t in doc["tasks"]] == ["check_input_data.zip", "feedback_input_data.zip"]
+    assert [t["reference_data"] for t in doc["tasks"]] == ["check_reference_data.zip"] * 2
+    for name, phase, seconds in (("check_input_data.zip", "Check", 600), ("feedback_input_data.zip", "Feedback", 570)):
+        limit, fields = _zip_limit(_nested(result.codalab_bundle, name), tmp_path / name)
+        assert (limit, fields["phase"]) == (seconds, phase)
+        assert _nested(result.codalab_bundle, name) == _nested(result.codabench_bundle, name)
+    # The same limit: one zip, naming both phases.
+    _edit_phase(repo, 1, execution_time_limit=600)
+    result, _ = _build(repo, out="dist2")
+    with _read_zip(result.codabench_bundle) as zf:
+        assert [t["input_data"] for t in _yaml(zf)["tasks"]] == ["check_input_data.zip"] * 2
+    limit, fields = _zip_limit(_nested(result.codabench_bundle, "check_input_data.zip"), tmp_path / "shared")
+    assert (limit, fields["phase"]) == (600, "Check, Feedback")
+
+
+def test_the_formulas_limit_goes_into_the_zip_when_the_phase_sets_none(repo, tmp_path):
+    _write_phase_data(repo, "phases/challenge.yaml", "data/feedback/input_data", "data/feedback/reference_data", "feedback")
+    result, _ = _build(repo)
+    feedback = result.included[1]
+    assert feedback.phase.execution_time_limit is None
+    limit, _ = _zip_limit(_nested(result.codabench_bundle, "feedback_input_data.zip"), tmp_path / "feedback")
+    assert limit == feedback.execution_time_limit == feedback.computed_time_limit
+
+
+def _shortfall(lines: list[str]) -> list[str]:
+    return [line for line in lines if "that a submission using its whole budget needs" in line]
+
+
+def test_a_phase_limit_below_its_formula_is_warned_about_with_what_happens_and_what_to_change(repo):
+    _, lines = _build(repo)  # 600 s, above the fixture's formula (570 s): nothing to say
+    assert _shortfall(lines) == []
+    _edit_phase(repo, 0, execution_time_limit=500)
+    result, lines = _build(repo)  # a warning, not an error
+    assert result.included[0].execution_time_limit == 500
+    head = ("warning: Check: execution_time_limit 500 s (set in competition.yaml) is below the 570 s that a "
+            "submission using its whole budget needs on the reference worker (300 s startup + 8 runs x 33.8 s): "
+            "at that cost, about 5 of its 8 runs fit. This phase has scoring.partial_output: ")
+    tail = (". To fit every run: lower N (reference.num_models), a lower budget (ingestion.time_fraction) in "
+            "phases/default.yaml, or a queue that allows 570 s")
+    assert _shortfall(lines) == [head + "fail: such a submission fails" + tail]
+    assert result.warnings[-1] == _shortfall(lines)[0].removeprefix("warning: ")
+
+    _write_phase_data(repo, "phases/default.yaml", "input_data", "reference_data",
+                      scoring=ScoringConfig(partial_output="score"))
+    _, lines = _build(repo)
+    assert _shortfall(lines) == [
+        head + "score: the runs that fit are scored, flagged as not comparable (at least 4)" + tail]
+    _edit_phase(repo, 0, execution_time_limit=400)
+    _, lines = _build(repo)
+    assert _shortfall(lines) == [
+        head.replace("500 s", "400 s").replace("about 5", "about 2")
+        + "score: the runs that fit are scored, flagged as not comparable (at least 4); fewer fit here, so such a "
+          "submission fails" + tail]
+
+
+def test_runs_that_fit_counts_whole_runs_after_the_startup():
+    limits = TimeLimitSettings(safety_factor=1.5, per_run_overhead_seconds=15, startup_seconds=300)
+    assert runs_that_fit(600, 32, 25.0, limits) == 5  # 300 s left / 52.5 s a run
+    assert runs_that_fit(200, 32, 25.0, limits) == 0  # not even the startup
+    assert runs_that_fit(10_000, 32, 25.0, limits) == 32
+    slow = TimeLimitSettings(safety_factor=1.0, per_run_overhead_seconds=0, startup_seconds=0, worker_speed_ratio=2.0)
+    assert (runs_that_fit(100, 10, 10.0, slow, scaled_budget=True), runs_that_fit(100, 10, 10.0, slow)) == (5, 10)
+
+
+def test_step_time_limit_for_resolves_the_bundles_limit_from_competition_yaml(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    source = "the Check phase's execution_time_limit in competition.yaml"
+    assert step_time_limit_for(Path("input_data")) == (600, source)
+    assert step_time_limit_for(repo / "input_data" / ".." / "input_data") == (600, source)  # resolved paths
+    assert step_time_limit_for(repo / "input_data", repo / "competition.yaml") == (
+        600, f"the Check phase's execution_time_limit in {repo / 'competition.yaml'}")
+    # Without the override: the formula, as the bundle computes it.
+    _edit_phase(repo, 0, execution_time_limit=None)
+    limit, source = step_time_limit_for(Path("input_data"))
+    assert source == "the Check phase's time-limit formula in competition.yaml (N=8, 12.5 s budget per run)"
+    result, _ = _build(repo)
+    assert limit == result.included[0].execution_time_limit == result.included[0].computed_time_limit == 570
+    # No answer, and why.
+    assert step_time_limit_for(Path("reference_data")) == (
+        None, "no phase of competition.yaml has reference_data as its input_data")
+    assert step_time_limit_for(Path("input_data"), Path("other.yaml")) == (None, "no other.yaml")
+    limit, why = step_time_limit_for(Path("data/feedback/input_data"))  # a phase without its config and data
+    assert limit is None and why.startswith("the Feedback phase's time limit cannot be computed: ")
+    (repo / "broken.yaml").write_text("version: 2\ntitle: [\n")
+    limit, why = step_time_limit_for(Path("input_data"), Path("broken.yaml"))
+    assert limit is None and "not valid YAML" in why
+
+
+def test_step_time_limit_for_reads_no_bundle_and_writes_nothing(repo):
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    assert step_time_limit_for(repo / "input_data", repo / "competition.yaml")[0] == 600
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+def test_step_time_limit_for_the_repositorys_check_phase():
+    assert step_time_limit_for(ROOT / "input_data", COMPETITION) == (
+        600, f"the Check phase's execution_time_limit in {COMPETITION}")

@@ -200,3 +200,76 @@ def test_the_baselines_table_ranks_the_baselines_from_their_outputs(folders):
     table = markdown_table(results, num_models=N, machine="a CPU", ranks=ranks)
     assert "| rank (95%) | P(first) |" in table
     assert baseline_ranks({"good": {}, "gone": {}}, root / "runs", ref) == {}  # no output: no columns
+
+
+# ----------------------------------------------------------------------------- rehearsals: k < N models
+
+
+K = 4
+
+
+@pytest.fixture
+def rehearsals(folders):
+    """Two outputs of a rehearsal that ran the first K of the phase's N runs, and one that ran 6."""
+    root, ref = folders
+    same = np.random.default_rng(20)  # the folders fixture's forget set
+    mu, labels = same.normal(2.0, 1.0, E), same.integers(0, 4, E)
+    rng = np.random.default_rng(22)
+    _write_submission(root / "runs" / "k4-good" / "res", _family(rng, mu, labels, n=K))
+    _write_submission(root / "runs" / "k4-shifted" / "res", _family(rng, mu, labels, shift=2.0, n=K))
+    _write_submission(root / "runs" / "k6" / "res", _family(rng, mu, labels, n=6))
+    return root / "runs", ref
+
+
+def test_compare_and_rank_score_rehearsal_outputs_on_the_first_k_reference_models(rehearsals, capsys):
+    from unlearning_challenge.scoring.program import _family_sample, read_inputs
+
+    runs, ref = rehearsals
+    comparison = compare_folders(runs / "k4-good", runs / "k4-shifted", ref, num_resamples=RESAMPLES)
+    assert (comparison.num_models, comparison.reference_models) == (K, N)
+    # The same numbers as the scoring program's inputs for k = 4 (the first 4 models of each side).
+    a, b = (read_inputs(runs / name / "res", ref, num_models=K) for name in ("k4-good", "k4-shifted"))
+    assert a.retrained.num_models == K
+    expected = compare(_family_sample(a.unlearned), _family_sample(b.unlearned), _family_sample(a.retrained),
+                       names=(comparison.name_a, comparison.name_b), num_resamples=RESAMPLES, seed=0)
+    assert (comparison.score_a, comparison.score_b, comparison.a_beats_b) == (
+        expected.score_a, expected.score_b, expected.a_beats_b)
+    note = (f"scores of k = {K} models (a rehearsal with NUM_MODELS={K}, or the runs that fit in the phase's time "
+            f"limit) against the first {K} reference models: not comparable with the leaderboard's (N = {N} models)")
+    lines = comparison.lines()
+    assert f"examples, k = {K} of the phase's N = {N}, seed 0)" in lines[1] and lines[-1] == note
+    assert cli.main(["compare", str(runs / "k4-good"), str(runs / "k4-shifted"), "--reference-data", str(ref),
+                     "--resamples", "20"]) == 0
+    assert note in capsys.readouterr().out
+
+    ranking = rank_folders([runs / "k4-shifted", runs / "k4-good"], ref, num_resamples=20)
+    assert (ranking.num_models, ranking.reference_models) == (K, N)
+    table = rank_table(ranking)
+    assert f"; k = {K} of the phase's N = {N}, seed 0." in table and table.endswith(note)
+    assert cli.main(["rank", str(runs / "k4-shifted"), str(runs / "k4-good"), "--reference-data", str(ref),
+                     "--resamples", "20"]) == 0
+    assert note in capsys.readouterr().out
+
+
+def test_outputs_that_ran_the_phases_n_print_as_before(folders):
+    root, ref = folders
+    comparison = compare_folders(root / "runs" / "good", root / "bad", ref, num_resamples=20)
+    assert (comparison.num_models, comparison.reference_models) == (N, N)
+    assert f"examples, N = {N}, seed 0)" in comparison.lines()[1] and len(comparison.lines()) == 3
+    table = rank_table(rank_folders([root / "bad", root / "runs" / "good"], ref, num_resamples=20))
+    assert f"; N = {N}, seed 0." in table and "not comparable" not in table
+
+
+def test_outputs_of_different_k_are_refused_naming_both(folders, rehearsals, capsys):
+    root, ref = folders
+    runs = rehearsals[0]
+    with pytest.raises(CompareError, match=(
+            rf"^the outputs ran different numbers of models: {runs / 'k4-good'} k = 4, {runs / 'k6'} k = 6; "
+            r"compare outputs that ran the same k \(rehearse each with the same NUM_MODELS\)$")):
+        compare_folders(runs / "k4-good", runs / "k6", ref)
+    with pytest.raises(CompareError, match=rf"{root / 'bad'} k = {N}, {runs / 'k4-good'} k = 4;"):
+        compare_folders(root / "bad", runs / "k4-good", ref)
+    with pytest.raises(CompareError, match=rf"{runs / 'k4-shifted'} k = 4, {runs / 'k6'} k = 6;"):
+        rank_folders([runs / "k4-good", runs / "k4-shifted", runs / "k6"], ref)
+    assert cli.main(["rank", str(runs / "k4-good"), str(runs / "k6"), "--reference-data", str(ref)]) == 2
+    assert "the outputs ran different numbers of models" in capsys.readouterr().err

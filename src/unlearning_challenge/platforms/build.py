@@ -11,7 +11,10 @@ Two zips come out of the same program folders and data:
     Codabench's ``version: 2`` format, which can also name the GPU queue.
 
 A phase goes in only when its phase config and its input and reference data
-exist and agree; the others are left out with the reason. Zips are
+exist and agree; the others are left out with the reason. Each input-data zip
+also holds ``step_time_limit.json``, its phase's execution_time_limit (see
+:mod:`unlearning_challenge.deadline`); a phase whose limit is below what its
+formula gives is warned about (:func:`phases.time_limit_shortfall`). Zips are
 deterministic (sorted entries, fixed timestamps and permissions): rebuilding
 from the same files gives the same bytes. Run ``python -m unlearning_challenge
 bundle --help``.
@@ -22,16 +25,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from unlearning_challenge.atomic import write_bytes
+from unlearning_challenge.deadline import STEP_TIME_LIMIT_FILE, write_step_time_limit
 from unlearning_challenge.platforms.competition import DEFAULT_COMPETITION, Competition, load_competition
 from unlearning_challenge.platforms.dialects import BundleLayout, PhaseFiles, codabench_yaml, codalab_yaml, dump_yaml
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.platforms.pages import logo_bytes, page_context, render_logo, render_page
-from unlearning_challenge.platforms.phases import PhasePlan, closed_phases_warning, phase_windows, plan_phases
+from unlearning_challenge.platforms.phases import (
+    PhasePlan,
+    closed_phases_warning,
+    phase_windows,
+    plan_phases,
+    time_limit_shortfall,
+)
 from unlearning_challenge.platforms.programs import program_zip
 from unlearning_challenge.platforms.zips import deterministic_zip, folder_zip
 
@@ -90,6 +101,7 @@ def _warnings(competition: Competition, included: list[PhasePlan], today: dt.dat
         longest = max(plan.execution_time_limit for plan in included)
         if longest > DEFAULT_QUEUE_LIMIT_SECONDS:
             warnings.append(f"an execution_time_limit of {longest} s exceeds the default Codabench queue's cap")
+    warnings.extend(filter(None, (time_limit_shortfall(plan, competition.time_limit) for plan in included)))
     return warnings
 
 
@@ -99,21 +111,35 @@ def _zip_names(included: list[PhasePlan], kind: str, folder_of: Callable[[PhaseP
 
     Phases naming the same folder share one zip, named after the first of them
     (``check_input_data.zip``); with ``shared_name``, a folder used by every
-    phase is named after its kind alone (``ingestion_program.zip``).
+    phase is named after its kind alone (``ingestion_program.zip``). Input data
+    also carry the phase's time limit: phases sharing a folder but not their
+    limit get one zip each.
     """
-    distinct = {(root / folder_of(plan)).resolve() for plan in included}
-    names: dict[Path, str] = {}
+    def key(plan: PhasePlan) -> tuple[Path, int | None]:
+        return (root / folder_of(plan)).resolve(), plan.execution_time_limit if kind == "input_data" else None
+
+    distinct = {key(plan) for plan in included}
+    names: dict[tuple[Path, int | None], str] = {}
     chosen = {}
     for plan in included:
-        folder = (root / folder_of(plan)).resolve()
-        if folder not in names:
-            names[folder] = f"{kind}.zip" if shared_name and len(distinct) == 1 else f"{plan.phase.slug}_{kind}.zip"
-        chosen[plan.phase.name] = (names[folder], folder_of(plan))
+        if key(plan) not in names:
+            names[key(plan)] = f"{kind}.zip" if shared_name and len(distinct) == 1 else f"{plan.phase.slug}_{kind}.zip"
+        chosen[plan.phase.name] = (names[key(plan)], folder_of(plan))
     return chosen
 
 
+def _step_time_limit_bytes(plans: list[PhasePlan]) -> bytes:
+    """``step_time_limit.json`` for the phases sharing one input-data zip (hence one limit), as
+    :func:`deadline.write_step_time_limit` writes it."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_step_time_limit(folder, plans[0].execution_time_limit, ", ".join(plan.phase.name for plan in plans))
+        return (Path(folder) / STEP_TIME_LIMIT_FILE).read_bytes()
+
+
 def _nested_zips(included: list[PhasePlan], root: Path) -> tuple[dict[str, bytes], dict[str, PhaseFiles]]:
-    """The program, starting-kit and data zips by name, and each included phase's zip names."""
+    """The program, starting-kit and data zips by name, and each included phase's zip names. Each
+    input-data zip holds the folder's files and ``step_time_limit.json``, the phase's
+    execution_time_limit (written into the zip only, never into the folder)."""
     package_dir = root / PACKAGE_DIR
     files: dict[str, bytes] = {}
     kinds = {
@@ -133,6 +159,9 @@ def _nested_zips(included: list[PhasePlan], root: Path) -> tuple[dict[str, bytes
                 files[name] = program_zip(root / folder, package_dir, kind)
             elif kind == "starting_kit" and not (root / folder).is_dir():
                 raise BundleError(f"starting kit folder {folder} does not exist")
+            elif kind == "input_data":
+                sharing = [plan for plan in included if names_by_kind[kind][plan.phase.name][0] == name]
+                files[name] = folder_zip(root / folder, {STEP_TIME_LIMIT_FILE: _step_time_limit_bytes(sharing)})
             else:
                 files[name] = folder_zip(root / folder)
     phase_files = {plan.phase.name: PhaseFiles(**{kind: names_by_kind[kind][plan.phase.name][0] for kind in kinds})

@@ -22,8 +22,15 @@ from unlearning_challenge.artifacts import (
     read_input_manifest,
     read_reference_manifest,
 )
-from unlearning_challenge.config import ConfigError, ParticipantOutput, load_config
-from unlearning_challenge.platforms.competition import Competition, Phase, TimeLimitSettings, date_only
+from unlearning_challenge.config import ConfigError, ParticipantOutput, PartialOutput, PhaseConfig, load_config
+from unlearning_challenge.deadline import MIN_PARTIAL_RUNS
+from unlearning_challenge.platforms.competition import (
+    Competition,
+    Phase,
+    TimeLimitSettings,
+    date_only,
+    load_competition,
+)
 from unlearning_challenge.platforms.errors import BundleError
 from unlearning_challenge.sealing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
 
@@ -34,8 +41,12 @@ __all__ = [
     "execution_time_limit",
     "make_hint",
     "phase_windows",
+    "per_run_seconds",
     "plan_phase",
     "plan_phases",
+    "runs_that_fit",
+    "step_time_limit_for",
+    "time_limit_shortfall",
 ]
 
 
@@ -50,11 +61,32 @@ def execution_time_limit(num_runs: int, time_budget_seconds: float, limits: Time
     """
     if num_runs < 1 or not time_budget_seconds > 0:
         raise BundleError(f"need N >= 1 and a positive per-run budget, got N={num_runs}, budget={time_budget_seconds}")
-    speed = limits.worker_speed_ratio if scaled_budget else 1.0
-    seconds = limits.startup_seconds + num_runs * (
-        time_budget_seconds * speed * limits.safety_factor + limits.per_run_overhead_seconds
-    )
+    seconds = limits.startup_seconds + num_runs * per_run_seconds(time_budget_seconds, limits,
+                                                                  scaled_budget=scaled_budget)
     return int(math.ceil(seconds))
+
+
+def per_run_seconds(time_budget_seconds: float, limits: TimeLimitSettings, *, scaled_budget: bool = False) -> float:
+    """What the formula of :func:`execution_time_limit` allows each run after the startup:
+    ``budget * speed * safety_factor + per_run_overhead``."""
+    speed = limits.worker_speed_ratio if scaled_budget else 1.0
+    return time_budget_seconds * speed * limits.safety_factor + limits.per_run_overhead_seconds
+
+
+def runs_that_fit(limit_seconds: int, num_runs: int, time_budget_seconds: float, limits: TimeLimitSettings, *,
+                  scaled_budget: bool = False) -> int:
+    """About how many of ``num_runs`` runs that each use their whole budget fit in ``limit_seconds``,
+    at the formula's cost per run after its startup (0 to ``num_runs``)."""
+    per_run = per_run_seconds(time_budget_seconds, limits, scaled_budget=scaled_budget)
+    if not per_run > 0:
+        return num_runs
+    fit = math.floor((limit_seconds - limits.startup_seconds) / per_run)
+    return max(0, min(num_runs, fit))
+
+
+def _scaled_budget(config: PhaseConfig) -> bool:
+    """Whether the ingestion stretches the phase's budget by the worker's measured speed."""
+    return getattr(config.ingestion, "budget_scaling", "none") == "machine"
 
 
 @dataclass
@@ -69,6 +101,8 @@ class PhasePlan:
     time_budget_seconds: float | None = None
     execution_time_limit: int | None = None
     computed_time_limit: int | None = None  # the formula's value, whether or not the phase sets its own
+    scaled_budget: bool = False  # the formula counts worker_speed_ratio (ingestion.budget_scaling: machine)
+    partial_output: PartialOutput | None = None  # the phase config's scoring.partial_output
     budget_retain_epochs: float | None = None  # the budget as passes over the retain set (time_fraction x epochs)
     participant_output: ParticipantOutput | None = None  # the phase config's ingestion.participant_output
     participant_output_source: str = ""  # why: "set in its phase config" or the dataset kind's default
@@ -176,10 +210,74 @@ def plan_phase(phase: Phase, root: Path, limits: TimeLimitSettings) -> PhasePlan
     plan.num_models = num_models
     plan.time_budget_seconds = float(budget)
     plan.budget_retain_epochs = config.ingestion.time_fraction * config.training.epochs
-    scaled = getattr(config.ingestion, "budget_scaling", "none") == "machine"
-    plan.computed_time_limit = execution_time_limit(num_models, float(budget), limits, scaled_budget=scaled)
-    plan.execution_time_limit = phase.execution_time_limit or plan.computed_time_limit
+    plan.scaled_budget = _scaled_budget(config)
+    plan.partial_output = config.scoring.partial_output
+    plan.computed_time_limit = execution_time_limit(num_models, float(budget), limits, scaled_budget=plan.scaled_budget)
+    plan.execution_time_limit = _effective_time_limit(phase, plan.computed_time_limit)
     return plan
+
+
+def _effective_time_limit(phase: Phase, computed: int) -> int:
+    """The phase's execution_time_limit: competition.yaml's when it sets one, else the formula's ``computed``."""
+    return phase.execution_time_limit or computed
+
+
+def time_limit_shortfall(plan: PhasePlan, limits: TimeLimitSettings) -> str:
+    """A warning when an included phase's execution_time_limit (set in competition.yaml) is below what
+    a submission using its whole budget needs by the formula: the two figures, about how many runs
+    fit, what the phase then does with such a submission and what to change ("" when it fits)."""
+    if not plan.included or plan.execution_time_limit >= plan.computed_time_limit:
+        return ""
+    limit, needed, n = plan.execution_time_limit, plan.computed_time_limit, plan.num_models
+    per_run = per_run_seconds(plan.time_budget_seconds, limits, scaled_budget=plan.scaled_budget)
+    fit = runs_that_fit(limit, n, plan.time_budget_seconds, limits, scaled_budget=plan.scaled_budget)
+    if plan.partial_output == PartialOutput.SCORE:
+        outcome = f"the runs that fit are scored, flagged as not comparable (at least {MIN_PARTIAL_RUNS})"
+        if fit < MIN_PARTIAL_RUNS:
+            outcome += "; fewer fit here, so such a submission fails"
+    else:
+        outcome = "such a submission fails"
+    setting = (plan.partial_output or PartialOutput.FAIL).value
+    return (f"{plan.phase.name}: execution_time_limit {limit} s (set in competition.yaml) is below the {needed} s "
+            f"that a submission using its whole budget needs on the reference worker ({limits.startup_seconds:g} s "
+            f"startup + {n} runs x {per_run:.1f} s): at that cost, about {fit} of its {n} runs fit. This phase has "
+            f"scoring.partial_output: {setting}: {outcome}. To fit every run: lower N (reference.num_models), "
+            f"a lower budget (ingestion.time_fraction) in {plan.phase.config}, or a queue that allows {needed} s")
+
+
+def step_time_limit_for(input_data: str | Path, competition_yaml: str | Path = Path("competition.yaml"), *,
+                        root: str | Path | None = None) -> tuple[int | None, str]:
+    """The execution_time_limit of the phase of ``competition_yaml`` whose task's input_data folder is
+    ``input_data`` (paths compared resolved), as ``make bundle`` computes it and writes it into that
+    phase's input-data zip, and where it comes from in a few words; ``(None, why)`` when the file is
+    missing or invalid, no phase uses that folder, or its limit cannot be computed. ``root``: the
+    folder the file's paths are relative to (default: the file's folder). The first such phase
+    answers when several use the folder. Reads only competition.yaml, the phase config and the input
+    data's manifest."""
+    competition_yaml = Path(competition_yaml)
+    if not competition_yaml.is_file():
+        return None, f"no {competition_yaml}"
+    root = competition_yaml.parent if root is None else Path(root)
+    try:
+        competition = load_competition(competition_yaml)
+    except BundleError as exc:
+        return None, str(exc)
+    wanted = Path(input_data).resolve()
+    phase = next((p for p in competition.phases if (root / p.input_data).resolve() == wanted), None)
+    if phase is None:
+        return None, f"no phase of {competition_yaml} has {input_data} as its input_data"
+    if phase.execution_time_limit is not None:
+        return phase.execution_time_limit, f"the {phase.name} phase's execution_time_limit in {competition_yaml}"
+    try:
+        config = load_config(root / phase.config)
+        inputs = read_input_manifest(root / phase.input_data)
+        computed = execution_time_limit(inputs.num_models, float(inputs.time_budget_seconds),
+                                        competition.time_limit, scaled_budget=_scaled_budget(config))
+    except (ConfigError, ArtifactError, BundleError, OSError, TypeError, ValueError) as exc:
+        return None, f"the {phase.name} phase's time limit cannot be computed: {exc}"
+    return (_effective_time_limit(phase, computed),
+            f"the {phase.name} phase's time-limit formula in {competition_yaml} (N={inputs.num_models}, "
+            f"{float(inputs.time_budget_seconds):.1f} s budget per run)")
 
 
 def _sealing_key_problems(phase: Phase, root: Path) -> list[str]:

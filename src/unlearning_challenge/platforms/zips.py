@@ -56,6 +56,9 @@ def deterministic_zip(entries: Iterable[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def folder_zip(folder: Path) -> bytes:
-    """The folder's files at the zip's root."""
-    return deterministic_zip((name, path.read_bytes()) for name, path in folder_files(folder))
+def folder_zip(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    """The folder's files at the zip's root; ``extra`` adds files (``{name: bytes}``), each replacing
+    the folder's file of that name if it has one (the folder itself is left as it is)."""
+    extra = extra or {}
+    entries = [(name, path.read_bytes()) for name, path in folder_files(folder) if name not in extra]
+    return deterministic_zip([*entries, *extra.items()])

@@ -4,14 +4,17 @@ Each folder is an ingestion output (the folder holding ``ingestion.json``) or
 a ``local-score`` run folder holding it under ``res/``. Every folder is read
 and checked against the reference data as the scoring program does (a failed
 ingestion, other data or another number of models is refused, naming the
-folder); the folders must be of the same phase. The statistics are in
-:mod:`~unlearning_challenge.scoring.ranking`.
+folder); the folders must be of the same phase. Outputs of a rehearsal that ran
+k < N models (``make local-score NUM_MODELS=k``) are compared on the first k
+reference models, as scoring does; every folder must have run the same k, and
+the verdict says that such scores are not comparable with the leaderboard's.
+The statistics are in :mod:`~unlearning_challenge.scoring.ranking`.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -28,11 +31,23 @@ from unlearning_challenge.scoring.program import (
     read_inputs,
     scoring_config,
 )
-from unlearning_challenge.scoring.ranking import COMPARE_CONFIDENCE, Comparison, Ranking, compare, rank_submissions
+from unlearning_challenge.scoring.ranking import (
+    COMPARE_CONFIDENCE,
+    Comparison,
+    Ranking,
+    compare,
+    models_text,
+    rank_submissions,
+    rehearsal_note,
+)
 from unlearning_challenge.scoring.result import ScoringInputs
 from unlearning_challenge.scoring.statistics import FamilySample
 
 __all__ = ["CompareError", "Submission", "compare_folders", "rank_folders", "rank_table", "read_submissions"]
+
+
+# ingestion.json's statuses whose arrays can be scored: every run, or the runs that fit in the step time limit
+_SCORED_STATUSES = ("ok", "partial")
 
 
 class CompareError(ValueError):
@@ -57,34 +72,48 @@ def ingestion_folder(folder: Path) -> Path:
     raise CompareError(f"{folder}: not an ingestion output ({INGESTION_MANIFEST} found neither in it nor in its res/)")
 
 
-def _check_phases(folders: Sequence[Path], reference_data: Path) -> None:
-    """Every successful ingestion's phase is the reference data's (before reading any arrays)."""
+def _check_phases(folders: Sequence[Path], reference_data: Path) -> int | None:
+    """Every successful ingestion's phase is the reference data's, and every one ran the same number
+    of models k (before reading any arrays); returns k when it is below the reference data's N (a
+    rehearsal, scored on the first k reference models), else None."""
     try:
-        expected = read_reference_manifest(reference_data).phase
+        reference = read_reference_manifest(reference_data)
     except ArtifactError as exc:
         raise CompareError(f"{reference_data}: {exc}") from None
+    expected = reference.phase
+    ran: list[tuple[Path, int]] = []
     for folder in folders:
         try:
             ingestion = read_ingestion_manifest(ingestion_folder(folder))
         except ArtifactError as exc:
             raise CompareError(f"{folder}: {exc}") from None
-        if ingestion.status == "ok" and expected and ingestion.phase != expected:
+        if ingestion.status in _SCORED_STATUSES and expected and ingestion.phase != expected:
             raise CompareError(
                 f"{folder} is of phase {ingestion.phase!r} but the reference data {reference_data} of phase "
                 f"{expected!r}: scores of different phases cannot be compared (F depends on the number of models N "
                 "through its epsilon buckets); give every folder of one phase and that phase's --reference-data")
+        if ingestion.status in _SCORED_STATUSES and isinstance(ingestion.num_models, int):
+            ran.append((folder, ingestion.num_models))
+    for (first, k_first), (other, k_other) in zip(ran, ran[1:]):
+        if k_first != k_other:
+            raise CompareError(
+                f"the outputs ran different numbers of models: {first} k = {k_first}, {other} k = {k_other}; "
+                "compare outputs that ran the same k (rehearse each with the same NUM_MODELS)")
+    k = ran[0][1] if ran else None
+    return k if k is not None and 2 <= k < reference.num_models else None
 
 
 def read_submissions(folders: Sequence[Path], reference_data: Path) -> list[Submission]:
     """Every folder's scoring inputs, checked against ``reference_data`` and against each other."""
     if not reference_data.is_dir():
         raise CompareError(f"{reference_data}: no reference data folder (give --reference-data)")
-    _check_phases(folders, reference_data)
+    rehearsal_models = _check_phases(folders, reference_data)
     disclosure = participant_output(reference_data, None)
     submissions = []
     for folder in folders:
         try:
-            inputs = read_inputs(ingestion_folder(folder), reference_data, disclosure=disclosure)
+            inputs = read_inputs(ingestion_folder(folder), reference_data, num_models=rehearsal_models,
+                                 disclosure=disclosure)
         except (ScoringError, ArtifactError, ValueError) as exc:
             raise CompareError(f"{folder}: {exc}") from None
         submissions.append(Submission(str(folder), inputs, _family_sample(inputs.unlearned)))
@@ -103,14 +132,21 @@ def _options(reference_data: Path, seed: int, num_resamples: int | None, progres
             "progress": progress}
 
 
+def _phase_models(submission: Submission) -> int:
+    """The phase's N: the number of models its reference data hold."""
+    return submission.inputs.reference.num_models
+
+
 def compare_folders(a: Path, b: Path, reference_data: Path, *, seed: int = 0, num_resamples: int | None = None,
                     progress: bool = False) -> Comparison:
-    """The paired comparison of the submissions in folders ``a`` and ``b``."""
+    """The paired comparison of the submissions in folders ``a`` and ``b`` (on the first k reference
+    models when both ran k < N models)."""
     if Path(a).resolve() == Path(b).resolve():
         raise CompareError(f"{a}: A and B are the same folder")
     first, second = read_submissions([Path(a), Path(b)], reference_data)
-    return compare(first.sample, second.sample, _family_sample(first.inputs.retrained),
-                   names=(first.name, second.name), **_options(reference_data, seed, num_resamples, progress))
+    comparison = compare(first.sample, second.sample, _family_sample(first.inputs.retrained),
+                         names=(first.name, second.name), **_options(reference_data, seed, num_resamples, progress))
+    return replace(comparison, reference_models=_phase_models(first))
 
 
 def rank_folders(folders: Sequence[Path], reference_data: Path, *, seed: int = 0, num_resamples: int | None = None,
@@ -120,9 +156,10 @@ def rank_folders(folders: Sequence[Path], reference_data: Path, *, seed: int = 0
         raise CompareError("a folder is given twice")
     submissions = read_submissions([Path(f) for f in folders], reference_data)
     retrained = _family_sample(submissions[0].inputs.retrained)
-    return rank_submissions([s.sample for s in submissions], retrained,
-                            names=list(names) if names is not None else [s.name for s in submissions],
-                            **_options(reference_data, seed, num_resamples, progress))
+    ranking = rank_submissions([s.sample for s in submissions], retrained,
+                               names=list(names) if names is not None else [s.name for s in submissions],
+                               **_options(reference_data, seed, num_resamples, progress))
+    return replace(ranking, reference_models=_phase_models(submissions[0]))
 
 
 def rank_table(ranking: Ranking) -> str:
@@ -136,9 +173,10 @@ def rank_table(ranking: Ranking) -> str:
         lines.append(f"{row.name:<{width}}  {row.score:7.4f}  [{row.low:7.4f}, {row.high:7.4f}]  {ranks:>11}  "
                      f"{row.p_first:7.0%}")
     lines.append(f"({ranking.num_resamples} joint resamples of models and forget examples, the same for every "
-                 f"submission; N = {ranking.num_models}, seed {ranking.seed}. Rank 1 is the best; P(first): the share "
-                 "of resamples in which the submission ranks first)")
-    return "\n".join(lines)
+                 f"submission; {models_text(ranking.num_models, ranking.reference_models)}, seed {ranking.seed}. "
+                 "Rank 1 is the best; P(first): the share of resamples in which the submission ranks first)")
+    note = rehearsal_note(ranking.num_models, ranking.reference_models)
+    return "\n".join([*lines, note] if note else lines)
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -161,6 +161,22 @@ def joint_bootstrap(
     return JointBootstrap(observed, centered, n, e, int(seed), time.perf_counter() - start)
 
 
+def models_text(num_models: int, reference_models: int | None) -> str:
+    """``N = 32``, or ``k = 4 of the phase's N = 32`` for outputs that ran fewer models than the phase's N."""
+    if reference_models is not None and num_models < reference_models:
+        return f"k = {num_models} of the phase's N = {reference_models}"
+    return f"N = {num_models}"
+
+
+def rehearsal_note(num_models: int, reference_models: int | None) -> str:
+    """What a comparison of outputs that ran k < N models is worth ("" when they ran the phase's N)."""
+    if reference_models is None or num_models >= reference_models:
+        return ""
+    return (f"scores of k = {num_models} models (a rehearsal with NUM_MODELS={num_models}, or the runs that fit in "
+            f"the phase's time limit) against the first {num_models} reference models: not comparable with the "
+            f"leaderboard's (N = {reference_models} models)")
+
+
 def _share_above(values: np.ndarray) -> float:
     """Share of ``values`` above 0, a zero counting half."""
     return float(np.mean(np.where(values > 0, 1.0, np.where(values == 0, 0.5, 0.0))))
@@ -184,6 +200,7 @@ class Comparison:
     seed: int
     name_a: str = "A"
     name_b: str = "B"
+    reference_models: int | None = None  # the phase's N when the outputs ran fewer (k = num_models); None: N
 
     @property
     def clear(self) -> bool:
@@ -198,17 +215,20 @@ class Comparison:
         elif self.a_beats_b <= 1.0 - CLEAR_SHARE:
             verdict = f"a real difference, in favour of {self.name_b}"
         else:
-            verdict = f"too close to call at N = {self.num_models}"
+            symbol = "k" if rehearsal_note(self.num_models, self.reference_models) else "N"
+            verdict = f"too close to call at {symbol} = {self.num_models}"
         return f"{self.name_a} beats {self.name_b} in {share} of resamples: {verdict}."
 
     def lines(self) -> list[str]:
-        """What ``compare`` prints."""
+        """What ``compare`` prints (and, for outputs of k < N models, that they are a rehearsal's)."""
+        note = rehearsal_note(self.num_models, self.reference_models)
         return [
             f"score {self.name_a}: {self.score_a:.4f}; score {self.name_b}: {self.score_b:.4f}",
             f"difference {self.name_a} - {self.name_b}: {self.difference:+.4f}, {self.confidence:.0%} interval "
             f"[{self.low:+.4f}, {self.high:+.4f}] ({self.num_resamples} paired resamples of models and forget "
-            f"examples, N = {self.num_models}, seed {self.seed})",
+            f"examples, {models_text(self.num_models, self.reference_models)}, seed {self.seed})",
             self.sentence(),
+            *([note] if note else []),
         ]
 
 
@@ -245,6 +265,7 @@ class Ranking:
     num_models: int
     num_resamples: int
     seed: int
+    reference_models: int | None = None  # the phase's N when the outputs ran fewer (k = num_models); None: N
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
