@@ -129,9 +129,9 @@ def test_a_run_record_takes_only_known_statuses_and_failures():
     ([3], r"'runs\[0\]' must be an object, got 3"),
     ([{"index": 0, "status": "ok"}, {"index": 1}], r"missing required key 'runs\[1\].status'"),
     ([{"index": 0, "status": "ok", "seconds": "fast"}], r"'runs\[0\].seconds' must be a number \(seconds\), got 'fast'"),
-    ([{"index": 0, "status": "fine"}], r"'runs\[0\].status' must be ok, timeout, crashed or bad_output, got 'fine'"),
+    ([{"index": 0, "status": "fine"}], r"'runs\[0\].status' must be ok, timeout, crashed, bad_output or stopped, got 'fine'"),
     ([{"index": 1.0, "status": "ok"}], r"ingestion.json: 'runs\[0\].index' must be an integer, got 1.0"),
-    ([{"index": 0, "status": None}], r"'runs\[0\].status' must be ok, timeout, crashed or bad_output, got None"),
+    ([{"index": 0, "status": None}], r"'runs\[0\].status' must be ok, timeout, crashed, bad_output or stopped, got None"),
     ({"index": 0}, r"'runs' must be a list, got \{'index': 0\}"),
 ])
 def test_a_bad_run_entry_is_named(tmp_path, runs, message):

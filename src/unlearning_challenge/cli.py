@@ -122,6 +122,8 @@ def _local_score(args: argparse.Namespace) -> int:
         ingest += ["--num-models", str(args.num_models)]
     if args.no_time_limit:
         ingest.append("--no-time-limit")
+    else:
+        ingest += ["--step-time-limit", f"{_step_time_limit(args):g}"]
     if args.participant_output:
         ingest += ["--participant-output", args.participant_output]
     ingest_code = subprocess.call(ingest)
@@ -138,6 +140,23 @@ def _local_score(args: argparse.Namespace) -> int:
         return 1
     print(f"outputs: ingestion {res}, scores {scores}/scores.txt, details {scores}/detailed_results.html")
     return 0
+
+
+def _step_time_limit(args: argparse.Namespace) -> float:
+    """The step time limit a rehearsal runs under (0: none), as the platform would apply it; says which."""
+    if args.step_time_limit is not None:
+        seconds, source = args.step_time_limit, "--step-time-limit"
+    else:
+        from unlearning_challenge.platforms.phases import step_time_limit_for
+
+        limit, source = step_time_limit_for(args.input_data)
+        seconds = float(limit or 0)
+    if seconds:
+        print(f"local-score: the ingestion step ends within {seconds:g} s ({source}): the runs that do not fit are "
+              "not started, as on the platform; STEP_TIME_LIMIT=0 lifts it", file=sys.stderr)
+    else:
+        print(f"local-score: no step time limit ({source})", file=sys.stderr)
+    return seconds
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -324,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-data", type=Path, default=Path("input_data"))
     p.add_argument("--reference-data", type=Path, default=Path("reference_data"))
     p.add_argument("--num-models", type=int, default=None, help="quick check with the first k models")
-    p.add_argument("--no-time-limit", action="store_true")
+    p.add_argument("--no-time-limit", action="store_true",
+                   help="enforce neither the per-run budget nor the platform's step time limit")
+    p.add_argument("--step-time-limit", type=float, default=None, metavar="SECONDS",
+                   help="the platform's limit on the ingestion step (0: none; default: the execution_time_limit of "
+                        "the phase of competition.yaml whose task uses --input-data, as `make bundle` computes it)")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/local-<time>)")
     _add_participant_output(p)
     p.set_defaults(func=_local_score)

@@ -284,7 +284,7 @@ def judge(steps: list[StepResult], ingestion_output: Path, scoring_output: Path)
         except ArtifactError as exc:
             problems.append(str(exc))
         else:
-            if ingestion.status != "ok":
+            if ingestion.status not in ("ok", "partial"):  # partial: the scoring step decides what it is worth
                 problems.append(f"ingestion status {ingestion.status}: {ingestion.message}")
     scores_path = scoring_output / "scores.txt"
     scores_txt = scores_path.read_text() if scores_path.is_file() else None
@@ -313,6 +313,9 @@ def report(platform: str, image: str, outcome: Outcome, folder: Path, gpu: bool)
     if outcome.ingestion is not None and outcome.ingestion.worker_user:
         warning = outcome.ingestion.isolation_warning
         lines.append(f"  worker user: {outcome.ingestion.worker_user}" + (f" ({warning})" if warning else ""))
+    if outcome.ingestion is not None and outcome.ingestion.status == "partial":
+        lines.append(f"  partial output: {outcome.ingestion.message} (the step's time limit; the phase's "
+                     "scoring.partial_output decides what it is worth)")
     if outcome.scores_txt:
         lines.append(outcome.scores_txt.rstrip("\n"))
     lines += [f"{platform} rehearsal failed: {problem}" for problem in outcome.problems]

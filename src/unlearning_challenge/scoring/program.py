@@ -10,7 +10,10 @@ score, it reports the 2023 kit's membership-inference accuracy
 output holds the per-example losses. Exits
 non-zero when ingestion failed or its output is missing, corrupt or does not
 match the reference: on Codabench only this program's exit code fails a
-submission.
+submission. A *partial* ingestion output (the runs that fit in the platform's step time
+limit, see :mod:`unlearning_challenge.deadline`) is scored as those k runs against the
+first k retrained models, flagged as not comparable, or fails, as the phase's
+``scoring.partial_output`` says.
 
 In a phase whose ``participant_output`` is ``hidden`` (the reference folder's phase
 config, or ``--participant-output``) a failed ingestion is reported by its runs'
