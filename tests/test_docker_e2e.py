@@ -11,11 +11,14 @@ an isolated dockerd this test starts under work/dockerd/ and stops by its pid
 Each platform runs the Check phase's first NUM_MODELS models of the sample
 submission; the scores must equal bare-metal ingestion and scoring with the
 same seeds (the run times aside), and every run must be confined by Landlock.
+One test runs the whole Check phase (32 runs) of a method that uses its whole
+per-run budget under Codabench's 600 s: the runs that fit are scored.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -148,3 +151,59 @@ def test_a_hidden_phase_leaks_nothing_a_run_controls_in_the_image(engine, platfo
     leaks = [str(path) for path in (tmp_path / "rehearsal").rglob("*")
              if marker.search(path.name) or (path.is_file() and marker.search(path.read_bytes().decode("latin-1")))]
     assert not leaks and not marker.search(printed.out + printed.err), leaks
+
+
+def test_a_method_using_its_whole_budget_scores_the_runs_that_fit_in_codabenchs_600_s(engine, tmp_path, capsys):
+    """The full Check phase (32 runs, no NUM_MODELS) of the sample at 6 retain epochs, its whole per-run budget,
+    as Codabench's default queue runs it: the ingestion reads the phase's 600 s from step_time_limit.json in its
+    input data, starts no run that would end past it and writes a partial output before the platform kills it;
+    the Check phase's scoring (scoring.partial_output: score) prints a score on the k runs that fit.
+    Sized for a worker like Codabench's default queue (a few CPU cores, no GPU): on 2 cores 27 of the 32
+    runs fit at about 20 s a run; the budget counts CPU seconds, so a host whose torch spreads a run over
+    many more cores can fit all 32 (status ok), which this test reports as a failure."""
+    from unlearning_challenge.platforms.docker_rehearse import rehearse
+
+    source = (SAMPLE / "unlearning.py").read_text()
+    assert source.count("epochs = 1\n") == 1, "the sample no longer sets `epochs = 1`"
+    submission = tmp_path / "six_epochs"
+    submission.mkdir()
+    (submission / "unlearning.py").write_text(source.replace("epochs = 1\n", "epochs = 6\n"))
+
+    folder = tmp_path / "rehearsal"
+    outcome = rehearse("codabench", submission, root=ROOT, competition=COMPETITION,
+                       local_base=bool(os.environ.get("LOCAL_BASE")), output=folder)
+    printed = capsys.readouterr().out
+    assert outcome.ok, (outcome.problems, printed)
+    limit = json.loads((folder / "prediction" / "input_data" / "step_time_limit.json").read_text())
+    assert limit["execution_time_limit_seconds"] == 600, limit
+    ingestion_step, scoring_step = outcome.steps
+    assert ingestion_step.limit == 600 and not ingestion_step.timed_out and ingestion_step.seconds < 600, \
+        ingestion_step.line()
+    assert scoring_step.ok and scoring_step.seconds < scoring_step.limit, scoring_step.line()
+
+    manifest = outcome.ingestion
+    assert manifest.status == "partial", (manifest.status, manifest.message)
+    k = manifest.num_models
+    assert 4 <= k < 32 and manifest.num_models_asked == 32, (k, manifest.num_models_asked)
+    assert manifest.step_time_limit_seconds == 600
+    found = re.fullmatch(rf"{k} of 32 runs fit in the phase's 600 s: this method takes about (\d+) s a run "
+                         r"on this worker", manifest.message)
+    assert found, manifest.message
+    seconds_a_run = int(found.group(1))
+    done = [run for run in manifest.runs if run.ok]
+    assert len(done) == k and [run.index for run in done] == list(range(k))
+    assert all(run.status.value == "stopped" for run in manifest.runs if not run.ok), manifest.runs
+    assert len(manifest.runs) <= k + 1  # at most one run started and stopped at the deadline
+    mean_run = sum(run.seconds for run in done) / k
+    assert mean_run - 1 <= seconds_a_run and k * seconds_a_run <= 600, (mean_run, seconds_a_run, k)
+
+    scores = _scores_txt(outcome.scores_txt)
+    assert scores["num_models"] == k and math.isfinite(scores["score"]) and scores["score"] >= 0, scores
+    assert outcome.scores["partial_output"] == manifest.message
+    assert outcome.scores_txt.rstrip("\n") in printed
+    assert f"partial output: {manifest.message}" in printed
+    scoring_log = (folder / "scoring.log").read_text()
+    assert f"partial output: {manifest.message}; scoring those {k} runs" in scoring_log, scoring_log[-3000:]
+    assert f"score: {scores['score']:.6f}" in scoring_log
+    print(f"{k} of 32 runs fit, about {seconds_a_run} s a run; score {scores['score']:.4f}; "
+          f"ingestion {ingestion_step.seconds:.0f} s, scoring {scoring_step.seconds:.0f} s", file=sys.stderr)
