@@ -167,11 +167,17 @@ def _options(tmp_path: Path, **changes) -> EvaluationOptions:
     (dict(submissions=(Path("/nonexistent/sub"),)),
      "submission /nonexistent/sub does not exist: give a folder holding unlearning.py, or its zip"),
     (dict(num_models=1), "--num-models must be at least 2 to be scored, got 1"),
+    (dict(output="{tmp}/sub/out"), "--output {tmp}/sub/out is inside submission {tmp}/sub: choose a folder outside "
+                                   "every submission (each is copied into the work folder)"),
+    (dict(work="{tmp}/sub"), "--work {tmp}/sub is inside submission {tmp}/sub: choose a folder outside every "
+                             "submission (each is copied into the work folder)"),
 ])
 def test_options_that_cannot_work_are_refused(tmp_path, changes, message):
+    changes = {key: Path(value.format(tmp=tmp_path)) if isinstance(value, str) and "{tmp}" in value else value
+               for key, value in changes.items()}
     with pytest.raises(EvaluationError) as refused:
         _options(tmp_path, **changes).check()
-    assert str(refused.value) == message
+    assert str(refused.value) == message.format(tmp=tmp_path)
 
 
 def test_shared_gpus_are_allowed_without_a_time_limit(tmp_path):

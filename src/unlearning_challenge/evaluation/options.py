@@ -50,6 +50,7 @@ class EvaluationOptions:
                                       "or its zip")
             if path.is_file() and path.suffix != ".zip":
                 raise EvaluationError(f"submission {path} is neither a folder nor a .zip file")
+            self.check_apart(path)
         if self.backend not in BACKENDS:
             raise EvaluationError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         for flag, folder in (("--input-data", self.input_data), ("--reference-data", self.reference_data)):
@@ -58,6 +59,14 @@ class EvaluationOptions:
         if self.num_models is not None and self.num_models < 2:
             raise EvaluationError(f"--num-models must be at least 2 to be scored, got {self.num_models}")
         self.check_resources()
+
+    def check_apart(self, submission: Path) -> None:
+        """The output and work folders lie outside a submission folder: each submission is copied into the
+        work folder, and a copy of a folder into itself never ends."""
+        for flag, folder in (("--output", self.output), ("--work", self.work_folder)):
+            if submission.is_dir() and folder.resolve().is_relative_to(submission.resolve()):
+                raise EvaluationError(f"{flag} {folder} is inside submission {submission}: choose a folder outside "
+                                      "every submission (each is copied into the work folder)")
 
     def check_resources(self) -> None:
         """Whole GPUs per run under a time limit: runs sharing a GPU slow each other down."""
