@@ -158,9 +158,8 @@ def test_a_method_using_its_whole_budget_scores_the_runs_that_fit_in_codabenchs_
     as Codabench's default queue runs it: the ingestion reads the phase's 600 s from step_time_limit.json in its
     input data, starts no run that would end past it and writes a partial output before the platform kills it;
     the Check phase's scoring (scoring.partial_output: score) prints a score on the k runs that fit.
-    Sized for a worker like Codabench's default queue (a few CPU cores, no GPU): on 2 cores 27 of the 32
-    runs fit at about 20 s a run; the budget counts CPU seconds, so a host whose torch spreads a run over
-    many more cores can fit all 32 (status ok), which this test reports as a failure."""
+    On 2 cores 27 of the 32 runs fit at about 20 s a run; the budget counts CPU seconds, so a host whose
+    torch spreads a run over more cores may fit all 32: then the output is complete, scored as usual."""
     from unlearning_challenge.platforms.docker_rehearse import rehearse
 
     source = (SAMPLE / "unlearning.py").read_text()
@@ -182,6 +181,11 @@ def test_a_method_using_its_whole_budget_scores_the_runs_that_fit_in_codabenchs_
     assert scoring_step.ok and scoring_step.seconds < scoring_step.limit, scoring_step.line()
 
     manifest = outcome.ingestion
+    scores = _scores_txt(outcome.scores_txt)
+    assert math.isfinite(scores["score"]) and scores["score"] >= 0, scores
+    if manifest.status == "ok":  # every run fit on this host
+        assert scores["num_models"] == 32 and all(run.ok for run in manifest.runs), manifest.message
+        return
     assert manifest.status == "partial", (manifest.status, manifest.message)
     k = manifest.num_models
     assert 4 <= k < 32 and manifest.num_models_asked == 32, (k, manifest.num_models_asked)
@@ -197,8 +201,7 @@ def test_a_method_using_its_whole_budget_scores_the_runs_that_fit_in_codabenchs_
     mean_run = sum(run.seconds for run in done) / k
     assert mean_run - 1 <= seconds_a_run and k * seconds_a_run <= 600, (mean_run, seconds_a_run, k)
 
-    scores = _scores_txt(outcome.scores_txt)
-    assert scores["num_models"] == k and math.isfinite(scores["score"]) and scores["score"] >= 0, scores
+    assert scores["num_models"] == k, scores
     assert outcome.scores["partial_output"] == manifest.message
     assert outcome.scores_txt.rstrip("\n") in printed
     assert f"partial output: {manifest.message}" in printed
