@@ -449,6 +449,9 @@ class InputManifest(PhaseDataManifest):
     time_fraction: float | None = _key(default=None)  # the budget as a fraction of one retrain
     time_budget_retain_epochs: float | None = _key(default=None, unit="epochs")  # the budget as passes over the retain set
     original: ModelSummary | None = _key(default=None)  # the original model's accuracies and seconds
+    # wall seconds of one step of each kind of the calibration there ({kind: seconds}, see
+    # reference/calibration.py); None: an older manifest, the budget scaled by calibration_step_seconds alone
+    calibration_profile: Mapping[str, float] | None = _key(default=None, unit="seconds")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -166,9 +166,15 @@ def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatas
                 *, no_time_limit: bool = False, budget_seconds: float | None = None) -> tuple[float | None, dict]:
     """The per-run budget in seconds of ``Clock.for_device(device)`` (None: no limit) and how it was derived.
 
-    The reference budget is wall seconds on the machine that made the reference; it is
-    scaled by (one training step here, on this clock) / (one step there, in wall seconds).
+    The reference budget is wall seconds on the machine that made the reference; it is scaled by a
+    speed factor. With the manifest's ``calibration_profile``: each kind of step (see
+    ``calibration.step_kinds``) timed here, on this clock, over the same kind there, in wall seconds,
+    and the ``FACTOR_QUANTILE`` of those ratios (the largest), so that a machine that slows one kind
+    more than another does not under-budget a method that leans on it; ``timing`` records the ratios.
+    With an older manifest: (one training step of the recipe here) / (one there), as before.
     """
+    from unlearning_challenge.reference import calibration  # the step profile (this module imports it too)
+
     clock = Clock.for_device(device)
     unit = "CPU seconds" if clock is Clock.CPU else "s"
     reference_budget = manifest.time_budget_seconds
@@ -180,19 +186,31 @@ def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatas
         return budget_seconds, {**timing, "explanation": "budget given on the command line"}
     fraction, retrain = manifest.time_fraction, manifest.mean_retrain_seconds
     explanation = f"{fraction:.0%} of one retrain's {retrain:.1f} s"
-    if config.ingestion.budget_scaling == "none" or not manifest.calibration_step_seconds:
+    there = manifest.calibration_profile or {}
+    kinds = tuple(kind for kind in calibration.step_kinds(config.training.batch_size) if there.get(kind.name, 0) > 0)
+    if config.ingestion.budget_scaling == "none" or not (kinds or manifest.calibration_step_seconds):
         return reference_budget, {**timing, "explanation": explanation}
-    here = calibration_step_seconds(
-        dataset.images[splits.retain], dataset.age_group[splits.retain],
-        model_cfg=config.model, train_cfg=config.training, device=device, clock=clock,
-    )
-    ratio = here / manifest.calibration_step_seconds
-    if clock is Clock.CPU:
-        explanation += f", scaled by {ratio:.2f} to this machine's CPU seconds"
+    images, labels = dataset.images[splits.retain], dataset.age_group[splits.retain]
+    if kinds:
+        here = calibration.calibration_profile(images, labels, model_cfg=config.model, train_cfg=config.training,
+                                               device=device, clock=clock, kinds=kinds)
+        quantile = calibration.FACTOR_QUANTILE
+        ratio, ratios = calibration.speed_factor(here, there, quantile)
+        which = "the largest" if quantile == 1 else f"the {quantile:g} quantile"
+        why = (f" ({which} of the step kinds' ratios here/there: "
+               + ", ".join(f"{name} {value:.2f}" for name, value in ratios.items()) + ")")
+        details = {"calibration_profile": here, "reference_calibration_profile": dict(there),
+                   "calibration_ratios": ratios, "factor_quantile": quantile}
     else:
-        explanation += f", scaled by {ratio:.2f} for this machine's speed"
-    return reference_budget * ratio, {**timing, "speed_ratio": ratio, "calibration_step_seconds": here,
-                                      "explanation": explanation}
+        here = calibration_step_seconds(images, labels, model_cfg=config.model, train_cfg=config.training,
+                                        device=device, clock=clock)
+        ratio, why = here / manifest.calibration_step_seconds, ""
+        details = {"calibration_step_seconds": here}
+    if clock is Clock.CPU:
+        explanation += f", scaled by {ratio:.2f} to this machine's CPU seconds{why}"
+    else:
+        explanation += f", scaled by {ratio:.2f} for this machine's speed{why}"
+    return reference_budget * ratio, {**timing, "speed_ratio": ratio, **details, "explanation": explanation}
 
 
 def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: list[RunRecord], *, status: str,

@@ -49,7 +49,16 @@ from unlearning_challenge.data import (
 )
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.reference.ray_tasks import RaySettings, ray_cluster
-from unlearning_challenge.reference.calibration import calibration_step_seconds, device_name
+from unlearning_challenge.reference.calibration import (
+    anchored,
+    calibration_profile,
+    calibration_step_seconds,
+    device_name,
+    mean_profile,
+    profile_record,
+    record_profile,
+    step_kinds,
+)
 from unlearning_challenge.reference.training import train_model
 from unlearning_challenge.reference.work import WorkFolder, train_original, train_retrained
 
@@ -106,13 +115,33 @@ def run_local(config: PhaseConfig, work: WorkFolder, seeds: list[int], device: t
               dataset: FaceDataset, splits: Splits, fingerprint: str) -> None:
     bar = tqdm(seeds, desc="retrained models", unit="model")
     for seed in bar:
-        record = train_retrained(config, dataset, splits, seed, device, fingerprint)
+        record = {**train_retrained(config, dataset, splits, seed, device, fingerprint),
+                  **profile_record(retain_profile(config, dataset, splits, device))}
         write_npz(work.retrained(seed), record)
         bar.set_postfix(seconds=f"{float(record['seconds']):.1f}", test_acc=f"{float(record['test_accuracy']):.3f}")
 
 
-def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset, fingerprint: str) -> tuple[ModelFamily, float]:
-    """The retrained family and the mean calibration step time of the machines that trained it."""
+def retain_profile(config: PhaseConfig, dataset: FaceDataset, splits: Splits, device: torch.device) -> dict[str, float]:
+    """The calibration's step profile on this machine (wall seconds), as a work record keeps it."""
+    return calibration_profile(dataset.images[splits.retain], dataset.age_group[splits.retain],
+                               model_cfg=config.model, train_cfg=config.training, device=device)
+
+
+def anchored_profile(config: PhaseConfig, profiles: list[dict[str, float] | None],
+                     calibration: float) -> dict[str, float] | None:
+    """The mean of ``profiles``, scaled so that its recipe step is ``calibration`` (the mean of the
+    20-step measurements beside them); None when some record has no profile (made before they existed)."""
+    profile = mean_profile(profiles)
+    recipe = step_kinds(config.training.batch_size)[0].name
+    if profile is None or recipe not in profile:
+        return None
+    return anchored(profile, recipe, calibration)
+
+
+def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, dataset: FaceDataset,
+                    fingerprint: str) -> tuple[ModelFamily, float, dict[str, float] | None]:
+    """The retrained family, the mean calibration step time of the machines that trained it and their
+    step profile (:func:`anchored_profile`)."""
     seeds = model_seeds(config)
     missing = [s for s in seeds if not work.retrained(s).exists()]
     if missing:
@@ -132,7 +161,8 @@ def _load_retrained(config: PhaseConfig, work: WorkFolder, splits: Splits, datas
         samples=_records_samples(config, splits, records, [work.retrained(s) for s in seeds]),
         dataset_labels=dataset.age_group,
     )
-    return family, float(np.mean([r["calibration_step_seconds"] for r in records]))
+    calibration = float(np.mean([r["calibration_step_seconds"] for r in records]))
+    return family, calibration, anchored_profile(config, [record_profile(r) for r in records], calibration)
 
 
 _SAMPLE_KEYS = ("retain_sample_logits", "validation_sample_logits", "retain_sample_indices", "validation_sample_indices")
@@ -193,14 +223,14 @@ def _provenance(device: torch.device) -> dict[str, str]:
 
 
 def retime(config: PhaseConfig, dataset: FaceDataset, splits: Splits, device: torch.device,
-           num_models: int) -> tuple[float, float]:
+           num_models: int) -> tuple[float, float, dict[str, float] | None]:
     """Train ``num_models`` retrained models again on this machine, only to time them.
 
-    Returns (mean training seconds, calibration step seconds). Use it when the
+    Returns (mean training seconds, calibration step seconds, step profile). Use it when the
     reference was trained on other or busy machines and the budget should
     reflect this one (e.g. the platform's worker).
     """
-    seconds, calibrations = [], []
+    seconds, calibrations, profiles = [], [], []
     for seed in tqdm(model_seeds(config)[:num_models], desc="retiming", unit="model"):
         result = train_model(dataset, splits.retain, splits.val, model_cfg=config.model, train_cfg=config.training,
                              seed=seed, device=device)
@@ -208,7 +238,9 @@ def retime(config: PhaseConfig, dataset: FaceDataset, splits: Splits, device: to
         calibrations.append(calibration_step_seconds(
             dataset.images[splits.retain], dataset.age_group[splits.retain],
             model_cfg=config.model, train_cfg=config.training, device=device))
-    return float(np.mean(seconds)), float(np.mean(calibrations))
+        profiles.append(retain_profile(config, dataset, splits, device))
+    calibration = float(np.mean(calibrations))
+    return float(np.mean(seconds)), calibration, anchored_profile(config, profiles, calibration)
 
 
 def kept_timing(config: PhaseConfig, fingerprint: str, input_dir: Path) -> tuple[float, float, str]:
@@ -231,14 +263,15 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
     config and split (the models were retrained on busy machines; the budget stays).
     """
     dataset, splits, fingerprint = prepare_data(config, work)
-    family, calibration = _load_retrained(config, work, splits, dataset, fingerprint)
+    family, calibration, profile = _load_retrained(config, work, splits, dataset, fingerprint)
     original = json.loads(work.original_info.read_text())
     mean_seconds = float(family.seconds.mean())
     timing_source = f"mean training time of the {family.num_models} retrained models"
     if timing_from is not None:
         mean_seconds, calibration, timing_source = kept_timing(config, fingerprint, Path(timing_from))
+        profile = read_input_manifest(Path(timing_from)).calibration_profile
     elif retime_models:
-        mean_seconds, calibration = retime(config, dataset, splits, device, retime_models)
+        mean_seconds, calibration, profile = retime(config, dataset, splits, device, retime_models)
         timing_source = f"{retime_models} model(s) retrained again to time them on {_provenance(device)['device']}"
     common = dict(
         phase=config.name,
@@ -265,6 +298,7 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         time_budget_seconds=config.ingestion.time_fraction * mean_seconds,
         time_budget_retain_epochs=config.ingestion.time_fraction * config.training.epochs,
         original=ModelSummary(**{k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")}),
+        calibration_profile=profile,
     ))
 
     sha = write_family(reference_dir / REFERENCE_ARRAYS, family)

@@ -28,6 +28,7 @@ from unlearning_challenge.artifacts import ArtifactError
 from unlearning_challenge.atomic import write_npz
 from unlearning_challenge.config import PhaseConfig
 from unlearning_challenge.data import load_dataset, split_fingerprint
+from unlearning_challenge.reference.calibration import calibration_profile, profile_record
 from unlearning_challenge.reference.work import WorkFolder, train_original, train_retrained
 
 
@@ -146,7 +147,9 @@ def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, devic
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
     record = train_retrained(config, dataset, splits, seed, torch.device(device), fingerprint)
-    write_npz(work.retrained(seed), record)
+    profile = calibration_profile(dataset.images[splits.retain], dataset.age_group[splits.retain],
+                                  model_cfg=config.model, train_cfg=config.training, device=torch.device(device))
+    write_npz(work.retrained(seed), {**record, **profile_record(profile)})
     return seed
 
 
