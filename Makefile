@@ -10,6 +10,8 @@ REFERENCE_DATA ?= reference_data
 SUBMISSION ?= starting_kit/sample_submission
 NUM_MODELS ?=
 NO_TIME_LIMIT ?=
+# The platform's limit on the ingestion step, in seconds (0: none; default: the phase's, from competition.yaml)
+STEP_TIME_LIMIT ?=
 OUT ?=
 # shown or hidden: override the phase's ingestion.participant_output (rehearse a private phase's rules)
 PARTICIPANT_OUTPUT ?=
@@ -25,6 +27,7 @@ B ?=
 
 LOCAL_SCORE_FLAGS := $(if $(NUM_MODELS),--num-models $(NUM_MODELS)) \
                      $(if $(NO_TIME_LIMIT),--no-time-limit) \
+                     $(if $(STEP_TIME_LIMIT),--step-time-limit $(STEP_TIME_LIMIT)) \
                      $(if $(OUT),--output $(OUT)) \
                      $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 

@@ -138,6 +138,7 @@ def test_the_ingestion_stops_in_time_and_writes_the_runs_that_fit(partial_output
     assert manifest["status"] == "partial"
     assert manifest["num_models"] == 4 and manifest["num_models_asked"] == 5
     assert manifest["step_time_limit_seconds"] == STEP_LIMIT
+    assert STEP_LIMIT - RESERVE_SECONDS - 5 < manifest["step_seconds"] < STEP_LIMIT - RESERVE_SECONDS + 5
     assert [run["status"] for run in manifest["runs"]] == ["ok"] * 4 + ["stopped"]
     assert manifest["runs"][4]["message"] == STEP_TIME_RAN_OUT and "failure" not in manifest["runs"][4]
     assert manifest["message"].startswith(f"4 of 5 runs fit in the phase's {STEP_LIMIT} s: this method takes about ")

@@ -472,6 +472,8 @@ class RunStatus(Choice):
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     BAD_OUTPUT = "bad_output"
+    # Cut at the platform's step time limit (see deadline.py): not the submission's failure.
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -495,6 +497,8 @@ class RunRecord(_Record):
     # its network, or why nothing did (see runner/proccap.py)
     confinement: str = _key(default="")
     process_cap: str = _key(default="")  # what capped its processes, or why nothing did
+    # What it used of its budget when over it (ingestion.over_budget: warn scores such a run); None: within it
+    over_budget_ratio: float | None = _key(default=None)
     extra: Mapping[str, Any] = _key(default_factory=dict)  # anything else recorded
 
     def __post_init__(self) -> None:  # a status or failure given as its string becomes its member (or fails)
@@ -520,13 +524,18 @@ class IngestionManifest(_Record):
     FILE_NAME: ClassVar[str] = INGESTION_MANIFEST
     WHAT: ClassVar[str] = "ingestion output"
 
-    status: str  # "ok" (every run ok, arrays written) or "failed"
+    # "ok" (every run ok, arrays written), "partial" (the runs that fit in the step time limit were all ok,
+    # their arrays written; see deadline.py) or "failed"
+    status: str
     message: str | None = _key(default=None)  # one line for people: what happened
     runs: tuple[RunRecord, ...] = _key(default=())  # one record per run started
     phase: str | None = _key(default=None, none_as_null=True)  # the phase config's name
     config_fingerprint: str | None = _key(default=None, none_as_null=True)  # as in the input data
     split_fingerprint: str | None = _key(default=None, none_as_null=True)  # as in the input data
-    num_models: int | None = _key(default=None, none_as_null=True)  # runs asked for (k <= N)
+    num_models: int | None = _key(default=None, none_as_null=True)  # runs in the arrays: those asked for (k <= N), or those that fit
+    num_models_asked: int | None = _key(default=None)  # runs asked for, when a partial output holds fewer
+    step_time_limit_seconds: float | None = _key(default=None)  # the platform's limit on the step (None: none)
+    step_seconds: float | None = _key(default=None)  # under that limit: the step's seconds when this was written
     num_models_reference: int | None = _key(default=None, none_as_null=True)  # N of the input data
     time_budget_seconds: float | None = _key(default=None, none_as_null=True, unit="seconds")  # per run (None: no limit)
     budget_clock: str | None = _key(default=None, none_as_null=True)  # what the budget counts: "wall" or "cpu"

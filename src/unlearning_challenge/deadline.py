@@ -94,6 +94,10 @@ class StepDeadline:
         """The deadline of a step limited to ``limit_seconds`` that started when this process did."""
         return cls(limit_seconds, time.monotonic() - process_age_seconds() + limit_seconds, reserve_seconds)
 
+    def elapsed(self) -> float:
+        """Seconds since the step started (this process's start)."""
+        return self.limit_seconds - (self.ends_at - time.monotonic())
+
     def time_left(self) -> float:
         """Seconds until the deadline, less the reserve (negative once past it)."""
         return self.ends_at - self.reserve_seconds - time.monotonic()

@@ -8,11 +8,13 @@ evaluates the returned weights itself
 
 ``unlearned.npz``
     a :class:`~unlearning_challenge.artifacts.ModelFamily` (forget logits,
-    accuracies, run seconds, seeds), only when every run succeeded; in a hidden
+    accuracies, run seconds, seeds), only when every run succeeded (or every run
+    that fit in the platform's step time limit: a partial output, see
+    :mod:`unlearning_challenge.deadline`); in a hidden
     phase whose input data hold a sealing key, ``unlearned.npz.sealed`` instead,
     readable only by the scoring program (see :mod:`unlearning_challenge.sealing`);
 ``ingestion.json``
-    status (``ok`` / ``failed``), message, fingerprints, time budget and one
+    status (``ok`` / ``partial`` / ``failed``), message, fingerprints, time budget and one
     record per run (status, seconds, message, traceback and output tails).
 
 With ``participant_output: hidden`` (the phase config's default for private data, or
@@ -31,6 +33,7 @@ import signal
 import stat
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -60,8 +63,15 @@ from unlearning_challenge.artifacts import (
     write_family,
     write_manifest,
 )
-from unlearning_challenge.config import ParticipantOutput, PhaseConfig, load_config
+from unlearning_challenge.config import OverBudget, ParticipantOutput, PhaseConfig, load_config
 from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits, evaluation_samples, load_dataset, split_fingerprint
+from unlearning_challenge.deadline import (
+    RESERVE_SECONDS,
+    STEP_TIME_LIMIT_FILE,
+    StepDeadline,
+    partial_sentence,
+    read_step_time_limit,
+)
 from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.calibration import Clock, calibration_step_seconds
 from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
@@ -95,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-models", type=int, default=None, help="run only the first k of the N runs (quick check)")
     parser.add_argument("--no-time-limit", action="store_true", help="do not enforce the per-run time budget")
     parser.add_argument("--time-budget", type=float, default=None, help="per-run budget in seconds (default: from the input data)")
+    parser.add_argument("--step-time-limit", type=float, default=None, metavar="SECONDS",
+                        help="the platform's time limit on this step: no run starts that cannot end before it, and "
+                             "the runs that fit are written as a partial output (0: none; default: the input "
+                             f"data's {STEP_TIME_LIMIT_FILE}, written by `make bundle`, else none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--memory-limit-gib", type=float, default=None, help="cap each worker's address space (0: none)")
     parser.add_argument("--participant-output", choices=ParticipantOutput.values(), default=None,
@@ -240,16 +254,17 @@ def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: li
 
 
 def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget_explanation: str,
-            config: PhaseConfig, device: torch.device, dataset: FaceDataset,
-            splits: Splits, samples: EvaluationSamples | None = None) -> tuple[list[RunRecord], list[ModelOutputs]]:
-    """Run until every run is done or one fails (see :func:`judged_runs`)."""
+            config: PhaseConfig, device: torch.device, dataset: FaceDataset, splits: Splits,
+            samples: EvaluationSamples | None = None,
+            deadline: StepDeadline | None = None) -> tuple[list[RunRecord], list[ModelOutputs]]:
+    """Run until every run is done, one fails or the next one cannot fit before ``deadline`` (see :func:`judged_runs`)."""
     records: list[RunRecord] = []
     outputs: list[ModelOutputs] = []
     bar = tqdm(total=num_models, desc="unlearning runs", unit="run", file=sys.stderr)
     try:
         for record, output in judged_runs(session, folders, range(num_models), budget_explanation=budget_explanation,
                                           config=config, device=device, dataset=dataset, splits=splits,
-                                          samples=samples):
+                                          samples=samples, deadline=deadline):
             if output is not None:
                 outputs.append(output)
             records.append(record)
@@ -262,32 +277,51 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
 
 def judged_runs(session: RunSession, folders: RunFolders, indices: Sequence[int], *, budget_explanation: str,
                 config: PhaseConfig, device: torch.device, dataset: FaceDataset, splits: Splits,
-                samples: EvaluationSamples | None = None) -> Iterator[tuple[RunRecord, ModelOutputs | None]]:
+                samples: EvaluationSamples | None = None,
+                deadline: StepDeadline | None = None) -> Iterator[tuple[RunRecord, ModelOutputs | None]]:
     """Run ``indices`` in order, yielding each run's record and outputs (None unless ok), until one
     fails. The next worker starts while the last model is evaluated.
 
     Each run that ends ``ok`` is evaluated here (also on ``samples`` when given); it becomes
-    ``bad_output`` when its weights are unusable, ``timeout`` when it used more than the budget.
+    ``bad_output`` when its weights are unusable, ``timeout`` when it used more than the budget
+    (or stays ok, flagged, with ``ingestion.over_budget: warn``).
+
+    ``deadline``: the step's (see :mod:`unlearning_challenge.deadline`). No worker starts unless its run
+    and evaluation fit in the time left, predicted from the longest so far (the budget before the
+    first); a run that is started is stopped at the deadline (``stopped``), and the runs end there.
     """
     indices = list(indices)
-    if not indices:
-        return
     limits = session.limits
+    first_estimate = limits.budget or 0.0
+
+    def fits(after: float = 0.0) -> bool:
+        return deadline is None or deadline.fits(first_estimate, after=after)
+
+    if not indices or not fits():
+        return
     next_job = folders.prepare(indices[0])
     session.start(next_job)
     for position, index in enumerate(indices):
         job = next_job
-        record = session.run(job)
-        if record.status == RunStatus.OK and position + 1 < len(indices):
+        started = time.monotonic()
+        step_wall_limit = None if deadline is None else deadline.run_wall_limit(limits.wall_limit)
+        record = session.run(job, step_wall_limit=step_wall_limit)
+        judging = time.monotonic()
+        if deadline is not None and record.status != RunStatus.STOPPED:
+            deadline.record_run(judging - started)
+        more = position + 1 < len(indices) and fits(after=0.0 if deadline is None else deadline.longest_evaluation)
+        if record.status == RunStatus.OK and more:
             next_job = folders.prepare(indices[position + 1])
             session.start(next_job)
         output = None
         if record.status == RunStatus.OK:
             record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
                                      config=config, device=device, dataset=dataset, splits=splits, samples=samples)
+        if deadline is not None:
+            deadline.record_evaluation(time.monotonic() - judging)
         folders.remove(index)
         yield record, output
-        if record.status != RunStatus.OK:
+        if record.status != RunStatus.OK or not more:
             break
 
 
@@ -295,34 +329,44 @@ def _judged(record: RunRecord, weights: Path, limits: RunLimits, *, budget_expla
             device: torch.device, dataset: FaceDataset, splits: Splits,
             samples: EvaluationSamples | None = None) -> tuple[RunRecord, ModelOutputs | None]:
     """A run that ended ok, judged by the trusted side: its weights evaluated here, also on ``samples`` (``bad_output``
-    when unusable), its time against the budget (``timeout`` when over). Returns the record and
+    when unusable), its time against the budget (``timeout`` when over; with ``ingestion.over_budget: warn``
+    ok, with ``over_budget_ratio`` and a message saying so). Returns the record and
     the model's outputs (None when it failed)."""
     try:
         output = evaluate_saved_model(weights, config.model, dataset, splits, device, samples)
     except UnusableModelError as exc:
         return replace(record, status=RunStatus.BAD_OUTPUT, message=str(exc), failure=exc.failure), None
     if limits.over_budget(record):
-        return replace(record, status=RunStatus.TIMEOUT, failure=Failure.OVER_BUDGET,
-                       message=limits.over_budget_message(record, budget_explanation)), None
+        message = limits.over_budget_message(record, budget_explanation)
+        if config.ingestion.over_budget == OverBudget.WARN:
+            return replace(record, over_budget_ratio=limits.used(record) / limits.budget,
+                           message=f"{message}; scored in this phase, but the Feedback and Final phases would fail "
+                                   "this run"), output
+        return replace(record, status=RunStatus.TIMEOUT, failure=Failure.OVER_BUDGET, message=message), None
     return record, output
 
 
 def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_models: int | None = None,
                   budget_seconds: float | None = None, no_time_limit: bool = False, device: str | None = None,
-                  memory_limit_gib: float | None = None, participant_output: str | None = None, log=print) -> int:
+                  memory_limit_gib: float | None = None, participant_output: str | None = None,
+                  step_time_limit: float | None = None, log=print) -> int:
     """Run the submission in ``submission`` (a folder holding unlearning.py) on ``input_dir``; write ``output_dir``.
 
     ``num_models``: run only the first k of the N runs (default: all); ``budget_seconds``:
     the per-run budget instead of the input data's; ``no_time_limit``: do not enforce
     the budget; ``device``: torch device (default: cuda when available, else cpu);
     ``memory_limit_gib``: cap each worker's address space (0: none; default: the phase's);
-    ``participant_output``: "shown" or "hidden" (default: the phase's). Returns 0 when all runs are ok.
+    ``participant_output``: "shown" or "hidden" (default: the phase's); ``step_time_limit``: the
+    platform's limit on this step in seconds (0: none; None: the input data's ``step_time_limit.json``,
+    else none; see :mod:`unlearning_challenge.deadline`). Returns 0 when all runs are ok, or when the
+    runs that fit in the step time limit are (a partial output).
     """
     check_output_writable(output_dir)
     config, manifest, dataset, splits = load_input(input_dir)
     samples = trusted_samples(config, manifest, splits)
     check_submission(submission)
     num_models = runs_asked(num_models, manifest)
+    deadline = step_deadline(input_dir, step_time_limit, no_time_limit)
     disclosure, sealed = disclosure_and_sealing(config, input_dir, participant_output, log)
     torch_device = pick_device(device)
     budget, timing, limits = run_limits(config, manifest, dataset, splits, torch_device,
@@ -333,14 +377,16 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
         log(f"warning: {warning}")
     budget_text = "no time limit" if budget is None else (
         f"budget {budget:.1f} {timing['unit']} per run ({timing['explanation']})")
-    log(f"ingestion: {num_models} run(s) of {submission} on {torch_device}, {budget_text}; "
+    step_text = "" if deadline is None else f"; the step ends within {deadline.limit_seconds:.0f} s"
+    log(f"ingestion: {num_models} run(s) of {submission} on {torch_device}, {budget_text}{step_text}; "
         f"participant output {disclosure.value}")
 
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
     output = IngestionOutput(output_dir, input_dir, config, manifest, num_models, budget, torch_device, disclosure,
                              sealed, {"timing": timing, "worker_user": session.identity.name,
-                                      "isolation_warning": warning})
+                                      "isolation_warning": warning,
+                                      "step_time_limit_seconds": deadline and deadline.limit_seconds}, deadline)
     try:
         with session:
             try:
@@ -353,7 +399,8 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                         with withheld_unless(disclosure):
                             records, outputs = run_all(
                                 session, folders, num_models, budget_explanation=timing["explanation"], config=config,
-                                device=torch_device, dataset=dataset, splits=splits, samples=samples)
+                                device=torch_device, dataset=dataset, splits=splits, samples=samples,
+                                deadline=deadline)
                     finally:
                         session.stop_runs()  # inside the lock: nothing a run left outlives it
                         output.details["worker_start"] = session.worker_start
@@ -363,6 +410,18 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     return output.conclude(records, outputs, dataset, splits, log, samples)
+
+
+def step_deadline(input_dir: Path, step_time_limit: float | None, no_time_limit: bool) -> StepDeadline | None:
+    """The step's deadline: ``step_time_limit`` seconds (0: none), else the input data's
+    ``step_time_limit.json``; none with ``no_time_limit``. Counted from this process's start."""
+    if step_time_limit is not None and not (step_time_limit == 0 or step_time_limit > RESERVE_SECONDS):
+        raise IngestionError(f"--step-time-limit must be 0 (none) or more than the {RESERVE_SECONDS:.0f} s kept "
+                             f"for writing the output, got {step_time_limit:g}")
+    seconds = read_step_time_limit(input_dir) if step_time_limit is None else step_time_limit
+    if no_time_limit or not seconds:
+        return None
+    return StepDeadline.starting_now(seconds)
 
 
 def runs_asked(num_models: int | None, manifest: InputManifest) -> int:
@@ -424,28 +483,60 @@ class IngestionOutput:
     disclosure: ParticipantOutput
     sealed: bool
     details: dict
+    deadline: StepDeadline | None = None
 
-    def write(self, records: list[RunRecord], status: str, message: str, sha: str | None) -> None:
+    def write(self, records: list[RunRecord], status: str, message: str, sha: str | None, *,
+              num_models: int | None = None) -> None:
+        """``ingestion.json``; ``num_models``: the runs in the arrays of a partial output (of the ``num_models`` asked)."""
+        asked = {} if num_models is None else {"num_models_asked": self.num_models}
+        if self.deadline is not None:
+            self.details["step_seconds"] = self.deadline.elapsed()
         write_manifest(self.output_dir, ingestion_manifest(
-            self.config, self.manifest, records, status=status, message=message, num_models=self.num_models,
-            budget=self.budget, device=self.device, arrays_sha256=sha, participant_output=self.disclosure,
-            **self.details))
+            self.config, self.manifest, records, status=status, message=message,
+            num_models=self.num_models if num_models is None else num_models, budget=self.budget, device=self.device,
+            arrays_sha256=sha, participant_output=self.disclosure, **asked, **self.details))
 
     def conclude(self, records: list[RunRecord], outputs: list[ModelOutputs], dataset: FaceDataset, splits: Splits,
                  log, samples: EvaluationSamples | None = None) -> int:
         """Write the output of finished runs (``records``, the ``outputs`` of those ok, evaluated also on
-        ``samples`` when given): failed at the first failed run, else the arrays and ok. Returns the
-        ingestion's exit status (0: ok)."""
-        failed = next((for_participants(r, self.disclosure) for r in records if r.status != RunStatus.OK), None)
+        ``samples`` when given): failed at the first failed run; else the arrays and ok, or partial when
+        the step's time ran out first (failed when no run fit). Returns the ingestion's exit status (0: ok
+        or partial)."""
+        failed = next((for_participants(r, self.disclosure) for r in records
+                       if r.status not in (RunStatus.OK, RunStatus.STOPPED)), None)
         if failed is not None:
             message = f"run {failed.index} (seed {failed.seed}) {failed.status.value}: {failed.message}"
             self.write(records, "failed", message, None)
             log(f"ingestion failed: {message}")
             return 1
+        done = [r for r in records if r.ok]
+        if len(done) < self.num_models:  # the step's time ran out
+            message = self._partial_message(records, len(done))
+            if len(done) == 0:
+                self.write(records, "failed", message, None)
+                log(f"ingestion failed: {message}")
+                return 1
+            return self._write_arrays(records, done, outputs, dataset, splits, log, samples, status="partial",
+                                      message=message)
+        return self._write_arrays(records, done, outputs, dataset, splits, log, samples, status="ok",
+                                  message=f"{self.num_models} run(s) completed")
+
+    def _partial_message(self, records: list[RunRecord], done: int) -> str:
+        """The fixed sentence of the runs that fit in the step time limit (see deadline.partial_sentence)."""
+        if self.deadline is None:
+            raise RuntimeError(f"{done} of {self.num_models} runs done with no failure and no step deadline")
+        stopped = [r.seconds for r in records if r.status == RunStatus.STOPPED]
+        per_run = self.deadline.seconds_per_run if done else max(stopped, default=self.budget or 0.0)
+        return partial_sentence(done, self.num_models, self.deadline.limit_seconds, per_run, at_least=not done)
+
+    def _write_arrays(self, records: list[RunRecord], done: list[RunRecord], outputs: list[ModelOutputs],
+                      dataset: FaceDataset, splits: Splits, log, samples: EvaluationSamples | None, *, status: str,
+                      message: str) -> int:
+        """The arrays of the ``done`` runs and ``ingestion.json`` with ``status``; 1 when they cannot be written."""
         arrays_file = SEALED_UNLEARNED_ARRAYS if self.sealed else UNLEARNED_ARRAYS
         self.details["arrays_sealed"] = self.sealed
         with withheld_unless(self.disclosure):
-            family = family_of(outputs, records, dataset, splits, samples)
+            family = family_of(outputs, done, dataset, splits, samples)
         try:
             sha = write_family(self.output_dir / arrays_file, family,
                                sealed_for=self.input_dir if self.sealed else None)
@@ -454,10 +545,9 @@ class IngestionOutput:
             self.write(records, "failed", message, None)
             log(f"ingestion failed: {message}")
             return 1
-        message = f"{self.num_models} run(s) completed"
-        self.write(records, "ok", message, sha)
-        log(f"ingestion: {message}; mean {np.mean([r.seconds for r in records]):.2f} s per run; "
-            f"output in {self.output_dir}")
+        self.write(records, status, message, sha, num_models=len(done) if status == "partial" else None)
+        log(f"ingestion{' (partial output)' if status == 'partial' else ''}: {message}; "
+            f"mean {np.mean([r.seconds for r in done]):.2f} s per run; output in {self.output_dir}")
         return 0
 
 
@@ -499,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             input_dir=args.input, output_dir=args.output, submission=args.submission, num_models=args.num_models,
             budget_seconds=args.time_budget, no_time_limit=args.no_time_limit, device=args.device,
             memory_limit_gib=args.memory_limit_gib, participant_output=args.participant_output,
-            log=lambda text: print(text, file=sys.stderr),
+            step_time_limit=args.step_time_limit, log=lambda text: print(text, file=sys.stderr),
         )
     except (IngestionError, ArtifactError, ValueError, OSError) as exc:
         print(f"ingestion failed: {exc}", file=sys.stderr)
