@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,16 +169,32 @@ def _options(tmp_path: Path, **changes) -> EvaluationOptions:
      "submission /nonexistent/sub does not exist: give a folder holding unlearning.py, or its zip"),
     (dict(num_models=1), "--num-models must be at least 2 to be scored, got 1"),
     (dict(output="{tmp}/sub/out"), "--output {tmp}/sub/out is inside submission {tmp}/sub: choose a folder outside "
-                                   "every submission (each is copied into the work folder)"),
+                                   "every submission"),
     (dict(work="{tmp}/sub"), "--work {tmp}/sub is inside submission {tmp}/sub: choose a folder outside every "
-                             "submission (each is copied into the work folder)"),
+                             "submission"),
+    (dict(output="{tmp}"), "submission {tmp}/sub is inside --output {tmp}: keep submissions out of the trusted "
+                           "folders"),
+    (dict(submissions=("{tmp}/sub", "{tmp}/other/sub")),
+     "submissions {tmp}/sub and {tmp}/other/sub have the same name 'sub': rename one (each submission's "
+     "results are kept under its name)"),
 ])
 def test_options_that_cannot_work_are_refused(tmp_path, changes, message):
-    changes = {key: Path(value.format(tmp=tmp_path)) if isinstance(value, str) and "{tmp}" in value else value
-               for key, value in changes.items()}
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    changes = {key: tuple(Path(v.format(tmp=tmp_path)) for v in value) if isinstance(value, tuple) and
+               isinstance(value[0], str) else Path(value.format(tmp=tmp_path)) if isinstance(value, str) and
+               "{tmp}" in value else value for key, value in changes.items()}
     with pytest.raises(EvaluationError) as refused:
         _options(tmp_path, **changes).check()
     assert str(refused.value) == message.format(tmp=tmp_path)
+
+
+def test_a_submission_that_links_to_a_trusted_folder_is_refused(tmp_path):
+    options = _options(tmp_path)
+    (tmp_path / "linked").symlink_to(tmp_path / "reference_data")
+    with pytest.raises(EvaluationError) as refused:
+        replace(options, submissions=(tmp_path / "linked",)).check()
+    assert str(refused.value) == (f"--reference-data {tmp_path}/reference_data is inside submission {tmp_path}/linked "
+                                  f"(a link to {tmp_path}/reference_data): choose a folder outside every submission")
 
 
 def test_shared_gpus_are_allowed_without_a_time_limit(tmp_path):

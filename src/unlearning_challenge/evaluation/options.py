@@ -51,6 +51,7 @@ class EvaluationOptions:
             if path.is_file() and path.suffix != ".zip":
                 raise EvaluationError(f"submission {path} is neither a folder nor a .zip file")
             self.check_apart(path)
+        self.check_names()
         if self.backend not in BACKENDS:
             raise EvaluationError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         for flag, folder in (("--input-data", self.input_data), ("--reference-data", self.reference_data)):
@@ -61,12 +62,33 @@ class EvaluationOptions:
         self.check_resources()
 
     def check_apart(self, submission: Path) -> None:
-        """The output and work folders lie outside a submission folder: each submission is copied into the
-        work folder, and a copy of a folder into itself never ends."""
-        for flag, folder in (("--output", self.output), ("--work", self.work_folder)):
-            if submission.is_dir() and folder.resolve().is_relative_to(submission.resolve()):
-                raise EvaluationError(f"{flag} {folder} is inside submission {submission}: choose a folder outside "
-                                      "every submission (each is copied into the work folder)")
+        """A submission and the trusted folders (input and reference data, output and work folders) lie
+        apart, neither inside the other, also through a symbolic link: each submission is copied into the
+        work folder (a copy of a folder into itself never ends), and a run's files are never the trusted ones."""
+        trusted = (("--input-data", self.input_data), ("--reference-data", self.reference_data),
+                   ("--output", self.output), ("--work", self.work_folder))
+        source = submission.resolve()
+        for flag, folder in trusted:
+            resolved = folder.resolve()
+            link = f" (a link to {source})" if submission.is_symlink() else ""
+            if resolved == source or (submission.is_dir() and resolved.is_relative_to(source)):
+                raise EvaluationError(f"{flag} {folder} is inside submission {submission}{link}: choose a folder "
+                                      "outside every submission")
+            if source.is_relative_to(resolved):
+                raise EvaluationError(f"submission {submission}{link} is inside {flag} {folder}: keep submissions "
+                                      "out of the trusted folders")
+
+    def check_names(self) -> None:
+        """Two submissions of the same name would share one folder of the work and output folders."""
+        from unlearning_challenge.evaluation.work import submission_name
+
+        seen: dict[str, Path] = {}
+        for path in self.submissions:
+            name = submission_name(path)
+            if name in seen:
+                raise EvaluationError(f"submissions {seen[name]} and {path} have the same name {name!r}: rename one "
+                                      "(each submission's results are kept under its name)")
+            seen[name] = path
 
     def check_resources(self) -> None:
         """Whole GPUs per run under a time limit: runs sharing a GPU slow each other down."""
