@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from unlearning_challenge.ingestion import load_input  # noqa: E402
+from unlearning_challenge.judged import load_input  # noqa: E402
 from unlearning_challenge.reference.calibration import (  # noqa: E402
     FACTOR_QUANTILE,
     PROFILE_ROUNDS,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
-from unlearning_challenge.ingestion import load_input
+from unlearning_challenge.judged import load_input
 from unlearning_challenge.reference.calibration import Clock, cpu_name
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.isolation import WorkerCaps

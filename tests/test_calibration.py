@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from unlearning_challenge import ingestion
+from unlearning_challenge import judged
 from unlearning_challenge.artifacts import InputManifest, read_input_manifest, write_manifest
 from unlearning_challenge.config import BudgetScaling, ModelConfig, TrainingConfig, load_config
 from unlearning_challenge.reference import calibration
@@ -139,9 +139,9 @@ def _budget_inputs(profile: dict[str, float] | None) -> tuple:
 
 def test_an_older_manifest_gets_the_one_kind_factor(monkeypatch):
     config, manifest, dataset, splits = _budget_inputs(None)
-    monkeypatch.setattr(ingestion, "calibration_step_seconds", lambda *a, **k: 0.3)
+    monkeypatch.setattr(judged, "calibration_step_seconds", lambda *a, **k: 0.3)
     monkeypatch.setattr(calibration, "calibration_profile", lambda *a, **k: pytest.fail("no profile to compare"))
-    budget, timing = ingestion.time_budget(config, manifest, dataset, splits, CPU)
+    budget, timing = judged.time_budget(config, manifest, dataset, splits, CPU)
     assert budget == pytest.approx(20.0 * 0.3 / 0.2)
     assert timing["speed_ratio"] == pytest.approx(1.5) and timing["calibration_step_seconds"] == 0.3
     assert "calibration_ratios" not in timing
@@ -152,9 +152,9 @@ def test_a_profile_scales_the_budget_by_the_largest_ratio_and_says_so(monkeypatc
     here = {"train_64": 0.3, "train_256": 1.0, "eval_256": 0.12, "forget_16": 0.06}
     config, manifest, dataset, splits = _budget_inputs(there)
     asked = {}
-    monkeypatch.setattr(ingestion, "calibration_step_seconds", lambda *a, **k: pytest.fail("one kind only"))
+    monkeypatch.setattr(judged, "calibration_step_seconds", lambda *a, **k: pytest.fail("one kind only"))
     monkeypatch.setattr(calibration, "calibration_profile", lambda *a, **k: asked.update(k) or dict(here))
-    budget, timing = ingestion.time_budget(config, manifest, dataset, splits, CPU)
+    budget, timing = judged.time_budget(config, manifest, dataset, splits, CPU)
     assert asked["clock"] is Clock.CPU
     assert budget == pytest.approx(20.0 * 2.0)
     assert timing["speed_ratio"] == pytest.approx(2.0) and timing["factor_quantile"] == FACTOR_QUANTILE
@@ -166,8 +166,8 @@ def test_a_profile_scales_the_budget_by_the_largest_ratio_and_says_so(monkeypatc
     # budget_scaling none and --no-time-limit are unchanged
     unscaled = dataclasses.replace(config.ingestion, budget_scaling=BudgetScaling.NONE)
     none = dataclasses.replace(config, ingestion=unscaled)
-    assert ingestion.time_budget(none, manifest, dataset, splits, CPU)[0] == 20.0
-    assert ingestion.time_budget(config, manifest, dataset, splits, CPU, no_time_limit=True)[0] is None
+    assert judged.time_budget(none, manifest, dataset, splits, CPU)[0] == 20.0
+    assert judged.time_budget(config, manifest, dataset, splits, CPU, no_time_limit=True)[0] is None
 
 
 def test_the_benchmark_prints_its_table():

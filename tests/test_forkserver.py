@@ -8,7 +8,7 @@ import pytest
 
 from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS
 from unlearning_challenge.config import IngestionConfig
-from unlearning_challenge.ingestion import load_input
+from unlearning_challenge.judged import load_input
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.forkserver import participant_preload

@@ -29,7 +29,8 @@ from unlearning_challenge.artifacts import (
 )
 from unlearning_challenge.atomic import write_json, write_npz
 from unlearning_challenge.data import EvaluationSamples, evaluation_samples
-from unlearning_challenge.ingestion import family_of, trusted_samples
+from unlearning_challenge.ingestion import family_of
+from unlearning_challenge.judged import trusted_samples
 from unlearning_challenge.reference.evaluation import ModelOutputs
 from unlearning_challenge.reference.generate import assemble, prepare_data
 from unlearning_challenge.reference.work import WorkFolder, _outputs_record

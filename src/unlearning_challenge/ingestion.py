@@ -3,8 +3,8 @@
 For each run the trusted side starts a fresh worker (a
 :class:`~unlearning_challenge.runner.session.RunSession` runs and bounds it) on a
 fresh copy of the original model with a per-run seed, measures its time, then
-evaluates the returned weights itself
-(:func:`~unlearning_challenge.reference.evaluation.evaluate_saved_model`). Output, written only by this process into ``--output``:
+evaluates the returned weights itself (the judged run, shared with ``evaluate``:
+:func:`~unlearning_challenge.judged.judged_runs`). Output, written only by this process into ``--output``:
 
 ``unlearned.npz``
     a :class:`~unlearning_challenge.artifacts.ModelFamily` (forget logits,
@@ -33,10 +33,8 @@ import signal
 import stat
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 # Before torch loads OpenMP: idle threads sleep, so CPU time counts work (timing.OMP_WAIT_POLICY).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -47,9 +45,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from unlearning_challenge import __version__
 from unlearning_challenge.artifacts import (
-    DATASET_FILE,
     ORIGINAL_WEIGHTS,
-    PHASE_FILE,
     SEALED_UNLEARNED_ARRAYS,
     SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
@@ -59,12 +55,11 @@ from unlearning_challenge.artifacts import (
     ModelFamily,
     RunRecord,
     RunStatus,
-    read_input_manifest,
     write_family,
     write_manifest,
 )
-from unlearning_challenge.config import OverBudget, ParticipantOutput, PhaseConfig, load_config
-from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits, evaluation_samples, load_dataset, split_fingerprint
+from unlearning_challenge.config import ParticipantOutput, PhaseConfig
+from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits
 from unlearning_challenge.deadline import (
     RESERVE_SECONDS,
     STEP_TIME_LIMIT_FILE,
@@ -72,15 +67,13 @@ from unlearning_challenge.deadline import (
     partial_sentence,
     read_step_time_limit,
 )
-from unlearning_challenge.failures import Failure
-from unlearning_challenge.reference.calibration import Clock, calibration_step_seconds
-from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
+from unlearning_challenge.judged import judged_runs, load_input, new_session, run_limits, trusted_samples
+from unlearning_challenge.reference.calibration import Clock
+from unlearning_challenge.reference.evaluation import ModelOutputs
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.runner.disclosure import WITHHELD, for_participants
 from unlearning_challenge.runner.folders import RunFolders
-from unlearning_challenge.runner.forkserver import participant_preload
-from unlearning_challenge.runner.isolation import WorkerCaps, locked
-from unlearning_challenge.runner.limits import RunLimits
+from unlearning_challenge.runner.isolation import locked
 from unlearning_challenge.runner.session import RunSession
 from unlearning_challenge.sealing import PUBLIC_KEY_FILE, has_public_key
 
@@ -117,35 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_input(input_dir: Path) -> tuple[PhaseConfig, InputManifest, FaceDataset, Splits]:
-    """Read and cross-check the input data folder."""
-    manifest = read_input_manifest(input_dir)
-    config = load_config(input_dir / PHASE_FILE)
-    if config.fingerprint() != manifest.config_fingerprint:
-        raise ArtifactError(f"input data: {PHASE_FILE} does not match manifest.json (config fingerprint differs)")
-    dataset, splits = load_dataset(input_dir / DATASET_FILE)
-    if split_fingerprint(dataset, splits) != manifest.split_fingerprint:
-        raise ArtifactError(f"input data: {DATASET_FILE} does not match manifest.json (split fingerprint differs)")
-    if not (input_dir / ORIGINAL_WEIGHTS).is_file():
-        raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
-    return config, manifest, dataset, splits
-
-
-def trusted_samples(config: PhaseConfig, manifest: InputManifest, splits: Splits) -> EvaluationSamples | None:
-    """The retain and validation examples each model is also evaluated on (None: ``reference.sample_size``
-    is 0): those the input manifest records, else the config's draw (an older manifest)."""
-    recorded = manifest.evaluation_samples
-    if recorded is not None:
-        samples = EvaluationSamples(retain=np.asarray(recorded.retain_indices, dtype=np.int64),
-                                    validation=np.asarray(recorded.validation_indices, dtype=np.int64))
-        if not (np.isin(samples.retain, splits.retain).all() and np.isin(samples.validation, splits.val).all()):
-            raise ArtifactError("input data: manifest.json's evaluation_samples name examples outside the retain "
-                                "or validation split; regenerate the input data")
-        return samples
-    size = config.reference.sample_size
-    return evaluation_samples(splits, size, config.split.seed) if size else None
-
-
 def check_submission(submission: Path) -> None:
     if not submission.is_dir():
         raise IngestionError(f"submission folder not found: {submission}")
@@ -174,57 +138,6 @@ def check_output_writable(output: Path) -> None:
             f"{exc.strerror or exc}. Run the programs as the folder's owner (the competition image runs as root "
             "by default, as the platforms' workers expect), or make the folder writable for this user"
         ) from None
-
-
-def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDataset, splits: Splits, device: torch.device,
-                *, no_time_limit: bool = False, budget_seconds: float | None = None) -> tuple[float | None, dict]:
-    """The per-run budget in seconds of ``Clock.for_device(device)`` (None: no limit) and how it was derived.
-
-    The reference budget is wall seconds on the machine that made the reference; it is scaled by a
-    speed factor. With the manifest's ``calibration_profile``: each kind of step (see
-    ``calibration.step_kinds``) timed here, on this clock, over the same kind there, in wall seconds,
-    and the ``FACTOR_QUANTILE`` of those ratios (the largest), so that a machine that slows one kind
-    more than another does not under-budget a method that leans on it; ``timing`` records the ratios.
-    With an older manifest: (one training step of the recipe here) / (one there), as before.
-    """
-    from unlearning_challenge.reference import calibration  # the step profile (this module imports it too)
-
-    clock = Clock.for_device(device)
-    unit = "CPU seconds" if clock is Clock.CPU else "s"
-    reference_budget = manifest.time_budget_seconds
-    timing = {"reference_budget_seconds": reference_budget, "speed_ratio": None, "clock": clock.value,
-              "unit": unit, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
-    if no_time_limit:
-        return None, {**timing, "explanation": "no time limit"}
-    if budget_seconds is not None:
-        return budget_seconds, {**timing, "explanation": "budget given on the command line"}
-    fraction, retrain = manifest.time_fraction, manifest.mean_retrain_seconds
-    explanation = f"{fraction:.0%} of one retrain's {retrain:.1f} s"
-    there = manifest.calibration_profile or {}
-    kinds = tuple(kind for kind in calibration.step_kinds(config.training.batch_size) if there.get(kind.name, 0) > 0)
-    if config.ingestion.budget_scaling == "none" or not (kinds or manifest.calibration_step_seconds):
-        return reference_budget, {**timing, "explanation": explanation}
-    images, labels = dataset.images[splits.retain], dataset.age_group[splits.retain]
-    if kinds:
-        here = calibration.calibration_profile(images, labels, model_cfg=config.model, train_cfg=config.training,
-                                               device=device, clock=clock, kinds=kinds)
-        quantile = calibration.FACTOR_QUANTILE
-        ratio, ratios = calibration.speed_factor(here, there, quantile)
-        which = "the largest" if quantile == 1 else f"the {quantile:g} quantile"
-        why = (f" ({which} of the step kinds' ratios here/there: "
-               + ", ".join(f"{name} {value:.2f}" for name, value in ratios.items()) + ")")
-        details = {"calibration_profile": here, "reference_calibration_profile": dict(there),
-                   "calibration_ratios": ratios, "factor_quantile": quantile}
-    else:
-        here = calibration_step_seconds(images, labels, model_cfg=config.model, train_cfg=config.training,
-                                        device=device, clock=clock)
-        ratio, why = here / manifest.calibration_step_seconds, ""
-        details = {"calibration_step_seconds": here}
-    if clock is Clock.CPU:
-        explanation += f", scaled by {ratio:.2f} to this machine's CPU seconds{why}"
-    else:
-        explanation += f", scaled by {ratio:.2f} for this machine's speed{why}"
-    return reference_budget * ratio, {**timing, "speed_ratio": ratio, **details, "explanation": explanation}
 
 
 def ingestion_manifest(config: PhaseConfig, manifest: InputManifest, records: list[RunRecord], *, status: str,
@@ -273,77 +186,6 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
     finally:
         bar.close()
     return records, outputs
-
-
-def judged_runs(session: RunSession, folders: RunFolders, indices: Sequence[int], *, budget_explanation: str,
-                config: PhaseConfig, device: torch.device, dataset: FaceDataset, splits: Splits,
-                samples: EvaluationSamples | None = None,
-                deadline: StepDeadline | None = None) -> Iterator[tuple[RunRecord, ModelOutputs | None]]:
-    """Run ``indices`` in order, yielding each run's record and outputs (None unless ok), until one
-    fails. The next worker starts while the last model is evaluated.
-
-    Each run that ends ``ok`` is evaluated here (also on ``samples`` when given); it becomes
-    ``bad_output`` when its weights are unusable, ``timeout`` when it used more than the budget
-    (or stays ok, flagged, with ``ingestion.over_budget: warn``).
-
-    ``deadline``: the step's (see :mod:`unlearning_challenge.deadline`). No worker starts unless its run
-    and evaluation fit in the time left, predicted from the longest so far (the budget before the
-    first); a run that is started is stopped at the deadline (``stopped``), and the runs end there.
-    """
-    indices = list(indices)
-    limits = session.limits
-    first_estimate = limits.budget or 0.0
-
-    def fits(after: float = 0.0) -> bool:
-        return deadline is None or deadline.fits(first_estimate, after=after)
-
-    if not indices or not fits():
-        return
-    next_job = folders.prepare(indices[0])
-    session.start(next_job)
-    for position, index in enumerate(indices):
-        job = next_job
-        started = time.monotonic()
-        step_wall_limit = None if deadline is None else deadline.run_wall_limit(limits.wall_limit)
-        record = session.run(job, step_wall_limit=step_wall_limit)
-        judging = time.monotonic()
-        if deadline is not None and record.status != RunStatus.STOPPED:
-            deadline.record_run(judging - started)
-        more = position + 1 < len(indices) and fits(after=0.0 if deadline is None else deadline.longest_evaluation)
-        if record.status == RunStatus.OK and more:
-            next_job = folders.prepare(indices[position + 1])
-            session.start(next_job)
-        output = None
-        if record.status == RunStatus.OK:
-            record, output = _judged(record, Path(job.output), limits, budget_explanation=budget_explanation,
-                                     config=config, device=device, dataset=dataset, splits=splits, samples=samples)
-        if deadline is not None:
-            deadline.record_evaluation(time.monotonic() - judging)
-        folders.remove(index)
-        yield record, output
-        if record.status != RunStatus.OK or not more:
-            break
-
-
-def _judged(record: RunRecord, weights: Path, limits: RunLimits, *, budget_explanation: str, config: PhaseConfig,
-            device: torch.device, dataset: FaceDataset, splits: Splits,
-            samples: EvaluationSamples | None = None) -> tuple[RunRecord, ModelOutputs | None]:
-    """A run that ended ok, judged by the trusted side: its weights evaluated here, also on ``samples`` (``bad_output``
-    when unusable), its time against the budget (``timeout`` when over; with ``ingestion.over_budget: warn``
-    ok, with ``over_budget_ratio`` and a message saying so). Returns the record and
-    the model's outputs (None when it failed)."""
-    try:
-        output = evaluate_saved_model(weights, config.model, dataset, splits, device, samples)
-    except UnusableModelError as exc:
-        return replace(record, status=RunStatus.BAD_OUTPUT, message=str(exc), failure=exc.failure), None
-    if limits.over_budget(record):
-        message = limits.over_budget_message(record, budget_explanation)
-        if config.ingestion.over_budget == OverBudget.WARN:
-            return replace(record, over_budget_ratio=limits.used(record) / limits.budget,
-                           message=f"{message}; scored in this phase, but the Feedback and Final phases would fail "
-                                   "this run"), output
-        return replace(record, status=RunStatus.TIMEOUT, failure=Failure.OVER_BUDGET, message=message), None
-    return record, output
 
 
 def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_models: int | None = None,
@@ -443,29 +285,6 @@ def disclosure_and_sealing(config: PhaseConfig, input_dir: Path, participant_out
             f"arrays ({UNLEARNED_ARRAYS}, which participants can download) are not sealed; make a key pair with "
             "`unlearning-challenge seal-keys` before publishing a private phase")
     return disclosure, sealed
-
-
-def run_limits(config: PhaseConfig, manifest: InputManifest, dataset: FaceDataset, splits: Splits,
-               device: torch.device, *, no_time_limit: bool = False,
-               budget_seconds: float | None = None) -> tuple[float | None, dict, RunLimits]:
-    """The per-run budget, how it was derived (``timing``, with the hard limits) and the run limits,
-    calibrated on this machine (see :func:`time_budget`)."""
-    budget, timing = time_budget(config, manifest, dataset, splits, device,
-                                 no_time_limit=no_time_limit, budget_seconds=budget_seconds)
-    limits = RunLimits.derive(Clock(timing["clock"]), budget, hard_timeout_factor=config.ingestion.hard_timeout_factor,
-                              mean_retrain_seconds=manifest.mean_retrain_seconds)
-    timing.update(wall_limit_seconds=limits.wall_limit, cpu_limit_seconds=limits.cpu_limit)
-    return budget, timing, limits
-
-
-def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, submission: Path,
-                log) -> RunSession:
-    """The session ``submission``'s runs are run in (``memory_limit_gib`` None: the phase's cap); its fork
-    server preloads the participant libraries the submission names."""
-    memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
-    caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30))
-    return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
-                      preload=participant_preload(submission), log=log)
 
 
 @dataclass

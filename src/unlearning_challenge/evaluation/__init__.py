@@ -2,7 +2,7 @@
 
 Each (submission, run) pair is a unit of work, run through the ingestion's own
 :class:`~unlearning_challenge.runner.session.RunSession` and trusted evaluation
-(:func:`~unlearning_challenge.ingestion.judged_runs`), either in this process
+(:func:`~unlearning_challenge.judged.judged_runs`), either in this process
 (``local``) or as one Ray task per pair (``ray``). Every finished run is kept in a
 work folder; the per-submission ingestion output, its scores and the leaderboard
 are written from it.

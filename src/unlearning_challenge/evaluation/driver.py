@@ -24,9 +24,9 @@ from unlearning_challenge.evaluation.leaderboard import (
     leaderboard_rows,
     write_leaderboard,
 )
-from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
+from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions, submission_name
 from unlearning_challenge.evaluation.runs import Phase, run_local
-from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, Submission, runs_end, submission_name, to_run
+from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, Submission, runs_end, to_run
 from unlearning_challenge.ingestion import (
     IngestionError,
     IngestionOutput,

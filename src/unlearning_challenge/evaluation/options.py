@@ -14,6 +14,12 @@ class EvaluationError(ValueError):
     """The evaluation cannot start or go on as asked; the message says what to change."""
 
 
+def submission_name(source: Path) -> str:
+    """A folder's name, or a zip's name without ``.zip``: where its results are kept."""
+    source = source.resolve()
+    return source.stem if source.is_file() else source.name
+
+
 @dataclass(frozen=True)
 class EvaluationOptions:
     """What ``evaluate`` was asked (see ``unlearning-challenge evaluate --help``).
@@ -80,8 +86,6 @@ class EvaluationOptions:
 
     def check_names(self) -> None:
         """Two submissions of the same name would share one folder of the work and output folders."""
-        from unlearning_challenge.evaluation.work import submission_name
-
         seen: dict[str, Path] = {}
         for path in self.submissions:
             name = submission_name(path)

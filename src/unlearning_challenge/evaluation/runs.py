@@ -4,8 +4,8 @@
 :class:`~unlearning_challenge.runner.session.RunSession` (worker process per run,
 Landlock, the seccomp supervisor and its network filter, the user drop where
 allowed), the budget calibrated on this machine by the ingestion's
-:func:`~unlearning_challenge.ingestion.run_limits`, and each run's weights judged
-here, outside the worker, by :func:`~unlearning_challenge.ingestion.judged_runs`.
+:func:`~unlearning_challenge.judged.run_limits`, and each run's weights judged
+here, outside the worker, by :func:`~unlearning_challenge.judged.judged_runs`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from unlearning_challenge.artifacts import ORIGINAL_WEIGHTS, InputManifest
 from unlearning_challenge.config import PhaseConfig
 from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits
 from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, Submission
-from unlearning_challenge.ingestion import judged_runs, load_input, new_session, run_limits, trusted_samples
+from unlearning_challenge.judged import judged_runs, load_input, new_session, run_limits, trusted_samples
 from unlearning_challenge.reference.models import pick_device
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.isolation import locked
@@ -34,7 +34,7 @@ from unlearning_challenge.runner.isolation import locked
 
 @dataclass(frozen=True)
 class Phase:
-    """A phase's input data, read and cross-checked once (:func:`~unlearning_challenge.ingestion.load_input`)."""
+    """A phase's input data, read and cross-checked once (:func:`~unlearning_challenge.judged.load_input`)."""
 
     input_dir: Path
     config: PhaseConfig

@@ -27,7 +27,7 @@ import numpy as np
 
 from unlearning_challenge.artifacts import InputManifest, RunRecord
 from unlearning_challenge.atomic import write_json, write_npz
-from unlearning_challenge.evaluation.options import EvaluationError
+from unlearning_challenge.evaluation.options import EvaluationError, submission_name
 from unlearning_challenge.reference.evaluation import ModelOutputs
 
 WORK_FORMAT = "unlearning-evaluation-work"
@@ -43,12 +43,6 @@ class Submission:
     source: Path
     folder: Path
     sha256: str
-
-
-def submission_name(source: Path) -> str:
-    """A folder's name, or a zip's name without ``.zip``."""
-    source = source.resolve()
-    return source.stem if source.is_file() else source.name
 
 
 def content_sha256(folder: Path) -> str:
