@@ -765,8 +765,10 @@ def test_a_phase_limit_below_its_formula_is_warned_about_with_what_happens_and_w
     result, lines = _build(repo)  # a warning, not an error
     assert result.included[0].execution_time_limit == 500
     head = ("warning: Check: execution_time_limit 500 s (set in competition.yaml) is below the 570 s that a "
-            "submission using its whole budget needs on the reference worker (300 s startup + 8 runs x 33.8 s): "
-            "at that cost, about 5 of its 8 runs fit. This phase has scoring.partial_output: ")
+            "submission using its whole budget needs on the reference worker (300 s startup + 8 runs x 33.8 s, the "
+            "formula's worst case): "
+            "at that cost, at least about 5 of its 8 runs fit (a faster worker fits more). This phase has "
+            "scoring.partial_output: ")
     tail = (". To fit every run: lower N (reference.num_models), a lower budget (ingestion.time_fraction) in "
             "phases/default.yaml, or a queue that allows 570 s")
     assert _shortfall(lines) == [head + "fail: such a submission fails" + tail]

@@ -240,8 +240,8 @@ def time_limit_shortfall(plan: PhasePlan, limits: TimeLimitSettings) -> str:
     setting = (plan.partial_output or PartialOutput.FAIL).value
     return (f"{plan.phase.name}: execution_time_limit {limit} s (set in competition.yaml) is below the {needed} s "
             f"that a submission using its whole budget needs on the reference worker ({limits.startup_seconds:g} s "
-            f"startup + {n} runs x {per_run:.1f} s): at that cost, about {fit} of its {n} runs fit. This phase has "
-            f"scoring.partial_output: {setting}: {outcome}. To fit every run: lower N (reference.num_models), "
+            f"startup + {n} runs x {per_run:.1f} s, the formula's worst case): at that cost, at least about {fit} "
+            f"of its {n} runs fit (a faster worker fits more). This phase has scoring.partial_output: {setting}: {outcome}. To fit every run: lower N (reference.num_models), "
             f"a lower budget (ingestion.time_fraction) in {plan.phase.config}, or a queue that allows {needed} s")
 
 
