@@ -78,6 +78,7 @@ MODULE_MARKERS = {
     "test_scoring_fuzz": ("ingestion",),  # one ingestion, then the scoring program on mutated copies
     "test_bundle_emulation": ("ingestion",),  # both platforms' workers running the bundled programs
     "test_walkthrough": ("ingestion",),  # the notebook runs an ingestion on the Check phase
+    "test_orphans": ("ingestion",),  # ingestion and evaluate killed while a run loops
     "test_docker_e2e": ("docker",),
 }
 

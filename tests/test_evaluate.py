@@ -107,8 +107,9 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluated, ti
                 assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
                 time.sleep(0.2)
             spawned = _descendants(process.pid)
-            process.kill()
-            for child in spawned:
+            process.kill()  # its runs' guardian kills the rest and removes the runs' folder
+            _, alive = psutil.wait_procs(spawned, timeout=10)
+            for child in alive:
                 child.kill()
         finally:
             if process.poll() is None:

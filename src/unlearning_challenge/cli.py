@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -159,6 +160,10 @@ def _step_time_limit(args: argparse.Namespace) -> float:
     return seconds
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """Several submissions on a phase, resumable (locally or on a Ray cluster), their scores and a leaderboard."""
     from unlearning_challenge.evaluation.options import EvaluationOptions
@@ -178,6 +183,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"evaluate: warning: {why}", file=sys.stderr)
     from unlearning_challenge.evaluation.driver import evaluate
 
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped from outside: as Ctrl-C (runs stopped, a cluster stopped)
     try:
         return evaluate(options, log=lambda text: print(text, file=sys.stderr))
     except KeyboardInterrupt:

@@ -231,6 +231,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                                       "step_time_limit_seconds": deadline and deadline.limit_seconds}, deadline)
     try:
         with session:
+            session.guard(workspace)  # removed by the session's guardian should this process die
             try:
                 with locked([input_dir.resolve(), output_dir.resolve()], session.identity) as lock_warnings:
                     for text in lock_warnings:

@@ -212,6 +212,8 @@ def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float 
     """The session ``submission``'s runs are run in (``memory_limit_gib`` None: the phase's cap); its fork
     server preloads the participant libraries the submission names."""
     memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
-    caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30),
+                      cpu_seconds=limits.cpu_backstop_seconds(cores))
     return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
                       preload=participant_preload(submission), log=log)

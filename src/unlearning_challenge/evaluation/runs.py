@@ -67,6 +67,7 @@ def run_submission(phase: Phase, submission: Path, indices: Sequence[int], *, de
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
     try:
         with session, locked([Path(p).resolve() for p in trusted], session.identity) as warnings:
+            session.guard(workspace)  # removed by the session's guardian should this process die
             for text in warnings:
                 log(f"warning: {text}")
             folders = RunFolders(workspace, phase.config, submission.resolve(), str(device),

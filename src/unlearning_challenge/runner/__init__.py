@@ -16,7 +16,7 @@
   trusted folders kept from it;
 - :mod:`.landlock`: filesystem, network and signal confinement;
 - :mod:`.proccap`: the seccomp filter: the cap on the processes a run may hold, and no network;
-  :mod:`.reaping`: orphans and leftovers;
+  :mod:`.reaping`: orphans and leftovers; :mod:`.guardian`: nothing of a run outlives the trusted process;
 - :mod:`.shared_memory`: /dev/shm between runs;
 - :mod:`.procfs`: the process table; :mod:`.hints`: hints for code from the 2023 edition.
 

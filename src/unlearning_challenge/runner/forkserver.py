@@ -11,7 +11,9 @@ by :mod:`unlearning_challenge.runner.worker` itself, as before).
 Each worker is forked twice (server -> short-lived middle process -> worker),
 so that it is reparented to the ingestion process, which must be a child
 subreaper: the ingestion then waits for the worker's exit itself, exactly as
-for a worker it started with ``subprocess``.
+for a worker it started with ``subprocess``. The server and each worker are
+SIGKILLed when the ingestion process exits (a parent-death signal, set in the
+worker once it is reparented: see :func:`~unlearning_challenge.runner.guardian.die_with`).
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair: the server says ``ready`` once
 its imports are done; each request is one JSON message (job path, working
@@ -40,6 +42,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from unlearning_challenge.runner.guardian import die_with
 from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity, keep_out_of_proc, worker_limits
 
 READY_TIMEOUT_SECONDS = 300.0
@@ -144,7 +147,8 @@ class ForkServer:
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.matplotlib_dir = tempfile.mkdtemp(prefix="forkserver-matplotlib-")  # its font cache, built once
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "unlearning_challenge.runner.forkserver", str(theirs.fileno()), ",".join(preload)],
+            [sys.executable, "-m", "unlearning_challenge.runner.forkserver", str(theirs.fileno()), ",".join(preload),
+             str(os.getpid())],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             cwd=cwd,
@@ -177,7 +181,8 @@ class ForkServer:
         """Fork a worker for ``job_path``; ``fds`` = (control write, go read, output write)."""
         self.wait_ready()
         request = {"job": job_path, "cwd": cwd, "env": env, "memory_bytes": caps.memory_bytes,
-                   "processes": caps.processes, "uid": identity.uid, "gid": identity.gid}
+                   "processes": caps.processes, "cpu_seconds": caps.cpu_seconds, "uid": identity.uid,
+                   "gid": identity.gid, "parent": os.getpid()}
         try:
             socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
             reply = json.loads(self.socket.recv(1 << 16) or b"{}")
@@ -222,14 +227,15 @@ def _become_worker(request: dict, ctrl_fd: int, go_fd: int, out_fd: int) -> None
         sys.dont_write_bytecode = True
         sys.path[0] = request["cwd"]  # as ``python -m`` started in the run folder would have it
         identity = WorkerIdentity(request["uid"], request["gid"])
-        worker_limits(WorkerCaps(request["processes"], request["memory_bytes"]), identity)()
+        worker_limits(WorkerCaps(request["processes"], request["memory_bytes"], request["cpu_seconds"]), identity)()
         if identity.dropped:
             os.setgroups([])
             os.setgid(identity.gid)
             os.setuid(identity.uid)
         from unlearning_challenge.runner import worker
 
-        code = worker.main([request["job"], str(ctrl_fd), str(go_fd)])
+        # The worker dies with the trusted process it is reparented to (worker.main sets the signal).
+        code = worker.main([request["job"], str(ctrl_fd), str(go_fd), str(request["parent"])])
     except BaseException:  # noqa: BLE001 - report anything to the run's output, then exit
         traceback.print_exc()
     finally:
@@ -323,4 +329,5 @@ def serve(server: socket.socket, preload: set[str]) -> int:
 
 
 if __name__ == "__main__":
+    die_with(int(sys.argv[3]))  # SIGKILLed when the trusted process that started it exits, however
     sys.exit(serve(socket.socket(fileno=int(sys.argv[1])), set(filter(None, sys.argv[2].split(",")))))

@@ -108,7 +108,8 @@ def _start_process(spec: WorkerSpec, ctrl_w: int, go_r: int, out_w: int) -> subp
     if spec.identity.dropped:
         kwargs.update(user=spec.identity.uid, group=spec.identity.gid, extra_groups=[])
     return subprocess.Popen(
-        [sys.executable, "-m", "unlearning_challenge.runner.worker", str(spec.job_path), str(ctrl_w), str(go_r)],
+        [sys.executable, "-m", "unlearning_challenge.runner.worker", str(spec.job_path), str(ctrl_w), str(go_r),
+         str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=out_w,
         stderr=out_w,

@@ -142,10 +142,13 @@ def locked(paths: list[Path], identity: WorkerIdentity) -> Iterator[list[str]]:
 class WorkerCaps:
     """What a run may use: ``processes`` live at once, the worker included (the seccomp supervisor's
     cap; RLIMIT_NPROC as well for a worker dropped to another user), and ``memory_bytes`` of heap and
-    private writable mappings (RLIMIT_DATA; 0: no cap)."""
+    private writable mappings (RLIMIT_DATA; 0: no cap); ``cpu_seconds``: RLIMIT_CPU of each process, the last
+    backstop should the trusted side fail to stop a run (0: none; :meth:`RunLimits.cpu_backstop_seconds
+    <unlearning_challenge.runner.limits.RunLimits.cpu_backstop_seconds>`)."""
 
     processes: int
     memory_bytes: int = 0
+    cpu_seconds: int = 0
 
 
 def worker_limits(caps: WorkerCaps, identity: WorkerIdentity):
@@ -160,6 +163,10 @@ def worker_limits(caps: WorkerCaps, identity: WorkerIdentity):
             # RLIMIT_DATA counts heap and private writable mappings but not the address
             # space CUDA reserves, so it caps host memory without breaking the GPU.
             resource.setrlimit(resource.RLIMIT_DATA, (caps.memory_bytes, caps.memory_bytes))
+        if caps.cpu_seconds:
+            # Per process, and each child starts from 0: RLIMIT_NPROC and the seccomp supervisor cap the
+            # forks (none at all once the trusted side is gone). SIGXCPU at the soft limit, SIGKILL at the hard.
+            resource.setrlimit(resource.RLIMIT_CPU, (caps.cpu_seconds, caps.cpu_seconds))
         if identity.dropped:
             resource.setrlimit(resource.RLIMIT_NPROC, (caps.processes, caps.processes))
 

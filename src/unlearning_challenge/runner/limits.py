@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from unlearning_challenge.artifacts import RunRecord
@@ -14,6 +15,9 @@ CPU_CLOCK_WALL_FACTOR = 3.0
 # retrain seconds, and never before MIN_UNBUDGETED_WALL_SECONDS.
 UNBUDGETED_RETRAINS = 10
 MIN_UNBUDGETED_WALL_SECONDS = 600.0
+# RLIMIT_CPU of a run's processes: this many times the CPU the run may use, plus these seconds (its setup).
+CPU_BACKSTOP_FACTOR = 1.25
+CPU_BACKSTOP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,15 @@ class RunLimits:
         if clock is Clock.CPU:
             return cls(clock, budget, hard * CPU_CLOCK_WALL_FACTOR, hard)
         return cls(clock, budget, hard, None)
+
+    def cpu_backstop_seconds(self, cores: int) -> int:
+        """RLIMIT_CPU of each of a run's processes on a machine of ``cores``: the last backstop, should
+        the trusted side fail to stop the run (it stops it at ``cpu_limit`` or ``wall_limit`` itself). A
+        little above the CPU hard limit (the worker's setup before ``go`` counts too); without one (the
+        wall clock, or no budget), what ``cores`` can spend in the wall limit. On the GPU the guardian's
+        wall timer is the backstop (:mod:`unlearning_challenge.runner.guardian`)."""
+        seconds = self.cpu_limit if self.cpu_limit is not None else self.wall_limit * max(1, cores)
+        return math.ceil(seconds * CPU_BACKSTOP_FACTOR + CPU_BACKSTOP_SECONDS)
 
     def used(self, record: RunRecord) -> float:
         """What the run used of the budget: its CPU or its wall seconds."""

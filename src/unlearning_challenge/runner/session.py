@@ -16,12 +16,14 @@ for what is and is not protected.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from unlearning_challenge.artifacts import RunRecord
 from unlearning_challenge.runner.environment import worker_env
 from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
+from unlearning_challenge.runner.guardian import Guardian
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
 from unlearning_challenge.runner.isolation import (
     WorkerCaps,
@@ -47,9 +49,11 @@ class RunSession:
 
     The worker's identity is chosen at construction (``identity``, and
     ``isolation_warning`` when it could not be dropped); entering makes this process
-    non-dumpable (runs cannot reach its descriptors through /proc), a child subreaper and starts the fork server when ``fork_server`` is asked for;
+    non-dumpable (runs cannot reach its descriptors through /proc), a child subreaper, starts the guardian
+    (:mod:`~unlearning_challenge.runner.guardian`: should this process die, it kills what the runs hold
+    and removes the folders given to :meth:`guard`) and the fork server when ``fork_server`` is asked for;
     :meth:`stop_runs` (also on exit) kills whatever the runs left; exit closes the
-    fork server. ``caps``: what each run may hold; ``preload``: the participant libraries the
+    fork server and the guardian. ``caps``: what each run may hold; ``preload``: the participant libraries the
     fork server imports (:func:`~unlearning_challenge.runner.forkserver.participant_preload`).
     """
 
@@ -61,6 +65,7 @@ class RunSession:
         self.fork_server: ForkServer | None = None  # None once it failed: workers then start a new Python
         self.fork_server_failure = ""
         self._started_fork_server: ForkServer | None = None  # closed on exit, even after it failed
+        self.guardian: Guardian | None = None  # None off Linux
         # This process's children before any run (the fork server joins them): never leftovers.
         self.own_processes: set[int] = set()
         self.shared_memory_before: set[str] = set()
@@ -71,9 +76,19 @@ class RunSession:
         keep_out_of_proc()
         subreaper = become_subreaper()
         self.own_processes = own_children()
-        self.fork_server = self._started_fork_server = self._start_fork_server(subreaper)
-        if self.fork_server is not None:
-            self.own_processes.add(self.fork_server.pid)
+        if sys.platform.startswith("linux"):  # before any worker
+            self.guardian = Guardian(spared=set(self.own_processes))
+            self.own_processes.add(self.guardian.pid)
+        try:
+            self.fork_server = self._started_fork_server = self._start_fork_server(subreaper)
+            if self.fork_server is not None:
+                self.own_processes.add(self.fork_server.pid)
+                if self.guardian is not None:
+                    self.guardian.server(self.fork_server.pid)
+                    self.guardian.folder(self.fork_server.matplotlib_dir)
+        except BaseException:
+            self._close_guardian()
+            raise
         self.shared_memory_before = shared_memory_entries()
         return self
 
@@ -81,8 +96,21 @@ class RunSession:
         try:
             self.stop_runs()
         finally:
-            if self._started_fork_server is not None:
-                self._started_fork_server.close()
+            try:
+                if self._started_fork_server is not None:
+                    self._started_fork_server.close()
+            finally:
+                self._close_guardian()
+
+    def _close_guardian(self) -> None:
+        if self.guardian is not None:
+            self.guardian.close()
+            self.guardian = None
+
+    def guard(self, folder: Path) -> None:
+        """Have ``folder`` (the runs' workspace) removed should this process die during the session."""
+        if self.guardian is not None:
+            self.guardian.folder(folder)
 
     def _start_fork_server(self, subreaper: bool) -> ForkServer | None:
         """The fork server workers start from, or None (each worker then starts a new Python).
@@ -121,6 +149,8 @@ class RunSession:
                 self.fork_server = None
         if worker is None:
             worker = Worker(spec)
+        if self.guardian is not None:
+            self.guardian.worker(worker.process.pid)
         self._current = (job, worker)
         return worker
 
@@ -150,6 +180,8 @@ class RunSession:
         """
         reaped_before = reaped_children_cpu_seconds()
         step_bound = step_wall_limit is not None and step_wall_limit < self.limits.wall_limit
+        if self.guardian is not None:
+            self.guardian.go(worker.process.pid, self.limits.wall_limit)
         end = worker.go(max(0.0, step_wall_limit) if step_bound else self.limits.wall_limit, self.limits.cpu_limit)
         timed_out = STEP_LIMIT if step_bound and end.timed_out == "wall" else end.timed_out
         exit_code, record = self._stop(replace(record, seconds=end.seconds), worker)
@@ -186,6 +218,8 @@ class RunSession:
             _, worker = self._current
             self._current = None
             worker.stop()
+            if self.guardian is not None:
+                self.guardian.ended(worker.process.pid)
 
     def stop_runs(self) -> None:
         """Stop the current worker (running, or started ahead), kill every process the runs left, clear /dev/shm."""

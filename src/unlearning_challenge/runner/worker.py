@@ -1,7 +1,9 @@
 """The worker process: runs the participant's ``unlearning`` once.
 
 Started by :mod:`unlearning_challenge.runner.handle` as
-``python -m unlearning_challenge.runner.worker JOB.json CTRL_FD GO_FD``. It loads the
+``python -m unlearning_challenge.runner.worker JOB.json CTRL_FD GO_FD TRUSTED_PID`` (or forked by the fork
+server, which calls :func:`main` with the same arguments). It dies with the trusted process
+``TRUSTED_PID`` (a parent-death signal), loads the
 data and the original model (trusted setup), reports ``ready`` on the control
 socket (passing the listener of its process cap, see :mod:`unlearning_challenge.runner.proccap`), waits for ``go`` (the trusted side starts its clock there), imports the
 submission, calls ``unlearning(net, retain_loader, forget_loader, val_loader)``,
@@ -85,6 +87,10 @@ def _save(torch, model, path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     job_path, ctrl_fd, go_fd = argv[0], int(argv[1]), int(argv[2])
+    if len(argv) > 3:
+        from unlearning_challenge.runner.guardian import die_with
+
+        die_with(int(argv[3]))
     job = Job.read(job_path)
     stage = Stage.SETUP
     try:
