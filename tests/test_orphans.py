@@ -69,8 +69,8 @@ def _own_folders(tmp: Path) -> list[str]:
 
 
 def _guardian_said(log: Path) -> bool:
-    return bool(re.search(r"unlearning-wdog: the trusted process \d+ died; killed \d+ process\(es\) of its runs, "
-                          r"removed 2 folder\(s\)", log.read_text()))
+    return bool(re.search(r"unlearning-wdog: the trusted process \d+ died; the processes of its runs were killed "
+                          r"and their folders removed", log.read_text()))
 
 
 def _nothing_left(tree: list[psutil.Process], worker_user: str, tmp: Path, log: Path | None = None) -> None:

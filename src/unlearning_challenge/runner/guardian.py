@@ -241,12 +241,12 @@ def guard(fd: int, trusted: int, spared: set[int]) -> int:
         for pid in [pid for pid, deadline in deadlines.items() if now > deadline]:
             _kill({pid: workers.get(pid)}, {pid}, spared)
             del deadlines[pid]
-    killed = _kill({**known, **workers}, set(workers), spared)
+    _kill({**known, **workers}, set(workers), spared)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-    try:
-        print(f"unlearning-wdog: the trusted process {trusted} died; killed {killed} process(es) of its runs, "
-              f"removed {len(folders)} folder(s)", file=sys.stderr, flush=True)
+    try:  # a fixed sentence: how many processes a run held is the submission's to choose (a private phase hides it)
+        print(f"unlearning-wdog: the trusted process {trusted} died; the processes of its runs were killed and "
+              "their folders removed", file=sys.stderr, flush=True)
     except OSError:
         pass
     return 0
