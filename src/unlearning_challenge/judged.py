@@ -34,6 +34,7 @@ from unlearning_challenge.config import OverBudget, PhaseConfig, load_config
 from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits, evaluation_samples, load_dataset, split_fingerprint
 from unlearning_challenge.deadline import StepDeadline
 from unlearning_challenge.failures import Failure
+from unlearning_challenge.reference import calibration
 from unlearning_challenge.reference.calibration import Clock, calibration_step_seconds
 from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
 from unlearning_challenge.runner.folders import RunFolders
@@ -83,8 +84,6 @@ def time_budget(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatas
     more than another does not under-budget a method that leans on it; ``timing`` records the ratios.
     With an older manifest: (one training step of the recipe here) / (one there), as before.
     """
-    from unlearning_challenge.reference import calibration  # the step profile (this module imports it too)
-
     clock = Clock.for_device(device)
     unit = "CPU seconds" if clock is Clock.CPU else "s"
     reference_budget = manifest.time_budget_seconds

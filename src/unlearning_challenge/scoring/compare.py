@@ -25,6 +25,7 @@ from unlearning_challenge.artifacts import (
     read_reference_manifest,
 )
 from unlearning_challenge.scoring.program import (
+    PARTIAL,
     ScoringError,
     _family_sample,
     participant_output,
@@ -47,7 +48,7 @@ __all__ = ["CompareError", "Submission", "compare_folders", "rank_folders", "ran
 
 
 # ingestion.json's statuses whose arrays can be scored: every run, or the runs that fit in the step time limit
-_SCORED_STATUSES = ("ok", "partial")
+_SCORED_STATUSES = ("ok", PARTIAL)
 
 
 class CompareError(ValueError):
