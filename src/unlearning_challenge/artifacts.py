@@ -499,6 +499,8 @@ class RunRecord(_Record):
     process_cap: str = _key(default="")  # what capped its processes, or why nothing did
     # What it used of its budget when over it (ingestion.over_budget: warn scores such a run); None: within it
     over_budget_ratio: float | None = _key(default=None)
+    # Which original model (0 .. K-1, reference.num_originals) the run started from; None: the only one (K = 1)
+    original: int | None = _key(default=None)
     extra: Mapping[str, Any] = _key(default_factory=dict)  # anything else recorded
 
     def __post_init__(self) -> None:  # a status or failure given as its string becomes its member (or fails)
