@@ -551,6 +551,9 @@ class IngestionManifest(_Record):
     worker_user: str | None = _key(default=None, none_as_null=True)  # the user the runs ran as
     isolation_warning: str | None = _key(default=None, none_as_null=True)  # why isolation is weaker, if so
     worker_start: str | None = _key(default=None)  # how workers were started (None: unknown)
+    # evaluate on a cluster: each node's budget and the runs held to it ({node, ray_node_id, budget_seconds,
+    # speed_ratio, runs}); None: one budget, that of ``time_budget_seconds``
+    run_budgets: tuple[Mapping[str, Any], ...] | None = _key(default=None)
     # "shown" or "hidden": whether runs' output, tracebacks and error text were kept (None: unknown)
     participant_output: str | None = _key(default=None)
 
