@@ -161,4 +161,5 @@ def _ranking(results: dict[str, ScoreResult]) -> Ranking | None:
         return None
     first = next(iter(results.values()))
     return rank_submissions([r.unlearned for r in results.values()], first.retrained, names=list(results),
-                            bounds=first.bounds, alpha=first.clopper_pearson_alpha, seed=0)
+                            bounds=first.bounds, alpha=first.clopper_pearson_alpha, seed=0,
+                            originals=[r.run_originals for r in results.values()])

@@ -8,6 +8,9 @@ folder); the folders must be of the same phase. Outputs of a rehearsal that ran
 k < N models (``make local-score NUM_MODELS=k``) are compared on the first k
 reference models, as scoring does; every folder must have run the same k, and
 the verdict says that such scores are not comparable with the leaderboard's.
+When the runs started from K > 1 original models (their records name them), the
+resampling draws originals, then runs within each, and the text says that the
+intervals are over trained models too.
 The statistics are in :mod:`~unlearning_challenge.scoring.ranking`.
 """
 
@@ -18,12 +21,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from unlearning_challenge.artifacts import (
     INGESTION_MANIFEST,
     ArtifactError,
     read_ingestion_manifest,
     read_reference_manifest,
 )
+from unlearning_challenge.scoring.originals import run_originals
 from unlearning_challenge.scoring.program import (
     PARTIAL,
     ScoringError,
@@ -40,6 +46,7 @@ from unlearning_challenge.scoring.ranking import (
     models_text,
     rank_submissions,
     rehearsal_note,
+    resamples_text,
 )
 from unlearning_challenge.scoring.result import ScoringInputs
 from unlearning_challenge.scoring.statistics import FamilySample
@@ -62,6 +69,11 @@ class Submission:
     name: str
     inputs: ScoringInputs
     sample: FamilySample
+
+    @property
+    def originals(self) -> np.ndarray | None:
+        """The original model of each scored run, int ``[N]``; None when they all started from one (K = 1)."""
+        return run_originals(self.inputs.ingestion.runs, self.sample.num_models)
 
 
 def ingestion_folder(folder: Path) -> Path:
@@ -127,10 +139,15 @@ def read_submissions(folders: Sequence[Path], reference_data: Path) -> list[Subm
     return submissions
 
 
-def _options(reference_data: Path, seed: int, num_resamples: int | None, progress: bool) -> dict:
+def _options(reference_data: Path, seed: int, num_resamples: int | None, progress: bool,
+             submissions: Sequence[Submission]) -> dict:
     config = scoring_config(reference_data)
-    return {"bounds": config.bounds, "alpha": config.alpha, "seed": seed, "num_resamples": num_resamples,
-            "progress": progress}
+    options = {"bounds": config.bounds, "alpha": config.alpha, "seed": seed, "num_resamples": num_resamples,
+               "progress": progress}
+    originals = [s.originals for s in submissions]
+    if any(o is not None for o in originals):  # runs from K > 1 originals: resampled on two levels
+        options["originals"] = originals
+    return options
 
 
 def _phase_models(submission: Submission) -> int:
@@ -146,7 +163,8 @@ def compare_folders(a: Path, b: Path, reference_data: Path, *, seed: int = 0, nu
         raise CompareError(f"{a}: A and B are the same folder")
     first, second = read_submissions([Path(a), Path(b)], reference_data)
     comparison = compare(first.sample, second.sample, _family_sample(first.inputs.retrained),
-                         names=(first.name, second.name), **_options(reference_data, seed, num_resamples, progress))
+                         names=(first.name, second.name),
+                         **_options(reference_data, seed, num_resamples, progress, [first, second]))
     return replace(comparison, reference_models=_phase_models(first))
 
 
@@ -159,7 +177,7 @@ def rank_folders(folders: Sequence[Path], reference_data: Path, *, seed: int = 0
     retrained = _family_sample(submissions[0].inputs.retrained)
     ranking = rank_submissions([s.sample for s in submissions], retrained,
                                names=list(names) if names is not None else [s.name for s in submissions],
-                               **_options(reference_data, seed, num_resamples, progress))
+                               **_options(reference_data, seed, num_resamples, progress, submissions))
     return replace(ranking, reference_models=_phase_models(submissions[0]))
 
 
@@ -173,7 +191,7 @@ def rank_table(ranking: Ranking) -> str:
         ranks = f"{row.rank_low}" if row.rank_low == row.rank_high else f"{row.rank_low}-{row.rank_high}"
         lines.append(f"{row.name:<{width}}  {row.score:7.4f}  [{row.low:7.4f}, {row.high:7.4f}]  {ranks:>11}  "
                      f"{row.p_first:7.0%}")
-    lines.append(f"({ranking.num_resamples} joint resamples of models and forget examples, the same for every "
+    lines.append(f"({ranking.num_resamples} joint resamples of {resamples_text(ranking.num_originals)}, the same for every "
                  f"submission; {models_text(ranking.num_models, ranking.reference_models)}, seed {ranking.seed}. "
                  "Rank 1 is the best; P(first): the share of resamples in which the submission ranks first)")
     note = rehearsal_note(ranking.num_models, ranking.reference_models)

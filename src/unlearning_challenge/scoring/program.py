@@ -49,6 +49,7 @@ from unlearning_challenge.metric import ALPHA, BOUNDS, bucket_points, example_po
 from unlearning_challenge.runner.disclosure import WITHHELD
 from unlearning_challenge.scoring.klom import klom
 from unlearning_challenge.scoring.mia import membership_inference
+from unlearning_challenge.scoring.originals import OriginalsResult, originals_result, run_originals
 from unlearning_challenge.scoring.report import detailed_results_html
 from unlearning_challenge.scoring.result import SAMPLE_NUMBER_KEYS, ScoreResult, ScoringInputs, scores_txt
 from unlearning_challenge.scoring.statistics import FamilySample, score_statistics
@@ -254,6 +255,9 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
     ``bounds`` (``"empirical"``, the published rule, or ``"clopper-pearson"``) and
     ``alpha`` choose the rate estimate behind F and the score; F under both is
     reported as ``forget_quality_empirical`` and ``forget_quality_clopper_pearson``.
+
+    When the runs started from K > 1 original models (their records name them), also each
+    original's results and the training-seed shares (:func:`originals_numbers`).
     """
     if bounds not in BOUNDS:
         raise ValueError(f"bounds must be one of {list(BOUNDS)}; got {bounds!r}")
@@ -296,7 +300,18 @@ def compute_scores(inputs: ScoringInputs, *, bounds: str = "empirical", alpha: f
         klom_per_example=divergence.per_example,
         unlearned=unlearned,
         retrained=retrained,
+        originals=originals_numbers(inputs, unlearned, retrained, bounds=bounds, alpha=alpha),
     )
+
+
+def originals_numbers(inputs: ScoringInputs, unlearned: FamilySample, retrained: FamilySample, *, bounds: str,
+                      alpha: float) -> OriginalsResult | None:
+    """Each original's results and the training-seed shares (see :mod:`~unlearning_challenge.scoring.originals`)
+    when the scored runs started from K > 1 original models; None when they all started from one."""
+    originals = run_originals(inputs.ingestion.runs, unlearned.num_models)
+    if originals is None:
+        return None
+    return originals_result(unlearned, retrained, originals, bounds=bounds, alpha=alpha)
 
 
 def add_statistics(result: ScoreResult, **options) -> ScoreResult:

@@ -10,7 +10,13 @@ seeds gives other unlearned models, and F moves. This module resamples
 * M retrained model indices with replacement, once, shared by every submission;
 * E forget-example indices with replacement, once, shared as well;
 
-and recomputes every submission's final score on it. Because per-example
+and recomputes every submission's final score on it. When the runs start from
+K > 1 original models (``originals``, the same for every submission: run i of each
+started from the same original), the N model indices are drawn on two levels: K
+originals with replacement, then runs within each (see
+:func:`~unlearning_challenge.scoring.originals.two_level_indices`), so that an
+interval says how sure a ranking is over trained models, not only over seeds of
+one model. With one original the draw is the one-level draw above. Because per-example
 epsilons depend on one example's column only, the epsilons are computed on
 the distinct drawn examples and F is their points weighted by how often each
 was drawn; the accuracy ratios are means over the drawn models.
@@ -38,6 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unlearning_challenge.metric import ALPHA, example_points, per_example_epsilons
+from unlearning_challenge.scoring.originals import model_resampler
 from unlearning_challenge.scoring.statistics import (
     FamilySample,
     _final_score,
@@ -55,6 +62,8 @@ __all__ = [
     "compare",
     "joint_bootstrap",
     "rank_submissions",
+    "resamples_text",
+    "shared_originals",
 ]
 
 # Coverage of the intervals of the difference, the scores and the ranks.
@@ -75,6 +84,7 @@ class JointBootstrap:
     num_examples: int
     seed: int
     seconds: float
+    num_originals: int | None = None  # K > 1: models were drawn on two levels (originals, then runs); None: one
 
     @property
     def num_resamples(self) -> int:
@@ -94,6 +104,21 @@ def _check(submissions: Sequence[FamilySample], retrained: FamilySample) -> None
                          f"{retrained.confidences.shape[1]}")
     if min(n, retrained.num_models) < 2:
         raise ValueError("resampling needs at least 2 models on each side")
+
+
+def shared_originals(originals: Sequence[np.ndarray | None] | None, num_submissions: int) -> np.ndarray | None:
+    """The originals ``[N]`` every submission's runs started from (None: one original model); ValueError
+    when the submissions' runs did not start from the same originals (their models cannot be paired)."""
+    if originals is None:
+        return None
+    if len(originals) != num_submissions:
+        raise ValueError(f"{len(originals)} originals arrays for {num_submissions} submissions")
+    first = originals[0]
+    for other in originals[1:]:
+        if (first is None) != (other is None) or (first is not None and not np.array_equal(first, other)):
+            raise ValueError("the submissions' runs did not start from the same original models (run i of each "
+                             "must start from the same one to be paired): compare outputs of the same phase")
+    return None if first is None else np.asarray(first, dtype=np.int64)
 
 
 def _resampled_score(family: FamilySample, retrained: FamilySample, models: np.ndarray, retrained_models: np.ndarray,
@@ -116,6 +141,7 @@ def joint_bootstrap(
     bounds: str = "empirical",
     alpha: float = ALPHA,
     progress: bool = False,
+    originals: Sequence[np.ndarray | None] | None = None,
 ) -> JointBootstrap:
     """Every submission's score on the same joint resamples (see the module docstring), centered.
 
@@ -134,8 +160,12 @@ def joint_bootstrap(
         The attacks' rate estimate, as for the score.
     progress : bool
         A progress bar on stderr.
+    originals : K arrays int ``[N]`` or None, optional
+        Each submission's runs' original models (``run_originals``); when they are not None (runs that
+        started from K > 1 originals, the same for every submission) the models are drawn on two levels.
     """
     _check(submissions, retrained)
+    runs_originals = shared_originals(originals, len(submissions))
     n, e = submissions[0].confidences.shape
     m = retrained.num_models
     k = len(submissions)
@@ -146,10 +176,11 @@ def joint_bootstrap(
     start = time.perf_counter()
     observed = np.array([_final_score(s, retrained, bounds, alpha) for s in submissions])
     rng = np.random.default_rng(seed)
+    draw_models = model_resampler(runs_originals, n)
     scores = np.empty((int(num_resamples), k))
     with tqdm(total=int(num_resamples), desc="resampling", unit="resample", disable=not progress) as bar:
         for i in range(int(num_resamples)):
-            models = rng.integers(0, n, size=n)
+            models = draw_models(rng)
             retrained_models = rng.integers(0, m, size=m)
             drawn = np.bincount(rng.integers(0, e, size=e), minlength=e)
             columns = np.flatnonzero(drawn)
@@ -158,7 +189,8 @@ def joint_bootstrap(
                                                 drawn[columns].astype(np.float64), e, bounds, alpha)
             bar.update(1)
     centered = scores - np.median(scores, axis=0) + observed
-    return JointBootstrap(observed, centered, n, e, int(seed), time.perf_counter() - start)
+    num_originals = None if runs_originals is None else int(np.unique(runs_originals).size)
+    return JointBootstrap(observed, centered, n, e, int(seed), time.perf_counter() - start, num_originals)
 
 
 def models_text(num_models: int, reference_models: int | None) -> str:
@@ -175,6 +207,14 @@ def rehearsal_note(num_models: int, reference_models: int | None) -> str:
     return (f"scores of k = {num_models} models (a rehearsal with NUM_MODELS={num_models}, or the runs that fit in "
             f"the phase's time limit) against the first {num_models} reference models: not comparable with the "
             f"leaderboard's (N = {reference_models} models)")
+
+
+def resamples_text(num_originals: int | None) -> str:
+    """What each resample draws: ``models and forget examples``, or, with K > 1 originals, both levels."""
+    if num_originals is None:
+        return "models and forget examples"
+    return (f"the {num_originals} original models, runs within each, retrained models and forget examples: "
+            "the interval is over trained models too")
 
 
 def _share_above(values: np.ndarray) -> float:
@@ -201,6 +241,7 @@ class Comparison:
     name_a: str = "A"
     name_b: str = "B"
     reference_models: int | None = None  # the phase's N when the outputs ran fewer (k = num_models); None: N
+    num_originals: int | None = None  # K > 1: runs started from K originals, resampled on two levels; None: one
 
     @property
     def clear(self) -> bool:
@@ -225,8 +266,8 @@ class Comparison:
         return [
             f"score {self.name_a}: {self.score_a:.4f}; score {self.name_b}: {self.score_b:.4f}",
             f"difference {self.name_a} - {self.name_b}: {self.difference:+.4f}, {self.confidence:.0%} interval "
-            f"[{self.low:+.4f}, {self.high:+.4f}] ({self.num_resamples} paired resamples of models and forget "
-            f"examples, {models_text(self.num_models, self.reference_models)}, seed {self.seed})",
+            f"[{self.low:+.4f}, {self.high:+.4f}] ({self.num_resamples} paired resamples of "
+            f"{resamples_text(self.num_originals)}, {models_text(self.num_models, self.reference_models)}, seed {self.seed})",
             self.sentence(),
             *([note] if note else []),
         ]
@@ -240,7 +281,7 @@ def compare(a: FamilySample, b: FamilySample, retrained: FamilySample, *, confid
     low, high = _interval(differences, confidence, "percentile", None)
     return Comparison(float(joint.observed[0]), float(joint.observed[1]), float(joint.observed[0] - joint.observed[1]),
                       low, high, confidence, _share_above(differences), joint.num_resamples, joint.num_models,
-                      joint.seed, *names)
+                      joint.seed, *names, num_originals=joint.num_originals)
 
 
 @dataclass(frozen=True)
@@ -266,6 +307,7 @@ class Ranking:
     num_resamples: int
     seed: int
     reference_models: int | None = None  # the phase's N when the outputs ran fewer (k = num_models); None: N
+    num_originals: int | None = None  # K > 1: runs started from K originals, resampled on two levels; None: one
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -292,4 +334,4 @@ def rank_submissions(submissions: Sequence[FamilySample], retrained: FamilySampl
         rank_low, rank_high = np.quantile(ranks[:, j], [tail, 1.0 - tail], method="inverted_cdf")
         rows.append(Rank(name, float(joint.observed[j]), low, high, int(rank_low), int(rank_high), float(p_first[j])))
     rows.sort(key=lambda row: -row.score)
-    return Ranking(tuple(rows), joint.num_models, joint.num_resamples, joint.seed)
+    return Ranking(tuple(rows), joint.num_models, joint.num_resamples, joint.seed, num_originals=joint.num_originals)

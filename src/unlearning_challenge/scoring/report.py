@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, RunRecord
 from unlearning_challenge.metric import EPSILON_CAP, bucket_points, example_points
 from unlearning_challenge.scoring.mia import MembershipInference
+from unlearning_challenge.scoring.originals import NOISE_NOTE, OriginalsResult
 from unlearning_challenge.scoring.result import ScoreResult, ScoringInputs
 from unlearning_challenge.templating import html_environment
 
@@ -340,6 +341,29 @@ def _plot_bootstrap(samples: np.ndarray, score: float, low: float, high: float, 
     return _png(fig)
 
 
+def _plot_originals(originals: OriginalsResult, score: float, quality: float) -> str:
+    """Each original's score and F (bars) beside the leaderboard's score and F (lines)."""
+    rows = originals.per_original
+    fig = Figure(figsize=(8.5, 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    width = 0.38
+    for offset, key, label, color in ((-width / 2, "score", "score", "#7570b3"),
+                                      (width / 2, "forget_quality", "F", "#999999")):
+        values = [getattr(row, key) for row in rows]
+        ax.bar(x + offset, [np.nan if v is None else v for v in values], width=width, color=color, alpha=0.85,
+               label=f"{label} of the original's runs")
+    ax.axhline(score, color="#222", lw=1.6, label=f"score over all runs {score:.4f}")
+    ax.axhline(quality, color="#222", lw=1.2, ls="--", label=f"F over all runs {quality:.4f}")
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"original {row.original}\n{row.num_models} runs" for row in rows], fontsize=8)
+    ax.set_ylabel("score, F")
+    ax.set_title("Each original's runs scored on their own (fewer models, fewer buckets: noisier)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _png(fig)
+
+
 # ----------------------------------------------------------------------------- sections
 
 
@@ -431,6 +455,24 @@ def _sample_sizes(family: ModelFamily) -> dict[str, Any]:
     return {"retain": family.retain_sample_indices.size, "validation": family.validation_sample_indices.size}
 
 
+def _originals(result: ScoreResult) -> tuple[dict[str, Any] | None, str | None]:
+    """The original models section's numbers and plot (None, None when the runs started from one original)."""
+    originals = result.originals
+    if originals is None:
+        return None, None
+    share = originals.seed_share
+    shares = [("retain accuracy", share.retain_accuracy, "per-model retain accuracy"),
+              ("test accuracy", share.test_accuracy, "per-model test accuracy"),
+              ("forget confidence (median over examples)", share.forget_confidence,
+               "each forget example's confidence, the median of the examples' shares"),
+              ("forget confidence (mean over examples)", share.forget_confidence_mean,
+               "each forget example's confidence, the mean of the examples' shares")]
+    numbers = {"num_originals": originals.num_originals, "rows": originals.per_original, "shares": shares,
+               "confidence": share.retain_accuracy.confidence, "resamples": share.num_resamples,
+               "note": NOISE_NOTE}
+    return numbers, _plot_originals(originals, result.score, result.forget_quality)
+
+
 def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_example: bool = True) -> str:
     """A self-contained HTML page explaining a submission's score.
 
@@ -443,6 +485,7 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_exa
     buckets = _buckets(result.epsilons, result.num_models)
     examples, examples_plot = _examples(result, inputs) if per_example else (None, None)
     time_numbers, run_times_plot = _time(result, inputs)
+    originals, originals_plot = _originals(result)
     statistics = result.statistics
     plots = {
         "epsilons": _plot_epsilons(result.epsilons, buckets),
@@ -453,6 +496,7 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_exa
         "bootstrap": _bootstrap_plot(result),
         "attacks": (_plot_attacks(result.epsilons, result.ulira_per_example, result.klom_per_example, buckets.end)
                     if per_example else None),
+        "originals": originals_plot,
     }
     return _ENVIRONMENT.get_template(TEMPLATE).render(
         result=result,
@@ -469,4 +513,5 @@ def detailed_results_html(result: ScoreResult, inputs: ScoringInputs, *, per_exa
         samples=_sample_sizes(inputs.retrained),
         plots=plots,
         per_example=per_example,
+        originals=originals,
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unlearning_challenge.artifacts import IngestionManifest, ModelFamily, ReferenceManifest
+from unlearning_challenge.scoring.originals import OriginalsResult
 from unlearning_challenge.scoring.statistics import BOOTSTRAP_KEYS, PERFECT_KEYS, FamilySample, ScoreStatistics
 
 if TYPE_CHECKING:  # mia imports scikit-learn; the result needs the class for its annotations only
@@ -51,7 +52,8 @@ class ScoreResult:
     ``klom_per_example`` ``[E]`` the per-example values behind ``ulira_accuracy``
     and ``klom_forget_p95``. F and KLoM's 95th percentile on the retain and
     validation samples are None when not computed (``samples_unavailable`` says
-    why). ``statistics`` is None until :meth:`with_statistics`.
+    why). ``statistics`` is None until :meth:`with_statistics`. ``originals`` holds each original's
+    results and the training-seed shares when the runs started from K > 1 original models (None: one).
     """
 
     score: float
@@ -91,6 +93,12 @@ class ScoreResult:
     unlearned: FamilySample
     retrained: FamilySample
     statistics: ScoreStatistics | None = None
+    originals: OriginalsResult | None = None
+
+    @property
+    def run_originals(self) -> np.ndarray | None:
+        """The original model of each run, int ``[N]``; None when they all started from one (K = 1)."""
+        return None if self.originals is None else self.originals.runs
 
     def with_statistics(self, statistics: ScoreStatistics) -> "ScoreResult":
         return replace(self, statistics=statistics)
@@ -117,13 +125,16 @@ class ScoreResult:
                 over_budget_runs: list | None = None) -> dict[str, Any]:
         """``scores.json``: :meth:`numbers`, whether only the first k models were scored, the ingestion's
         sentence of a partial output (``partial_output``, when there is one), the runs scored over their
-        budget (``over_budget_runs``, when any), and (unless ``per_example`` is False, as in a phase on
-        private images) the per-example epsilons."""
+        budget (``over_budget_runs``, when any), each original's results and the training-seed shares
+        (``originals``, when the runs started from K > 1 original models), and (unless ``per_example`` is
+        False, as in a phase on private images) the per-example epsilons."""
         data = {**self.numbers(), "quick_check": quick_check}
         if partial is not None:
             data["partial_output"] = partial
         if over_budget_runs:
             data["over_budget_runs"] = over_budget_runs
+        if self.originals is not None:
+            data["originals"] = self.originals.to_json(per_example=per_example)
         return {**data, "epsilons": [float(e) for e in self.epsilons]} if per_example else data
 
 
