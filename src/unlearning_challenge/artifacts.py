@@ -5,7 +5,9 @@ arrays (never pickles):
 
 ``input_data/`` (what ingestion needs)
     ``phase.yaml``, ``dataset.npz`` (see :mod:`unlearning_challenge.data`),
-    ``original.safetensors``, ``manifest.json``.
+    ``original.safetensors``, ``manifest.json``; with K > 1 original models
+    (``reference.num_originals``) also ``original_1.safetensors`` ..
+    ``original_<K-1>.safetensors`` (:func:`original_weights_name`).
 ``reference_data/`` (what scoring compares against)
     ``phase.yaml``, ``reference.npz``, ``manifest.json``.
 ingestion output (``res/``)
@@ -62,7 +64,7 @@ REFERENCE_ARRAYS = "reference.npz"
 UNLEARNED_ARRAYS = "unlearned.npz"
 SEALED_UNLEARNED_ARRAYS = UNLEARNED_ARRAYS + SEALED_SUFFIX
 DATASET_FILE = "dataset.npz"
-ORIGINAL_WEIGHTS = "original.safetensors"
+ORIGINAL_WEIGHTS = "original.safetensors"  # original 0 (the only one when K = 1)
 PHASE_FILE = "phase.yaml"
 
 # What the input data and reference data folders hold.
@@ -76,6 +78,12 @@ SUBMISSION_FUNCTION = "unlearning"
 
 class ArtifactError(ValueError):
     """An artifact is missing, corrupt, tampered with or inconsistent."""
+
+
+def original_weights_name(k: int) -> str:
+    """The file of original model ``k`` in the input data: ``original.safetensors`` for 0 (the only one
+    when K = 1), ``original_<k>.safetensors`` for the others."""
+    return ORIGINAL_WEIGHTS if k == 0 else f"original_{k}.safetensors"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -398,6 +406,15 @@ class ModelSummary(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OriginalRecord(ModelSummary):
+    """One of K > 1 original models in the input data: its file, training seed, sha256 and accuracies."""
+
+    file: str  # its name in the input data folder (original_weights_name(k))
+    seed: int  # its training seed (ReferenceConfig.original_seeds()[k])
+    sha256: str  # sha256 of the file: the ingestion refuses a file that differs
+
+
+@dataclass(frozen=True, kw_only=True)
 class SampleRecord(_Record):
     """Which retain and validation examples every retrained and unlearned model is evaluated on
     (see :func:`unlearning_challenge.data.evaluation_samples`)."""
@@ -433,6 +450,7 @@ class PhaseDataManifest(_Record):
     provenance: Mapping[str, str] | None = _key(default=None)  # package, torch, Python versions; device
     # the retain and validation examples whose logits the models keep (None: none, or an older manifest)
     evaluation_samples: SampleRecord | None = _key(default=None)
+    num_originals: int | None = _key(default=None, minimum=2)  # K > 1 original models (None: one, K = 1)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "format": self.FORMAT, "format_version": FORMAT_VERSION}
@@ -448,7 +466,9 @@ class InputManifest(PhaseDataManifest):
     time_budget_seconds: float = _key(unit="seconds")  # per-run budget: time_fraction x mean_retrain_seconds (wall)
     time_fraction: float | None = _key(default=None)  # the budget as a fraction of one retrain
     time_budget_retain_epochs: float | None = _key(default=None, unit="epochs")  # the budget as passes over the retain set
-    original: ModelSummary | None = _key(default=None)  # the original model's accuracies and seconds
+    original: ModelSummary | None = _key(default=None)  # the original model's (original 0's) accuracies and seconds
+    # with K > 1: each original model in order (original k: run i with i mod K = k); None: one (K = 1)
+    originals: tuple[OriginalRecord, ...] | None = _key(default=None)
     # wall seconds of one step of each kind of the calibration there ({kind: seconds}, see
     # reference/calibration.py); None: an older manifest, the budget scaled by calibration_step_seconds alone
     calibration_profile: Mapping[str, float] | None = _key(default=None, unit="seconds")

@@ -48,8 +48,11 @@ def _reference(args: argparse.Namespace) -> int:
     if summary is None:
         return 0
     original, retrained = summary["original"], summary["retrained"]
-    print(f"original model: retain {original['retain_accuracy']:.3f}, test {original['test_accuracy']:.3f}, "
-          f"forget {original['forget_accuracy']:.3f}")
+    originals = summary.get("originals") or [original]
+    for k, each in enumerate(originals):
+        name = "original model" if len(originals) == 1 else f"original model {k} (seed {each['seed']})"
+        print(f"{name}: retain {each['retain_accuracy']:.3f}, test {each['test_accuracy']:.3f}, "
+              f"forget {each['forget_accuracy']:.3f}")
     print(f"retrained (mean of {config.reference.num_models}): retain {retrained['retain_accuracy']:.3f}, "
           f"test {retrained['test_accuracy']:.3f}, forget {retrained['forget_accuracy']:.3f}; "
           f"{summary['mean_retrain_seconds']:.1f} s per model")
@@ -218,7 +221,7 @@ def _quick_check(args: argparse.Namespace) -> int:
     from unlearning_challenge.quick_check import run_quick_check
 
     return run_quick_check(args.submission, args.input_data, args.output, no_time_limit=args.no_time_limit,
-                           participant_output=args.participant_output)
+                           participant_output=args.participant_output, original=args.original)
 
 
 def _docker_build(args: argparse.Namespace) -> int:
@@ -369,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-data", type=Path, default=Path("input_data"))
     p.add_argument("--no-time-limit", action="store_true", help="report a slow run's accuracies instead of failing it")
     p.add_argument("--output", type=Path, default=None, help="fresh output folder (default: runs/quick-<time>)")
+    p.add_argument("--original", type=int, default=None, metavar="K",
+                   help="start the run from original model K (0 .. reference.num_originals - 1; default 0)")
     _add_participant_output(p)
     p.set_defaults(func=_quick_check)
 

@@ -184,9 +184,14 @@ class TrainingConfig:
     cpu_threads: int = key(default=0, minimum=0)
 
 
+class OriginalsError(ConfigError):
+    """``reference.num_originals`` does not fit ``reference.num_models`` or the seeds."""
+
+
 @dataclass(frozen=True)
 class ReferenceConfig:
-    """How many retrained models (N) and their seeds (seed_start .. seed_start+N-1)."""
+    """How many retrained models (N) and their seeds (seed_start .. seed_start+N-1); how many
+    original models (K) and theirs (:meth:`original_seeds`)."""
 
     num_models: int = key(default=512, minimum=2)
     seed_start: int = 0
@@ -194,6 +199,46 @@ class ReferenceConfig:
     # Retain and validation examples (each) whose logits every retrained and unlearned model
     # keeps, drawn with split.seed (data/splits.evaluation_samples); 0: none.
     sample_size: int = key(default=256, minimum=0)
+    # K: original models, each trained on the whole training set from its own seed; run i of a
+    # submission starts from original i mod K. N must be a multiple of K. 1: one original (as in 2023).
+    num_originals: int = 1
+
+    def __post_init__(self) -> None:
+        problem = originals_problem(self)
+        if problem:
+            raise OriginalsError(problem)
+
+    def original_seeds(self) -> list[int]:
+        """Original k's training seed: ``original_seed + k`` (k = 0 is ``original_seed``, as with K = 1)."""
+        return [self.original_seed + k for k in range(self.num_originals)]
+
+
+def originals_problem(reference: ReferenceConfig) -> str:
+    """Why K (``reference.num_originals``) does not fit N and the seeds; "" when it does."""
+    k, n = reference.num_originals, reference.num_models
+    if isinstance(k, bool) or not isinstance(k, int) or isinstance(n, bool) or not isinstance(n, int):
+        return ""  # a value of the wrong kind: the file's checks name it
+    if k < 1:
+        return (f"'reference.num_originals' must be at least 1, got {k}: set it to 1 (every run starts from one "
+                "original model) or to the number of original models to train")
+    if k > n:
+        return (f"'reference.num_originals' (K = {k}) is more than 'reference.num_models' (N = {n}): every "
+                f"original needs at least one run; set K to a divisor of N ({_divisors(n)}) or raise N")
+    if n % k:
+        return (f"'reference.num_models' (N = {n}) is not a multiple of 'reference.num_originals' (K = {k}): "
+                f"every original starts N/K runs; with K = {k} set N to a multiple of {k} (e.g. "
+                f"{n - n % k or k} or {n - n % k + k}), or with N = {n} set K to one of {_divisors(n)}")
+    retrained = range(reference.seed_start, reference.seed_start + n)
+    clash = [seed for seed in reference.original_seeds() if seed in retrained] if k > 1 else []
+    if clash:
+        return (f"the original models' seeds ('reference.original_seed' + k, k < {k}) include {clash[0]}, a "
+                f"retrained model's seed ('reference.seed_start' .. + N - 1 = {retrained.start} .. "
+                f"{retrained.stop - 1}): move 'reference.original_seed' or 'reference.seed_start' apart")
+    return ""
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
 @dataclass(frozen=True)
@@ -276,15 +321,24 @@ class PhaseConfig:
         return ParticipantOutput.SHOWN if synthetic else ParticipantOutput.HIDDEN
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python values (closed choices as their strings), as in the YAML file."""
-        return dataclasses.asdict(self, dict_factory=lambda items: {
+        """Plain Python values (closed choices as their strings), as in the YAML file.
+
+        ``reference.num_originals`` is left out when it is 1 (its default), so that a phase of one
+        original model is written, and fingerprinted, as before the key existed.
+        """
+        d = dataclasses.asdict(self, dict_factory=lambda items: {
             key: value.value if isinstance(value, Choice) else value for key, value in items})
+        if d["reference"]["num_originals"] == 1:
+            d["reference"].pop("num_originals")
+        return d
 
     def fingerprint(self) -> str:
         """sha256 of the settings that define the reference models (not N, not the ingestion or scoring ones).
 
         N is left out so that a finished reference can grow: more seeds, same models; so is the
-        evaluated sample size.
+        evaluated sample size, and K (``reference.num_originals``): original k is fixed by its seed
+        whatever K is, and the retrained models do not depend on K (the input manifest records K
+        and each original's seed and sha256, checked by the ingestion).
         """
         d = self.to_dict()
         d.pop("description")
@@ -292,6 +346,7 @@ class PhaseConfig:
         d.pop("scoring")
         d["reference"].pop("num_models")
         d["reference"].pop("sample_size")  # which examples are evaluated does not change the models
+        d["reference"].pop("num_originals", None)  # more originals: the same first ones, the same retrained models
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -303,7 +358,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> PhaseConfig
     integer, a bool no number), its closed choice and its bounds; messages start
     with ``source`` and name the key, e.g. ``'training.epochs' must be an integer, got 2.5``.
     """
-    return from_mapping(PhaseConfig, raw, _RULES, source)
+    try:
+        return from_mapping(PhaseConfig, raw, _RULES, source)
+    except OriginalsError as exc:
+        raise OriginalsError(f"{source}: {exc}") from None
 
 
 def load_config(path: str | Path) -> PhaseConfig:

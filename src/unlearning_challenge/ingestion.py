@@ -2,7 +2,8 @@
 
 For each run the trusted side starts a fresh worker (a
 :class:`~unlearning_challenge.runner.session.RunSession` runs and bounds it) on a
-fresh copy of the original model with a per-run seed, measures its time, then
+fresh copy of the original model (run i: original i mod K with K ``reference.num_originals``
+original models) with a per-run seed, measures its time, then
 evaluates the returned weights itself (the judged run, shared with ``evaluate``:
 :func:`~unlearning_challenge.judged.judged_runs`). Output, written only by this process into ``--output``:
 
@@ -45,7 +46,6 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from unlearning_challenge import __version__
 from unlearning_challenge.artifacts import (
-    ORIGINAL_WEIGHTS,
     SEALED_UNLEARNED_ARRAYS,
     SUBMISSION_FILE,
     UNLEARNED_ARRAYS,
@@ -67,7 +67,14 @@ from unlearning_challenge.deadline import (
     partial_sentence,
     read_step_time_limit,
 )
-from unlearning_challenge.judged import judged_runs, load_input, new_session, run_limits, trusted_samples
+from unlearning_challenge.judged import (
+    judged_runs,
+    load_input,
+    new_session,
+    original_weights,
+    run_limits,
+    trusted_samples,
+)
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.reference.evaluation import ModelOutputs
 from unlearning_challenge.reference.models import pick_device
@@ -96,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="folder for the ingestion output")
     parser.add_argument("--submission", required=True, type=Path, help="folder holding unlearning.py")
     parser.add_argument("--num-models", type=int, default=None, help="run only the first k of the N runs (quick check)")
+    parser.add_argument("--original", type=int, default=None, metavar="K",
+                        help="start every run from original model K (0 .. num_originals - 1) instead of run i from "
+                             "original i mod num_originals (a quick check of one original)")
     parser.add_argument("--no-time-limit", action="store_true", help="do not enforce the per-run time budget")
     parser.add_argument("--time-budget", type=float, default=None, help="per-run budget in seconds (default: from the input data)")
     parser.add_argument("--step-time-limit", type=float, default=None, metavar="SECONDS",
@@ -191,7 +201,7 @@ def run_all(session: RunSession, folders: RunFolders, num_models: int, *, budget
 def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_models: int | None = None,
                   budget_seconds: float | None = None, no_time_limit: bool = False, device: str | None = None,
                   memory_limit_gib: float | None = None, participant_output: str | None = None,
-                  step_time_limit: float | None = None, log=print) -> int:
+                  step_time_limit: float | None = None, original: int | None = None, log=print) -> int:
     """Run the submission in ``submission`` (a folder holding unlearning.py) on ``input_dir``; write ``output_dir``.
 
     ``num_models``: run only the first k of the N runs (default: all); ``budget_seconds``:
@@ -200,7 +210,8 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     ``memory_limit_gib``: cap each worker's address space (0: none; default: the phase's);
     ``participant_output``: "shown" or "hidden" (default: the phase's); ``step_time_limit``: the
     platform's limit on this step in seconds (0: none; None: the input data's ``step_time_limit.json``,
-    else none; see :mod:`unlearning_challenge.deadline`). Returns 0 when all runs are ok, or when the
+    else none; see :mod:`unlearning_challenge.deadline`); ``original``: start every run from this original
+    model (default: run i from original i mod K). Returns 0 when all runs are ok, or when the
     runs that fit in the step time limit are (a partial output).
     """
     check_output_writable(output_dir)
@@ -208,6 +219,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
     samples = trusted_samples(config, manifest, splits)
     check_submission(submission)
     num_models = runs_asked(num_models, manifest)
+    check_original_asked(original, config)
     deadline = step_deadline(input_dir, step_time_limit, no_time_limit)
     disclosure, sealed = disclosure_and_sealing(config, input_dir, participant_output, log)
     torch_device = pick_device(device)
@@ -221,7 +233,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
         f"budget {budget:.1f} {timing['unit']} per run ({timing['explanation']})")
     step_text = "" if deadline is None else f"; the step ends within {deadline.limit_seconds:.0f} s"
     log(f"ingestion: {num_models} run(s) of {submission} on {torch_device}, {budget_text}{step_text}; "
-        f"participant output {disclosure.value}")
+        f"participant output {disclosure.value}{originals_text(config, original)}")
 
     records: list[RunRecord] = []
     workspace = Path(tempfile.mkdtemp(prefix="unlearning-runs-"))
@@ -237,7 +249,7 @@ def run_ingestion(*, input_dir: Path, output_dir: Path, submission: Path, num_mo
                     for text in lock_warnings:
                         log(f"warning: {text}")
                     folders = RunFolders(workspace, config, submission.resolve(), str(torch_device),
-                                         input_dir / ORIGINAL_WEIGHTS, dataset, splits)
+                                         original_weights(input_dir, config), dataset, splits, start_from=original)
                     try:
                         with withheld_unless(disclosure):
                             records, outputs = run_all(
@@ -273,6 +285,23 @@ def runs_asked(num_models: int | None, manifest: InputManifest) -> int:
     if not 1 <= num_models <= manifest.num_models:
         raise IngestionError(f"--num-models must be between 1 and {manifest.num_models}, got {num_models}")
     return num_models
+
+
+def originals_text(config: PhaseConfig, original: int | None) -> str:
+    """Which original the runs start from, for the log ("" with one original)."""
+    count = config.reference.num_originals
+    if original is not None and count > 1:
+        return f"; every run from original {original} of {count}"
+    return f"; run i from original i mod {count}" if count > 1 else ""
+
+
+def check_original_asked(original: int | None, config: PhaseConfig) -> None:
+    """Refuse ``--original`` outside 0 .. K-1."""
+    count = config.reference.num_originals
+    if original is not None and not 0 <= original < count:
+        which = "only original 0" if count == 1 else f"originals 0 .. {count - 1}"
+        raise IngestionError(f"--original {original}: the input data hold {count} original model(s) "
+                             f"(reference.num_originals); choose one of {which}")
 
 
 def disclosure_and_sealing(config: PhaseConfig, input_dir: Path, participant_output: str | None,
@@ -409,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             input_dir=args.input, output_dir=args.output, submission=args.submission, num_models=args.num_models,
             budget_seconds=args.time_budget, no_time_limit=args.no_time_limit, device=args.device,
             memory_limit_gib=args.memory_limit_gib, participant_output=args.participant_output,
-            step_time_limit=args.step_time_limit, log=lambda text: print(text, file=sys.stderr),
+            step_time_limit=args.step_time_limit, original=args.original,
+            log=lambda text: print(text, file=sys.stderr),
         )
     except (IngestionError, ArtifactError, ValueError, OSError) as exc:
         print(f"ingestion failed: {exc}", file=sys.stderr)

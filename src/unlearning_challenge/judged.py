@@ -28,7 +28,9 @@ from unlearning_challenge.artifacts import (
     InputManifest,
     RunRecord,
     RunStatus,
+    original_weights_name,
     read_input_manifest,
+    sha256_file,
 )
 from unlearning_challenge.config import OverBudget, PhaseConfig, load_config
 from unlearning_challenge.data import EvaluationSamples, FaceDataset, Splits, evaluation_samples, load_dataset, split_fingerprint
@@ -53,9 +55,45 @@ def load_input(input_dir: Path) -> tuple[PhaseConfig, InputManifest, FaceDataset
     dataset, splits = load_dataset(input_dir / DATASET_FILE)
     if split_fingerprint(dataset, splits) != manifest.split_fingerprint:
         raise ArtifactError(f"input data: {DATASET_FILE} does not match manifest.json (split fingerprint differs)")
-    if not (input_dir / ORIGINAL_WEIGHTS).is_file():
-        raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
+    check_originals(input_dir, config, manifest)
     return config, manifest, dataset, splits
+
+
+def original_weights(input_dir: Path, config: PhaseConfig) -> list[Path]:
+    """The files of the phase's K original models, in order: run i starts from original i mod K."""
+    return [Path(input_dir) / original_weights_name(k) for k in range(config.reference.num_originals)]
+
+
+_REGENERATE = "copy the phase's whole input data folder again, or regenerate it with `make reference`"
+
+
+def check_originals(input_dir: Path, config: PhaseConfig, manifest: InputManifest) -> None:
+    """Refuse input data whose original models are not those the manifest lists: K as in phase.yaml,
+    every file there, each with its seed and sha256 (with K = 1: original.safetensors there)."""
+    count, listed = config.reference.num_originals, manifest.originals or ()
+    if count == 1 and not listed:
+        if not (input_dir / ORIGINAL_WEIGHTS).is_file():
+            raise ArtifactError(f"input data: {ORIGINAL_WEIGHTS} is missing from {input_dir}")
+        return
+    if len(listed) != count or (manifest.num_originals or 1) != count:
+        raise ArtifactError(
+            f"input data: {PHASE_FILE} has reference.num_originals {count} but manifest.json lists {len(listed)} "
+            f"original model(s) (num_originals {manifest.num_originals}): they come from different generations; "
+            f"{_REGENERATE}")
+    missing = [record.file for record in listed if not (input_dir / record.file).is_file()]
+    if missing:
+        raise ArtifactError(
+            f"input data: manifest.json lists {count} original models but {input_dir} lacks {', '.join(missing)}: "
+            f"{_REGENERATE}")
+    for k, (record, seed) in enumerate(zip(listed, config.reference.original_seeds())):
+        if record.file != original_weights_name(k) or record.seed != seed:
+            raise ArtifactError(
+                f"input data: manifest.json lists original {k} as {record.file} with seed {record.seed}, but "
+                f"{PHASE_FILE} makes it {original_weights_name(k)} with seed {seed}: {_REGENERATE}")
+        if sha256_file(input_dir / record.file) != record.sha256:
+            raise ArtifactError(
+                f"input data: {record.file} (original {k}) does not match its sha256 in manifest.json (truncated, "
+                f"corrupt or another model): {_REGENERATE}")
 
 
 def trusted_samples(config: PhaseConfig, manifest: InputManifest, splits: Splits) -> EvaluationSamples | None:
@@ -152,7 +190,7 @@ def judged_runs(session: RunSession, folders: RunFolders, indices: Sequence[int]
         job = next_job
         started = time.monotonic()
         step_wall_limit = None if deadline is None else deadline.run_wall_limit(limits.wall_limit)
-        record = session.run(job, step_wall_limit=step_wall_limit)
+        record = replace(session.run(job, step_wall_limit=step_wall_limit), original=folders.original_of(index))
         judging = time.monotonic()
         if deadline is not None and record.status != RunStatus.STOPPED:
             deadline.record_run(judging - started)

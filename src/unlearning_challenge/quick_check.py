@@ -34,6 +34,8 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
     budget = manifest.time_budget_seconds
     timing = manifest.timing or {}
     lines = [f"status: {manifest.status}"]
+    if runs and runs[-1].original is not None:
+        lines.append(f"original: {runs[-1].original}")
     if manifest.status == "ok" and manifest.arrays_sealed:
         lines.append("accuracies: n/a (the arrays are sealed for the scoring program in a hidden phase; "
                      "rerun with PARTICIPANT_OUTPUT=shown to see them)")
@@ -69,10 +71,11 @@ def summary_lines(res: Path) -> tuple[list[str], bool]:
 
 
 def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, no_time_limit: bool = False,
-                    participant_output: str | None = None) -> int:
+                    participant_output: str | None = None, original: int | None = None) -> int:
     """One ingestion run of ``submission`` into ``output``; print the summary to stdout; 0 when the run succeeded.
 
-    ``participant_output`` ("shown" or "hidden") overrides the phase's setting, as in ``local-score``.
+    ``participant_output`` ("shown" or "hidden") overrides the phase's setting, as in ``local-score``;
+    ``original``: the original model the run starts from (default: 0, as run 0 of the ingestion).
     """
     out = output or Path("runs") / time.strftime("quick-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
@@ -84,6 +87,8 @@ def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, 
         command.append("--no-time-limit")
     if participant_output:
         command += ["--participant-output", participant_output]
+    if original is not None:
+        command += ["--original", str(original)]
     start = time.perf_counter()
     code = subprocess.call(command)
     lines, ok = summary_lines(out)

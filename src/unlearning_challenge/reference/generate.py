@@ -1,4 +1,4 @@
-"""Reference generation: the original model and N retrained models.
+"""Reference generation: the original model (K of them with ``reference.num_originals``) and N retrained models.
 
 Work is kept in a work folder, one file per finished model, each written
 atomically: an interrupted run resumes where it stopped, shards
@@ -22,16 +22,18 @@ from tqdm.auto import tqdm
 from unlearning_challenge import __version__
 from unlearning_challenge.artifacts import (
     DATASET_FILE,
-    ORIGINAL_WEIGHTS,
     PHASE_FILE,
     REFERENCE_ARRAYS,
     ArtifactError,
     InputManifest,
     ModelFamily,
     ModelSummary,
+    OriginalRecord,
     ReferenceManifest,
     SampleRecord,
+    original_weights_name,
     read_input_manifest,
+    sha256_file,
     write_family,
     write_manifest,
 )
@@ -109,6 +111,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def pending_seeds(config: PhaseConfig, work: WorkFolder, shard: tuple[int, int] = (0, 1)) -> list[int]:
     index, count = shard
     return [s for i, s in enumerate(model_seeds(config)) if i % count == index and not work.retrained(s).exists()]
+
+
+def pending_originals(config: PhaseConfig, work: WorkFolder, shard: tuple[int, int] = (0, 1)) -> list[int]:
+    """The originals k (0 .. K-1) this shard trains (k mod count = its index) that are not trained yet."""
+    index, count = shard
+    return [k for k in range(config.reference.num_originals) if k % count == index and not work.original_done(k)]
 
 
 def run_local(config: PhaseConfig, work: WorkFolder, seeds: list[int], device: torch.device,
@@ -264,7 +272,8 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
     """
     dataset, splits, fingerprint = prepare_data(config, work)
     family, calibration, profile = _load_retrained(config, work, splits, dataset, fingerprint)
-    original = json.loads(work.original_info.read_text())
+    originals = _load_originals(config, work)
+    original = originals[0]
     mean_seconds = float(family.seconds.mean())
     timing_source = f"mean training time of the {family.num_models} retrained models"
     if timing_from is not None:
@@ -285,19 +294,20 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
         timing_source=timing_source,
         provenance=_provenance(device),
         evaluation_samples=_sample_record(config, family),
+        num_originals=config.reference.num_originals if config.reference.num_originals > 1 else None,
     )
     for folder in (input_dir, reference_dir):
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / PHASE_FILE, dump_config(config))
 
     copy_file(work.dataset, input_dir / DATASET_FILE)
-    copy_file(work.original, input_dir / ORIGINAL_WEIGHTS)
     write_manifest(input_dir, InputManifest(
         **common,
         time_fraction=config.ingestion.time_fraction,
         time_budget_seconds=config.ingestion.time_fraction * mean_seconds,
         time_budget_retain_epochs=config.ingestion.time_fraction * config.training.epochs,
-        original=ModelSummary(**{k: original[k] for k in ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")}),
+        original=ModelSummary(**_summary(original)),
+        originals=_copy_originals(config, work, input_dir, originals),
         calibration_profile=profile,
     ))
 
@@ -309,8 +319,43 @@ def assemble(config: PhaseConfig, work: WorkFolder, input_dir: Path, reference_d
     )
     write_manifest(reference_dir, ReferenceManifest(**common, arrays_sha256=sha, retrained=retrained))
     summary = retrained.to_json()
-    return {"original": original, "retrained": summary, "mean_retrain_seconds": mean_seconds,
+    return {"original": original, "originals": originals, "retrained": summary, "mean_retrain_seconds": mean_seconds,
             "evaluation_samples": _samples_text(family)}
+
+
+_SUMMARY_KEYS = ("retain_accuracy", "test_accuracy", "forget_accuracy", "seconds")
+
+
+def _summary(record: dict) -> dict:
+    return {key: record[key] for key in _SUMMARY_KEYS}
+
+
+def _load_originals(config: PhaseConfig, work: WorkFolder) -> list[dict]:
+    """Each original's work record (original.json, original_<k>.json), in order; refused when one is missing."""
+    count = config.reference.num_originals
+    missing = [k for k in range(count) if not work.original_done(k)]
+    if missing:
+        raise ArtifactError(
+            f"{len(missing)} of {count} original model(s) are not trained yet (e.g. original {missing[0]}, "
+            f"{work.original_weights(missing[0]).name}); run `reference` again (it resumes) before assembling"
+        )
+    return [json.loads(work.original_record(k).read_text()) for k in range(count)]
+
+
+def _copy_originals(config: PhaseConfig, work: WorkFolder, input_dir: Path,
+                    originals: list[dict]) -> tuple[OriginalRecord, ...] | None:
+    """Copy each original's weights into the input data (removing those of a larger K written there before);
+    with K > 1 their records for the input manifest (file, seed, sha256, accuracies), else None."""
+    names = [original_weights_name(k) for k in range(len(originals))]
+    for stale in input_dir.glob("original_*.safetensors"):
+        if stale.name not in names:
+            stale.unlink()
+    for k, name in enumerate(names):
+        copy_file(work.original_weights(k), input_dir / name)
+    if config.reference.num_originals == 1:
+        return None
+    return tuple(OriginalRecord(file=name, seed=int(record["seed"]), sha256=sha256_file(input_dir / name),
+                                **_summary(record)) for name, record in zip(names, originals))
 
 
 def generate_reference(
@@ -343,19 +388,19 @@ def generate_reference(
         with ray_cluster(ray or RaySettings(), log) as cluster:
             dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
             seeds = pending_seeds(config, work, shard)
-            original = shard[0] == 0 and not (work.original.exists() and work.original_info.exists())
+            originals = pending_originals(config, work, shard)
             log(f"{len(seeds)} retrained model(s) to train in this shard")
-            cluster.train(config, work.root, fingerprint, seeds, original=original)
+            cluster.train(config, work.root, fingerprint, seeds, originals=originals)
     elif backend == ReferenceBackend.LOCAL:
         dataset, splits, fingerprint = _prepare_and_log(config, work, device, log)
-        if shard[0] == 0:
-            train_original(config, work, dataset, splits, device)
+        for k in pending_originals(config, work, shard):
+            train_original(config, work, dataset, splits, device, k=k)
         seeds = pending_seeds(config, work, shard)
         log(f"{len(seeds)} retrained model(s) to train in this shard")
         run_local(config, work, seeds, device, dataset, splits, fingerprint)
     else:
         raise ValueError(f"unknown backend {backend!r}; valid: {list(ReferenceBackend.values())}")
-    if pending_seeds(config, work) or not work.original_info.exists():
+    if pending_seeds(config, work) or pending_originals(config, work):
         log("other shards still have models to train; run with --assemble-only when they are done")
         return None
     return assemble(config, work, Path(input_dir), Path(reference_dir), device, retime_models=retime_models,

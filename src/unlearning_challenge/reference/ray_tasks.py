@@ -1,6 +1,6 @@
 """Reference models as Ray tasks, sized to the cluster.
 
-One task per model (the original and each retrained seed). Each task asks
+One task per model (each original and each retrained seed). Each task asks
 ``gpus_per_model`` GPUs (and ``cpus_per_model`` CPUs) when the models train on
 CUDA, else ``cpus_per_model`` CPUs; a request no node can meet is refused
 before anything is submitted. Each task reads the data from the work folder
@@ -18,7 +18,7 @@ import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -153,10 +153,11 @@ def _retrained_task(config: PhaseConfig, work_root: str, fingerprint: str, devic
     return seed
 
 
-def _original_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int) -> None:
+def _original_task(config: PhaseConfig, work_root: str, fingerprint: str, device: str, threads: int,
+                   k: int = 0) -> None:
     torch.set_num_threads(threads)
     work, dataset, splits = _open_work(work_root, fingerprint)
-    train_original(config, work, dataset, splits, torch.device(device), progress=False)
+    train_original(config, work, dataset, splits, torch.device(device), k=k, progress=False)
 
 
 @dataclass
@@ -169,8 +170,8 @@ class RayCluster:
     log: Callable[[str], None] = print
 
     def train(self, config: PhaseConfig, work_root: Path, fingerprint: str, seeds: list[int], *,
-              original: bool = False) -> None:
-        """Train the original model (when ``original``) and the retrained ``seeds``, one task each.
+              originals: Sequence[int] = ()) -> None:
+        """Train the original models ``originals`` (their indices k) and the retrained ``seeds``, one task each.
 
         Each failure is logged with its traceback as it happens; ClusterError once the others are done.
         """
@@ -178,8 +179,10 @@ class RayCluster:
         options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0), "max_retries": 0}
         args = (config, str(Path(work_root).resolve()), fingerprint, self.device.type, _threads(config, self.settings))
         labels = {}
-        if original:
-            labels[ray.remote(_original_task).options(name="original", **options).remote(*args)] = "the original model"
+        for k in originals:
+            one = config.reference.num_originals == 1
+            ref = ray.remote(_original_task).options(name="original" if one else f"original {k}", **options)
+            labels[ref.remote(*args, k)] = "the original model" if one else f"original model {k}"
         for seed in seeds:
             ref = ray.remote(_retrained_task).options(name=f"seed {seed}", **options).remote(*args, seed)
             labels[ref] = f"retrained model seed {seed}"

@@ -6,6 +6,8 @@ Work folder layout::
     work.json                    config and split fingerprints
     original.safetensors         original model (trained on train)
     original.json                its accuracies and training seconds
+    original_1.safetensors, original_1.json, ...
+                                 originals 1 .. K-1 when reference.num_originals is K > 1
     retrained/seed_00000.npz     one retrained model's outputs (forget logits, logits on the evaluation
                                  samples and their indices, accuracies, seconds)
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from unlearning_challenge.artifacts import DATASET_FILE, ORIGINAL_WEIGHTS
+from unlearning_challenge.artifacts import DATASET_FILE, original_weights_name
 from unlearning_challenge.atomic import write_json
 from unlearning_challenge.config import PhaseConfig
 from unlearning_challenge.data import FaceDataset, Splits, evaluation_samples
@@ -46,11 +48,22 @@ class WorkFolder:
 
     @property
     def original(self) -> Path:
-        return self.root / ORIGINAL_WEIGHTS
+        return self.original_weights(0)
 
     @property
     def original_info(self) -> Path:
-        return self.root / "original.json"
+        return self.original_record(0)
+
+    def original_weights(self, k: int) -> Path:
+        """Original ``k``'s weights (named as in the input data)."""
+        return self.root / original_weights_name(k)
+
+    def original_record(self, k: int) -> Path:
+        """Original ``k``'s accuracies, seed and training seconds."""
+        return self.root / ("original.json" if k == 0 else f"original_{k}.json")
+
+    def original_done(self, k: int) -> bool:
+        return self.original_weights(k).exists() and self.original_record(k).exists()
 
     def retrained(self, seed: int) -> Path:
         return self.root / "retrained" / f"seed_{seed:05d}.npz"
@@ -78,23 +91,25 @@ def _outputs_record(outputs: ModelOutputs, seconds: float, calibration: float, s
 
 
 def train_original(config: PhaseConfig, work: WorkFolder, dataset: FaceDataset, splits: Splits, device: torch.device,
-                   *, progress: bool = True) -> None:
-    """Train the original model on the whole train split (skipped when it exists)."""
-    if work.original.exists() and work.original_info.exists():
+                   *, k: int = 0, progress: bool = True) -> None:
+    """Train original model ``k`` on the whole train split from its seed (skipped when it exists)."""
+    if work.original_done(k):
         return
-    bar = tqdm(total=config.training.epochs, desc="original model", unit="epoch", disable=not progress)
+    seed = config.reference.original_seeds()[k]
+    what = "original model" if config.reference.num_originals == 1 else f"original model {k}"
+    bar = tqdm(total=config.training.epochs, desc=what, unit="epoch", disable=not progress)
     result = train_model(
         dataset, splits.train, splits.val,
-        model_cfg=config.model, train_cfg=config.training, seed=config.reference.original_seed, device=device,
+        model_cfg=config.model, train_cfg=config.training, seed=seed, device=device,
         progress=lambda epoch, total, acc: (bar.update(1), bar.set_postfix(val_acc=f"{acc:.3f}")),
     )
     bar.close()
     # Store first, then evaluate the stored weights: the original model *is* the checkpoint.
-    save_weights(result.state_dict, work.original, dtype=config.model.checkpoint_dtype)
-    model = load_model(work.original, config.model, device)
+    save_weights(result.state_dict, work.original_weights(k), dtype=config.model.checkpoint_dtype)
+    model = load_model(work.original_weights(k), config.model, device)
     outputs = evaluate_model(model, dataset, splits, device)
-    write_json(work.original_info, {
-        "seed": config.reference.original_seed,
+    write_json(work.original_record(k), {
+        "seed": seed,
         "seconds": result.seconds,
         "best_epoch": result.best_epoch,
         "val_accuracy": result.best_val_accuracy,

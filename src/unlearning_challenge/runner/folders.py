@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from unlearning_challenge.atomic import write_bytes
 from unlearning_challenge.config import PhaseConfig
@@ -25,12 +26,22 @@ class RunFolders:
     the test images are left out) are held in this process's memory and written
     afresh into every run's folder, with a copy of the submission: nothing a run
     does to its files reaches a later run.
+
+    ``original``: the original model's file, or the K original models' files in order: run i
+    starts from original i mod K, or from original ``start_from`` for every run when it is given.
     """
 
     def __init__(self, workspace: Path, config: PhaseConfig, submission: Path, device: str,
-                 original: Path, dataset: FaceDataset, splits: Splits):
+                 original: Path | Sequence[Path], dataset: FaceDataset, splits: Splits, *,
+                 start_from: int | None = None):
         self.workspace, self.config, self.submission, self.device = workspace, config, submission, device
-        self.original_bytes = original.read_bytes()
+        originals = [original] if isinstance(original, (str, os.PathLike)) else list(original)
+        if start_from is not None and not 0 <= start_from < len(originals):
+            raise ValueError(f"original {start_from} does not exist: there are {len(originals)} (0 .. "
+                             f"{len(originals) - 1})")
+        self.num_originals, self.start_from = len(originals), start_from
+        wanted = range(len(originals)) if start_from is None else [start_from]
+        self.original_bytes = {k: Path(originals[k]).read_bytes() for k in wanted}
         data_path = workspace / "worker_data.npz"
         save_dataset(data_path, dataset, splits, only=("retain", "forget", "val"))
         self.data_bytes = data_path.read_bytes()
@@ -39,6 +50,12 @@ class RunFolders:
 
     def seed(self, index: int) -> int:
         return self.config.ingestion.seed_start + index
+
+    def original_of(self, index: int) -> int | None:
+        """The original run ``index`` starts from (0 .. K-1); None when there is one (K = 1)."""
+        if self.num_originals == 1:
+            return None
+        return self.start_from if self.start_from is not None else index % self.num_originals
 
     def run_dir(self, index: int) -> Path:
         return self.workspace / f"run_{index:05d}"
@@ -53,7 +70,7 @@ class RunFolders:
             (run_dir / sub).mkdir(parents=True)
         copy_submission(self.submission, run_dir / WORKER_SUBMISSION)
         # Not flushed to disk: the files are read by the run and deleted after it.
-        write_bytes(run_dir / WORKER_MODEL, self.original_bytes, durable=False)
+        write_bytes(run_dir / WORKER_MODEL, self.original_bytes[self.original_of(index) or 0], durable=False)
         write_bytes(run_dir / WORKER_DATA, self.data_bytes, durable=False)
         model = self.config.model
         job = Job(
