@@ -301,3 +301,11 @@ def test_compare_and_rank_folders_resample_originals(folders):
     assert ranking.num_originals == 2 and TRAINED_MODELS_TOO in rank_table(ranking)
     with pytest.raises(ValueError, match="same original models"):
         compare_folders(root / "one", root / "two", ref, num_resamples=RESAMPLES)
+
+
+def test_originals_of_one_run_each_give_no_share():
+    rng = np.random.default_rng(9)
+    family = _family_between(rng, 3, 3, E, between=1.0, within=1.0)
+    share = training_seed_share(family, _originals(3, 3), num_resamples=10)
+    assert share.retain_accuracy.value is None and share.forget_confidence.low is None
+    assert np.all(np.isnan(share.per_example))

@@ -269,11 +269,16 @@ def training_seed_share(unlearned: FamilySample, originals: np.ndarray, *, num_r
 
     ``unlearned``: accuracies ``[N]`` and confidences ``[N, E]``; ``originals``: int ``[N]``. Each resample
     draws originals, then runs within each (:func:`two_level_indices`), and recomputes every share on the
-    draw grouped by its slots; resamples where Z does not vary are left out of the interval.
+    draw grouped by its slots; resamples where Z does not vary are left out of the interval. When no original
+    has two runs (a quick check of a few runs) the spread within an original is unseen: every share is None.
     """
     z = np.column_stack([unlearned.retain_accuracy, unlearned.test_accuracy, unlearned.confidences])
-    observed = seed_share(z, originals)
     groups = original_groups(originals)
+    if max(group.size for group in groups) < 2:
+        unknown = SeedShare(None, None, None, confidence)
+        return TrainingSeedShare(unknown, unknown, unknown, unknown, np.full(unlearned.confidences.shape[1], np.nan),
+                                 0, int(seed))
+    observed = seed_share(z, originals)
     rng = np.random.default_rng(seed)
     resampled = np.empty((int(num_resamples), 4))
     for i in range(int(num_resamples)):
