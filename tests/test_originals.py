@@ -11,17 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SUBMISSIONS, built_once, run_module, run_scoring, shared_folder
+from conftest import ROOT, built_once, run_module, run_scoring, shared_folder
 from unlearning_challenge.artifacts import (
     ArtifactError,
+    IngestionManifest,
+    RunRecord,
     original_weights_name,
     read_ingestion_manifest,
     read_input_manifest,
     sha256_file,
+    write_manifest,
 )
 from unlearning_challenge.config import ConfigError, config_from_dict, dump_config, load_config
 from unlearning_challenge.ingestion import IngestionError, check_original_asked
 from unlearning_challenge.judged import load_input, original_weights
+from unlearning_challenge.runner.folders import RunFolders
 
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
 
@@ -78,16 +82,24 @@ def test_original_asked_must_exist():
 
 @pytest.fixture(scope="session")
 def two_originals(tiny_phase, tmp_path_factory):
-    """(input_dir, reference_dir, config) of the tiny phase grown to N = 4 runs from K = 2 originals: its work
-    folder copied, so that only the new retrained model and original 1 are trained."""
+    """(input_dir, reference_dir, config) of the tiny phase grown to N = 4 runs from K = 2 originals.
+
+    Its work folder is copied (K is not part of the fingerprint: original 0 and the retrained models are
+    the tiny phase's), so only original 1 trains. The fourth retrained model's record is a copy of the
+    third's: these tests check which original each run starts from, not the reference, and a retrained
+    model would cost four times the original's training in calibration timing.
+    """
     from unlearning_challenge.reference.generate import generate_reference
     from unlearning_challenge.reference.models import pick_device
+    from unlearning_challenge.reference.work import WorkFolder
 
     config = replace(tiny_phase[2], reference=replace(tiny_phase[2].reference, num_models=4, num_originals=2))
 
     def build(root: Path) -> None:
-        shutil.copytree(tiny_phase[0].parent / "work", root / "work")
-        generate_reference(config, work_dir=root / "work", input_dir=root / "input_data",
+        work = WorkFolder(root / "work")
+        shutil.copytree(tiny_phase[0].parent / "work", work.root)
+        shutil.copy(work.retrained(2), work.retrained(3))
+        generate_reference(config, work_dir=work.root, input_dir=root / "input_data",
                            reference_dir=root / "reference_data", device=pick_device("cpu"), log=lambda _: None)
 
     root = built_once(shared_folder(tmp_path_factory, "two_originals"), build)
@@ -164,12 +176,34 @@ def test_runs_alternate_originals_and_scoring_splits_them(two_originals, tmp_pat
     assert {"retain_accuracy", "test_accuracy", "forget_confidence"} <= set(originals["training_seed_share"])
 
 
-@pytest.mark.ingestion
-def test_quick_check_starts_from_the_original_asked(two_originals, tmp_path, capsys):
-    from unlearning_challenge.quick_check import run_quick_check
+def test_each_run_folder_holds_its_original(two_originals, tmp_path):
+    input_dir, _, config = two_originals
+    _, _, dataset, splits = load_input(input_dir)
+    paths = original_weights(input_dir, config)
+    spread = RunFolders(tmp_path / "spread", config, SAMPLE, "cpu", paths, dataset, splits)
+    fixed = RunFolders(tmp_path / "fixed", config, SAMPLE, "cpu", paths, dataset, splits, start_from=1)
+    for index in range(4):
+        for folders, original in ((spread, index % 2), (fixed, 1)):
+            assert folders.original_of(index) == original
+            job = folders.prepare(index)
+            assert Path(job.model).read_bytes() == paths[original].read_bytes()
+            folders.remove(index)
+    single = RunFolders(tmp_path / "single", config, SAMPLE, "cpu", paths[0], dataset, splits)
+    assert single.original_of(3) is None  # one original: the records stay as they were
 
-    code = run_quick_check(SUBMISSIONS / "do_nothing", two_originals[0], tmp_path / "quick", no_time_limit=True,
-                           original=1)
-    assert code == 0, capsys.readouterr().err
+
+def test_quick_check_passes_the_original_and_prints_it(monkeypatch, tmp_path, capsys):
+    from unlearning_challenge import quick_check
+
+    commands = []
+
+    def ingestion(command):
+        commands.append(command)
+        record = RunRecord(index=0, status="crashed", original=1, message="stopped here")
+        write_manifest(tmp_path / "quick", IngestionManifest(status="failed", message="x", runs=(record,)))
+        return 1
+
+    monkeypatch.setattr(quick_check.subprocess, "call", ingestion)
+    assert quick_check.run_quick_check(SAMPLE, tmp_path / "inputs", tmp_path / "quick", original=1) == 1
+    assert commands[0][-2:] == ["--original", "1"]
     assert "original: 1\n" in capsys.readouterr().out
-    assert [r.original for r in read_ingestion_manifest(tmp_path / "quick").runs] == [1]
