@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from unlearning_challenge.artifacts import RunRecord
-from unlearning_challenge.metric import ALPHA, bucket_points, final_score, forget_quality
+from unlearning_challenge import metric
+from unlearning_challenge.metric import ALPHA
 from unlearning_challenge.scoring.statistics import FamilySample
 
 __all__ = [
@@ -157,7 +158,7 @@ def blocked_forget_quality(unlearned: np.ndarray, retrained: np.ndarray, *, boun
     """F of confidences ``[n, E]`` against every disjoint block of n retrained confidences ``[M, E]``, averaged
     over the blocks, and the number of blocks (n <= M, n >= 2)."""
     blocks = retrained_blocks(retrained.shape[0], unlearned.shape[0])
-    values = [forget_quality(unlearned, retrained[block], bounds=bounds, alpha=alpha) for block in blocks]
+    values = [metric.forget_quality(unlearned, retrained[block], bounds=bounds, alpha=alpha) for block in blocks]
     return float(np.mean(values)), len(blocks)
 
 
@@ -179,9 +180,9 @@ def per_original_results(unlearned: FamilySample, retrained: FamilySample, origi
         if 2 <= runs.size <= retrained.num_models:
             quality, blocks = blocked_forget_quality(family.confidences, retrained.confidences, bounds=bounds,
                                                      alpha=alpha)
-            score = final_score(quality, family.retain_accuracy, retrained.retain_accuracy, family.test_accuracy,
+            score = metric.final_score(quality, family.retain_accuracy, retrained.retain_accuracy, family.test_accuracy,
                                 retrained.test_accuracy)
-            buckets = int(bucket_points(runs.size)[0].size)
+            buckets = int(metric.bucket_points(runs.size)[0].size)
         results.append(OriginalResult(int(value), int(runs.size), buckets, blocks, quality, ra, ta, score))
     return tuple(results)
 
