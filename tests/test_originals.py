@@ -45,7 +45,7 @@ def _reference(**reference) -> dict:
      r"one of 1, 2, 5, 10"),
     ({"num_originals": 2, "num_models": 4, "seed_start": 12346},
      r"include 12346, a retrained model's seed .* move 'reference.original_seed' or 'reference.seed_start' apart"),
-])
+], ids=["k_below_1", "k_above_n", "n_not_a_multiple_of_k", "seeds_clash"])
 def test_a_bad_number_of_originals_is_refused_naming_what_works(reference, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(_reference(**reference), "x.yaml")
