@@ -83,6 +83,7 @@ bench: install
 	$(PY) benchmarks/bench_worker_start.py
 	$(PY) benchmarks/bench_attacks.py
 	$(PY) benchmarks/bench_calibration.py
+	$(PY) benchmarks/bench_evaluate_backends.py
 
 # Scores every starting-kit baseline on the Check phase and writes the table into starting_kit/README.md.
 baselines: install

@@ -175,7 +175,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         submissions=tuple(args.submissions), output=args.output, input_data=args.input_data,
         reference_data=args.reference_data, num_models=args.num_models, work=args.work, backend=args.backend,
         ray_address=args.ray_address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-        no_time_limit=args.no_time_limit, participant_output=args.participant_output)
+        memory_per_run=args.memory_per_run, no_time_limit=args.no_time_limit, participant_output=args.participant_output)
     options.check()  # before the heavy imports
     if args.num_models is not None:
         verdict, why = quick_check_problem(args.num_models)
@@ -206,13 +206,17 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", type=Path, default=None,
                    help="work folder of finished runs, for resuming (default: <output>/work)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local: every run in this process, one after another; ray: one Ray task per run")
+                   help="local: every run in this process, one after another; ray: on a cluster's run slots "
+                        "(one long-lived Ray actor each)")
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="the Ray cluster to join (default: RAY_ADDRESS, else a local cluster started for the command)")
     p.add_argument("--gpus-per-run", type=float, default=1.0, metavar="G",
-                   help="GPUs each Ray task holds on a cluster with GPUs (whole GPUs unless --no-time-limit)")
+                   help="GPUs each run slot holds on a cluster with GPUs (whole GPUs unless --no-time-limit)")
     p.add_argument("--cpus-per-run", type=int, default=1, metavar="C",
-                   help="CPUs each Ray task holds; on CPU also its torch threads (OMP_NUM_THREADS)")
+                   help="CPUs each run slot holds; on CPU also its torch threads (OMP_NUM_THREADS)")
+    p.add_argument("--memory-per-run", type=float, default=None, metavar="GIB",
+                   help="memory each run slot reserves on its node, in GiB (default: the phase's "
+                        "ingestion.memory_limit_gib, or 4 without one, plus 2 for the slot itself)")
     p.add_argument("--no-time-limit", action="store_true", help="do not enforce the per-run time budget")
     _add_participant_output(p)
 
@@ -361,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_participant_output(p)
     p.set_defaults(func=_local_score)
 
-    p = sub.add_parser("evaluate", help="organizers: run submissions on a phase (locally or one Ray task per run, "
-                                        "resumable), then each one's ingestion output and scores and one leaderboard")
+    p = sub.add_parser("evaluate", help="organizers: run submissions on a phase (locally or on a Ray cluster's "
+                                        "run slots, resumable), then each one's ingestion output and scores and one leaderboard")
     _add_evaluate_arguments(p)
     p.set_defaults(func=_evaluate)
 

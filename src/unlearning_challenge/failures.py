@@ -26,6 +26,7 @@ class Failure(Choice):
     UNREADABLE_WEIGHTS = "unreadable_weights"
     WRONG_ARCHITECTURE = "wrong_architecture"
     NONFINITE_WEIGHTS = "nonfinite_weights"
+    OUT_OF_MEMORY = "out_of_memory"
 
     @property
     def sentence(self) -> str:
@@ -47,4 +48,6 @@ _SENTENCES = {
     Failure.UNREADABLE_WEIGHTS: "the returned model's weights could not be read",
     Failure.WRONG_ARCHITECTURE: "the returned model's weights do not fit the phase's model (names or shapes differ)",
     Failure.NONFINITE_WEIGHTS: "the returned model has NaN or infinite weights",
+    Failure.OUT_OF_MEMORY: "the run was killed for using more memory than its run slot holds (use less memory, "
+                           "or the organizers may give each run more with --memory-per-run)",
 }

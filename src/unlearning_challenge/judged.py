@@ -41,7 +41,7 @@ from unlearning_challenge.reference.calibration import Clock, calibration_step_s
 from unlearning_challenge.reference.evaluation import ModelOutputs, UnusableModelError, evaluate_saved_model
 from unlearning_challenge.runner.folders import RunFolders
 from unlearning_challenge.runner.forkserver import participant_preload
-from unlearning_challenge.runner.isolation import WorkerCaps
+from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.runner.session import RunSession
 
@@ -238,19 +238,25 @@ def run_limits(config: PhaseConfig, manifest: InputManifest, dataset: FaceDatase
     calibrated on this machine (see :func:`time_budget`)."""
     budget, timing = time_budget(config, manifest, dataset, splits, device,
                                  no_time_limit=no_time_limit, budget_seconds=budget_seconds)
-    limits = RunLimits.derive(Clock(timing["clock"]), budget, hard_timeout_factor=config.ingestion.hard_timeout_factor,
-                              mean_retrain_seconds=manifest.mean_retrain_seconds)
+    limits = limits_for(config, manifest, budget, timing)
     timing.update(wall_limit_seconds=limits.wall_limit, cpu_limit_seconds=limits.cpu_limit)
     return budget, timing, limits
 
 
+def limits_for(config: PhaseConfig, manifest: InputManifest, budget: float | None, timing: dict) -> RunLimits:
+    """The run limits of a budget :func:`time_budget` derived (``timing``: how)."""
+    return RunLimits.derive(Clock(timing["clock"]), budget, hard_timeout_factor=config.ingestion.hard_timeout_factor,
+                            mean_retrain_seconds=manifest.mean_retrain_seconds)
+
+
 def new_session(config: PhaseConfig, limits: RunLimits, memory_limit_gib: float | None, submission: Path,
-                log) -> RunSession:
+                log, identity: tuple[WorkerIdentity, str] | None = None) -> RunSession:
     """The session ``submission``'s runs are run in (``memory_limit_gib`` None: the phase's cap); its fork
-    server preloads the participant libraries the submission names."""
+    server preloads the participant libraries the submission names. ``identity``: the workers' user and the
+    isolation warning that goes with it (None: :func:`~unlearning_challenge.runner.isolation.worker_identity`'s)."""
     memory_gib = config.ingestion.memory_limit_gib if memory_limit_gib is None else memory_limit_gib
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     caps = WorkerCaps(processes=config.ingestion.max_processes, memory_bytes=int(memory_gib * 2**30),
                       cpu_seconds=limits.cpu_backstop_seconds(cores))
     return RunSession(limits, fork_server=config.ingestion.fork_server, caps=caps,
-                      preload=participant_preload(submission), log=log)
+                      preload=participant_preload(submission), log=log, identity=identity)

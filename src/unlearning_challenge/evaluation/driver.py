@@ -148,11 +148,27 @@ def _ingestion_output(submission: Submission, phase: Phase, results: list[RunRes
     if first.get("isolation_warning"):
         log(f"warning: {submission.name}: {first['isolation_warning']}")
     details = {key: first.get(key) for key in ("timing", "worker_user", "isolation_warning", "worker_start")}
+    if any("ray_node_id" in result.context for result in results):
+        details["run_budgets"] = run_budgets(results)
     output = IngestionOutput(res, phase.input_dir, phase.config, phase.manifest, num_models, first.get("budget"),
                              torch.device(first["device"]), disclosure, sealed, details)
     records = [result.record for result in results]
     outputs = [result.output for result in results if result.output is not None]
     return output.conclude(records, outputs, phase.dataset, phase.splits, log=lambda _: None, samples=phase.samples)
+
+
+def run_budgets(results: Sequence[RunResult]) -> tuple[dict, ...]:
+    """Each node's budget and the runs held to it (runs on a cluster: one calibration per node)."""
+    nodes: dict[str, dict] = {}
+    for result in results:
+        context = result.context
+        key = str(context.get("ray_node_id") or context.get("node"))
+        timing = context.get("timing") or {}
+        node = nodes.setdefault(key, {"node": context.get("node"), "ray_node_id": context.get("ray_node_id"),
+                                      "budget_seconds": context.get("budget"), "speed_ratio": timing.get("speed_ratio"),
+                                      "runs": []})
+        node["runs"].append(result.record.index)
+    return tuple(nodes.values())
 
 
 def _ranking(results: dict[str, ScoreResult]) -> Ranking | None:

@@ -25,8 +25,8 @@ class EvaluationOptions:
     """What ``evaluate`` was asked (see ``unlearning-challenge evaluate --help``).
 
     ``work`` None: ``<output>/work``. ``ray_address`` None: ``RAY_ADDRESS``, else a local
-    cluster started (and stopped) here. ``gpus_per_run`` / ``cpus_per_run``: what each Ray
-    task holds (GPUs only on a cluster with GPUs; on CPU the CPUs are its torch threads).
+    cluster started (and stopped) here. ``gpus_per_run`` / ``cpus_per_run`` / ``memory_per_run``: what each
+    Ray run slot holds (GPUs only on a cluster with GPUs; on CPU the CPUs are its torch threads).
     """
 
     submissions: tuple[Path, ...]
@@ -39,6 +39,7 @@ class EvaluationOptions:
     ray_address: str | None = None
     gpus_per_run: float = 1.0
     cpus_per_run: int = 1
+    memory_per_run: float | None = None  # GiB a run slot reserves (None: the phase's cap plus the slot's own)
     no_time_limit: bool = False
     participant_output: str | None = None
 
@@ -109,3 +110,5 @@ class EvaluationOptions:
             raise EvaluationError(f"--gpus-per-run must be a fraction in (0, 1] or a whole number, got {gpus:g}")
         if self.cpus_per_run < 1:
             raise EvaluationError(f"--cpus-per-run must be at least 1, got {self.cpus_per_run}")
+        if self.memory_per_run is not None and not self.memory_per_run > 0:
+            raise EvaluationError(f"--memory-per-run must be a positive number of GiB, got {self.memory_per_run:g}")

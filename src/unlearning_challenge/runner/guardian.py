@@ -6,12 +6,14 @@ lost node. Its workers would then be reparented to init and go on, a looping one
 for good, and its ``unlearning-runs-*`` folder would stay. Three layers stop that:
 
 - **the guardian**, a small trusted process (this module run as a program, ``unlearning-wdog`` in ``ps``,
-  in a session of its own, as the trusted user) that each session starts before any worker. It reads a
+  in a session of its own, as the trusted user) that each session starts before any worker. It is
+  detached (not a descendant of the trusted process: a runtime that kills a dead process's children, as
+  Ray does with an actor's, leaves it to finish its work). It reads a
   pipe whose write end only the trusted process holds: the session tells it each worker's pid, the fork
   server's, and the folders to remove; it also notes every process below the trusted one (every
   ``POLL_SECONDS``: orphans a worker left are reparented to the trusted process, a subreaper). When the
-  pipe reaches its end, or the trusted process is no longer its parent, without the session having said
-  ``bye``, the trusted process died: the guardian SIGKILLs the workers' sessions, every process it noted
+  pipe reaches its end, or the trusted process is gone (its pid no longer names the process of its start
+  time), without the session having said ``bye``, the trusted process died: the guardian SIGKILLs the workers' sessions, every process it noted
   and every descendant of these, removes the folders and exits. The run's seccomp filter refuses every
   process creation once its listener (held by the trusted process) is closed, so a run cannot outrun
   this. While the trusted process lives, the guardian also kills a worker still running
@@ -28,6 +30,7 @@ Linux only (``/proc``); elsewhere no guardian is started.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 from unlearning_challenge.runner.procfs import parent_of, processes, session_of, stat_fields
+from unlearning_challenge.runner.reaping import not_subreaper
 
 # How often the guardian notes the processes below the trusted one.
 POLL_SECONDS = 0.5
@@ -81,17 +85,24 @@ class Guardian:
     """The trusted side's handle on its guardian; what it is told is lost quietly if it is gone."""
 
     def __init__(self, spared: set[int]):
-        """Start it; ``spared``: the trusted process's children that are no run's (never killed)."""
+        """Start it, detached; ``spared``: the trusted process's children that are no run's (never killed)."""
         read_fd, self._write_fd = os.pipe()  # neither end passes to a child unless named
         package_parent = str(Path(__file__).resolve().parents[2])  # however this process found the package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                          os.environ.get("PYTHONPATH")]))}
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "unlearning_challenge.runner.guardian", str(read_fd), str(os.getpid()),
-                 ",".join(str(pid) for pid in sorted(spared))],
-                stdin=subprocess.DEVNULL, pass_fds=(read_fd,), cwd="/", env=env, start_new_session=True,
-            )
+            with not_subreaper():  # the launcher's child, the guardian, goes to init when the launcher exits
+                launcher = subprocess.Popen(
+                    [sys.executable, "-m", "unlearning_challenge.runner.guardian", str(read_fd), str(os.getpid()),
+                     str(_start_time(os.getpid())), ",".join(str(pid) for pid in sorted(spared))],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, pass_fds=(read_fd,), cwd="/", env=env,
+                    start_new_session=True,
+                )
+                answer = launcher.stdout.readline()
+                launcher.stdout.close()
+                launcher.wait()
+            self.pid = int(answer)
+            self.start = _start_time(self.pid)
         except BaseException:
             os.close(self._write_fd)
             raise
@@ -99,10 +110,6 @@ class Guardian:
             os.close(read_fd)
         # Never block the runs on a guardian that stopped reading (a message that does not fit is lost).
         os.set_blocking(self._write_fd, False)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def _send(self, **message) -> None:
         if self._write_fd is None:
@@ -138,11 +145,13 @@ class Guardian:
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        deadline = time.monotonic() + 5
+        while _start_time(self.pid) == self.start and self.start is not None:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
 
 
 # ---------------------------------------------------------------- the guardian process
@@ -197,8 +206,9 @@ def _kill(known: dict[int, int | None], sessions: set[int], spared: set[int]) ->
     return len(killed)
 
 
-def guard(fd: int, trusted: int, spared: set[int]) -> int:
-    """Follow the trusted process ``trusted`` through the pipe ``fd``; clean up after it if it dies."""
+def guard(fd: int, trusted: int, trusted_start: int, spared: set[int]) -> int:
+    """Follow the trusted process ``trusted`` (started at ``trusted_start``, in clock ticks since boot) through
+    the pipe ``fd``; clean up after it if it dies."""
     _prctl(_PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME))
     _prctl(_PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trusted process's to handle
@@ -231,7 +241,7 @@ def guard(fd: int, trusted: int, spared: set[int]) -> int:
                     known[message["server"]] = message["start"]
                 elif "folder" in message:
                     folders.append(message["folder"])
-        if os.getppid() != trusted:  # it died, though something it forked may still hold the pipe
+        if _start_time(trusted) != trusted_start:  # it died, though something it forked may still hold the pipe
             break
         table = dict(processes())
         below = _below([trusted], table, spared)
@@ -252,5 +262,17 @@ def guard(fd: int, trusted: int, spared: set[int]) -> int:
     return 0
 
 
+def detach() -> None:
+    """Fork: the parent (the launcher) prints the child's pid and exits, and the child, orphaned, carries on."""
+    pid = os.fork()
+    if pid:
+        print(pid, flush=True)
+        os._exit(0)
+    sys.stdout = open(os.devnull, "w")
+    os.dup2(sys.stdout.fileno(), 1)
+
+
 if __name__ == "__main__":
-    sys.exit(guard(int(sys.argv[1]), int(sys.argv[2]), {int(pid) for pid in sys.argv[3].split(",") if pid}))
+    detach()
+    sys.exit(guard(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
+                   {int(pid) for pid in sys.argv[4].split(",") if pid}))

@@ -104,6 +104,85 @@ def worker_identity(env: dict[str, str], user: str = DEFAULT_WORKER_USER) -> tup
     return candidate, ""
 
 
+# Run slots (``evaluate --backend ray``): slot s's workers run as user ``unlearning-slot<s>``, uid and gid
+# SLOT_UID_BASE + s, so that runs side by side on one node cannot signal, trace or read each other.
+SLOT_UID_BASE = 40000
+MAX_SLOTS = 1000
+SLOT_USER_PREFIX = "unlearning-slot"
+
+
+def slot_identity(slot: int, env: dict[str, str]) -> tuple[WorkerIdentity, str]:
+    """The identity slot ``slot``'s workers run as, and a warning ("" if none): its own user, made when
+    missing (as root, with ``useradd``); where it cannot be, :func:`worker_identity`'s (then slots share
+    a user, which the warning says)."""
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"run slot {slot} outside 0..{MAX_SLOTS - 1}")
+    user, uid = f"{SLOT_USER_PREFIX}{slot}", SLOT_UID_BASE + slot
+    problem = _ensure_user(user, uid) if os.geteuid() == 0 else ""
+    if problem:
+        identity, warning = worker_identity(env)
+        shared = f"user {user!r} could not be made ({problem}): the slots on this node share user {identity.name!r}"
+        return identity, "; ".join(text for text in (shared, warning) if text)
+    return worker_identity(env, user)
+
+
+def _ensure_user(user: str, uid: int) -> str:
+    """Make the system user ``user`` (uid and gid ``uid``, no home, no shell) unless it exists; why it
+    could not be ("" when it exists)."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        entry = None
+    if entry is not None:
+        return "" if entry.pw_uid == uid else f"it exists with uid {entry.pw_uid}, not {uid}"
+    useradd = shutil.which("useradd") or next((p for p in ("/usr/sbin/useradd", "/sbin/useradd")
+                                               if os.access(p, os.X_OK)), None)
+    if useradd is None:
+        return "no useradd on this node"
+    groupadd = shutil.which("groupadd") or "/usr/sbin/groupadd"
+    try:
+        subprocess.run([groupadd, "--system", "--gid", str(uid), user], capture_output=True, timeout=60)
+        made = subprocess.run([useradd, "--system", "--no-create-home", "--uid", str(uid), "--gid", str(uid),
+                               "--shell", "/usr/sbin/nologin", "--home-dir", "/nonexistent", user],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if made.returncode != 0:
+        try:  # another slot of this node made it meanwhile
+            return "" if pwd.getpwnam(user).pw_uid == uid else "it exists with another uid"
+        except KeyError:
+            return (made.stderr.strip().splitlines() or [f"useradd exit code {made.returncode}"])[-1]
+    return ""
+
+
+def close_to_workers(paths: list[Path]) -> list[str]:
+    """Make ``paths`` unreachable to every other user (mode 0700), for good: the owner of an evaluation
+    restores them (:func:`folder_modes`). Warnings for paths that could not be closed."""
+    warnings = []
+    for path in paths:
+        try:
+            if stat.S_IMODE(path.stat().st_mode) != 0o700:
+                os.chmod(path, 0o700)
+        except OSError as exc:
+            warnings.append(f"could not restrict access to {path}: {exc}")
+    return warnings
+
+
+@contextlib.contextmanager
+def folder_modes(paths: list[Path]) -> Iterator[None]:
+    """Restore ``paths``' modes on the way out, whatever closed them meanwhile."""
+    saved = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            saved.append((path, stat.S_IMODE(path.stat().st_mode)))
+    try:
+        yield
+    finally:
+        for path, mode in saved:
+            with contextlib.suppress(OSError):
+                os.chmod(path, mode)
+
+
 def give_to_worker(path: Path, identity: WorkerIdentity) -> None:
     """Hand a run folder (recursively) to the worker's user, private to it."""
     if not identity.dropped:

@@ -8,6 +8,7 @@ what it reaps count towards the run (``reaped_children_cpu_seconds``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -16,6 +17,7 @@ import time
 from unlearning_challenge.runner.procfs import children_of
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 
 def become_subreaper() -> bool:
@@ -25,6 +27,25 @@ def become_subreaper() -> bool:
         return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+@contextlib.contextmanager
+def not_subreaper():
+    """While inside, orphans go past this process (to init or a subreaper above it); its subreaper
+    flag is restored on the way out (Linux only; elsewhere nothing changes)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        was = libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value
+        if was:
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        was = False
+    try:
+        yield
+    finally:
+        if was:
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def reaped_children_cpu_seconds() -> float:

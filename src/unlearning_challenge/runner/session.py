@@ -27,6 +27,7 @@ from unlearning_challenge.runner.guardian import Guardian
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
 from unlearning_challenge.runner.isolation import (
     WorkerCaps,
+    WorkerIdentity,
     give_to_worker,
     keep_out_of_proc,
     worker_identity,
@@ -47,8 +48,8 @@ from unlearning_challenge.runner.shared_memory import clear_shared_memory, share
 class RunSession:
     """Runs jobs one at a time in fresh workers, bounded by ``limits``; a context manager.
 
-    The worker's identity is chosen at construction (``identity``, and
-    ``isolation_warning`` when it could not be dropped); entering makes this process
+    The worker's identity is chosen at construction (``identity``, and ``isolation_warning`` when it
+    could not be dropped), unless given (``identity``: the user and its warning); entering makes this process
     non-dumpable (runs cannot reach its descriptors through /proc), a child subreaper, starts the guardian
     (:mod:`~unlearning_challenge.runner.guardian`: should this process die, it kills what the runs hold
     and removes the folders given to :meth:`guard`) and the fork server when ``fork_server`` is asked for;
@@ -58,10 +59,10 @@ class RunSession:
     """
 
     def __init__(self, limits: RunLimits, *, fork_server: bool, caps: WorkerCaps, preload: tuple[str, ...] = (),
-                 log=print):
+                 log=print, identity: tuple[WorkerIdentity, str] | None = None):
         self.limits, self.caps, self.log = limits, caps, log
         self.want_fork_server, self.preload = fork_server, preload
-        self.identity, self.isolation_warning = worker_identity(worker_env(Path("/")))
+        self.identity, self.isolation_warning = identity or worker_identity(worker_env(Path("/")))
         self.fork_server: ForkServer | None = None  # None once it failed: workers then start a new Python
         self.fork_server_failure = ""
         self._started_fork_server: ForkServer | None = None  # closed on exit, even after it failed
@@ -168,7 +169,7 @@ class RunSession:
         confinement = (ready.get("confinement") or "landlock", str(ready.get("network") or ""))
         record = self._go(replace(record, confinement="; ".join(text for text in confinement if text)), worker,
                           step_wall_limit)
-        clear_shared_memory(self.shared_memory_before)
+        clear_shared_memory(self.shared_memory_before, self.identity.uid)
         return record
 
     def _go(self, record: RunRecord, worker: Worker, step_wall_limit: float | None = None) -> RunRecord:
@@ -225,5 +226,5 @@ class RunSession:
         """Stop the current worker (running, or started ahead), kill every process the runs left, clear /dev/shm."""
         self._stop_current()
         kill_leftovers(self.own_processes)
-        clear_shared_memory(self.shared_memory_before)
+        clear_shared_memory(self.shared_memory_before, self.identity.uid)
 
