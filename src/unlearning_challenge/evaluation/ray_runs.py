@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ MAX_SLOT_RESTARTS = 4
 MAX_BATCH = 8
 # Seconds the slots get to close their sessions when the runs are done.
 CLOSE_WAIT_SECONDS = 30
+# Seconds between asking a restarting slot whether it is back.
+RESTART_POLL_SECONDS = 0.5
 
 
 def ray_settings(options: EvaluationOptions) -> RaySettings:
@@ -128,7 +131,7 @@ class Driver:
                 self._dispatch()
                 waits = {slot.stream or slot.waking: slot for slot in self.slots if slot.stream or slot.waking}
                 if not waits:
-                    self._give_up("no run slot is left")
+                    self._give_up("no run slot is left to run them")
                     break
                 (ready,), _ = self.ray.wait(list(waits), num_returns=1)
                 slot = waits[ready]
@@ -174,8 +177,12 @@ class Driver:
         waking, slot.waking = slot.waking, None
         try:
             info = self.ray.get(waking)
+        except self.ray.exceptions.ActorUnavailableError:  # restarting: ask again once it is back
+            time.sleep(RESTART_POLL_SECONDS)
+            slot.waking = slot.actor.ready.remote()
+            return
         except self.ray.exceptions.RayError as exc:
-            self.log(f"run slot {slot.number} could not start: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")
+            self.log(f"run slot {slot.number} is gone: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")
             self.slots.remove(slot)
             return
         slot.info = info
@@ -256,7 +263,7 @@ class Driver:
 
     def _give_up(self, why: str) -> None:
         for batch in self.queue:
-            self.problems.append(f"{batch.submission.name} runs {', '.join(map(str, batch.indices))}: not run ({why})")
+            self.problems.append(f"{batch.submission.name} runs {', '.join(map(str, batch.indices))}: {why}")
         self.queue.clear()
 
 

@@ -6,8 +6,9 @@ CUDA, else ``cpus_per_model`` CPUs; a request no node can meet is refused
 before anything is submitted. Each task reads the data from the work folder
 and writes its own model file there, so every node must see the work folder
 at the same path; the driver ships its copy of this package to the tasks.
-A failed task is reported with its seed and traceback while the others go on;
-the finished models stay on disk and a rerun trains only what is missing.
+A task lost with its worker or node is retried ``MAX_RETRIES`` times; a failed task (an exception)
+is reported with its seed and traceback while the others go on; the finished models stay on disk
+and a rerun trains only what is missing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import contextlib
 import math
 import platform
 import re
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -33,6 +36,9 @@ from unlearning_challenge.reference.work import WorkFolder, train_original, trai
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task's name in its tracebacks
+# Times a model's task lost with its worker or node (not a model's own failure) is run again: a model's
+# files depend only on its seed and are written atomically, so a retry cannot leave half of one.
+MAX_RETRIES = 2
 
 
 class ClusterError(RuntimeError):
@@ -73,11 +79,17 @@ def runtime_env() -> dict:
 
 
 def connect(settings: RaySettings) -> bool:
-    """Join or start the cluster; True when this call started (and so must stop) it."""
+    """Join or start the cluster; True when this call started (and so must stop) it.
+
+    Ray's driver installs its own SIGTERM handler (which aborts); the one this process had (the
+    command's: SIGTERM as Ctrl-C, so that the cluster is stopped) is put back."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
+    handler = signal.getsignal(signal.SIGTERM)
     ray.init(address=settings.address, include_dashboard=False, runtime_env=runtime_env())
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
     return True
 
 
@@ -176,7 +188,8 @@ class RayCluster:
         Each failure is logged with its traceback as it happens; ClusterError once the others are done.
         """
         ray = _import_ray()
-        options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0), "max_retries": 0}
+        options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0),
+                   "max_retries": MAX_RETRIES, "retry_exceptions": False}
         args = (config, str(Path(work_root).resolve()), fingerprint, self.device.type, _threads(config, self.settings))
         labels = {}
         for k in originals:
