@@ -1,14 +1,17 @@
-"""``unlearning-challenge evaluate``: several submissions on the tiny phase, locally and on a local Ray cluster."""
+"""``unlearning-challenge evaluate``: several submissions on the tiny phase, locally and on a Ray cluster that
+loses a node."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import torch
 
 from conftest import ROOT, SUBMISSIONS, run_module, run_scoring
 from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.cli import main as cli_main
+from unlearning_challenge.evaluation.driver import evaluate as run_evaluate
 from unlearning_challenge.evaluation.leaderboard import Entry, Outcome, leaderboard_csv, leaderboard_rows
 from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
 from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, to_run
@@ -126,27 +131,89 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluated, ti
     assert numbers(tmp_path / "sample_submission" / "scores") == numbers(evaluated[1] / "sample_submission" / "scores")
 
 
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    """A Ray cluster of a head with no CPUs and two worker nodes of this process's torch threads each (the
+    local runs' threads: then the same numbers); yields (the cluster, the runs' TMPDIR)."""
+    from ray.cluster_utils import Cluster
+
+    threads = torch.get_num_threads()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    runs_tmp = tmp_path / "tmp"
+    runs_tmp.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(runs_tmp))  # the nodes' processes, the slots' runs among them, inherit it
+        patch.setenv("RAY_TMPDIR", str(ray_tmp))
+        patch.delenv("RAY_ADDRESS", raising=False)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        try:
+            for _ in range(2):
+                cluster.add_node(num_cpus=threads, memory=2 * 2**30)
+            cluster.wait_for_nodes()
+            yield cluster, runs_tmp
+        finally:
+            cluster.shutdown()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    torch.set_num_threads(threads)
+
+
+def _remove_the_node_of_the_first_run(cluster, removed: list) -> None:
+    """Remove, not gracefully, the worker node whose run slot first holds a run (a worker process)."""
+    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["name"]):
+            try:
+                if process.info["name"] == "unlearning-run":
+                    node = next((raylets[p.pid] for p in process.parents() if p.pid in raylets), None)
+                    if node is not None:
+                        cluster.remove_node(node, allow_graceful=False)
+                        removed.append(node)
+                        return
+            except psutil.Error:
+                pass
+        time.sleep(0.02)
+
+
 @pytest.mark.ray
 @pytest.mark.ingestion
-def test_ray_backend_on_a_cluster_it_starts_gives_the_local_numbers(evaluated, tiny_phase, tmp_path):
-    # As many torch threads per task as the local run used (torch's default here): then the same numbers.
-    threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # its own cluster; short: Ray's socket paths
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
-    try:
-        done = run_module("unlearning_challenge", "evaluate", SAMPLE, FAILING, "--output", tmp_path,
-                          "--input-data", tiny_phase[0], "--reference-data", tiny_phase[1], "--no-time-limit",
-                          "--backend", "ray", "--cpus-per-run", threads, env=env, timeout=900)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert done.returncode == 0, done.stderr
-    assert f"each run on cpu with {threads} CPU" in done.stderr
-    assert numbers(tmp_path / "sample_submission" / "scores") == numbers(evaluated[1] / "sample_submission" / "scores")
-    rows = leaderboard(tmp_path)
+def test_a_node_lost_while_it_holds_a_run_costs_only_that_run(evaluated, tiny_phase, two_node_cluster, tmp_path):
+    cluster, runs_tmp = two_node_cluster
+    removed, lines = [], []
+    remover = threading.Thread(target=_remove_the_node_of_the_first_run, args=(cluster, removed), daemon=True)
+    remover.start()
+    options = EvaluationOptions(submissions=(SAMPLE, FAILING), output=tmp_path / "out", input_data=tiny_phase[0],
+                                reference_data=tiny_phase[1], no_time_limit=True, backend="ray",
+                                ray_address=cluster.address, cpus_per_run=torch.get_num_threads(), memory_per_run=1)
+    code = run_evaluate(options, log=lines.append)
+    remover.join(timeout=10)
+    text = "\n".join(lines)
+    assert code == 0 and len(removed) == 1, text
+    assert f"each run on cpu with {torch.get_num_threads()} CPU" in text
+    assert len(re.findall(r"run \d: lost with run slot \d \(\w+\); it is redone", text)) == 1, text
+    assert "ray: 1 run(s) redone after their slot was lost" in text
+    assert numbers(tmp_path / "out" / "sample_submission" / "scores") == numbers(
+        evaluated[1] / "sample_submission" / "scores")
+    rows = leaderboard(tmp_path / "out")
     assert [row["status"] for row in rows] == ["scored", "failed"]
     assert rows[1]["message"].startswith("run 1 (seed 1000001) crashed")
-    assert not rows[0]["rank_low"]  # one scored submission: no intervals
+    manifest = json.loads((tmp_path / "out" / "sample_submission" / "res" / "ingestion.json").read_text())
+    assert sorted(i for node in manifest["run_budgets"] for i in node["runs"]) == [0, 1, 2]  # each run once
+    assert all(len(node["ray_node_id"]) == 56 and node["budget_seconds"] is None for node in manifest["run_budgets"])
+    deadline = time.monotonic() + 10
+    while any(path.name.startswith(("unlearning-runs-", "forkserver-")) for path in runs_tmp.iterdir()) or any(
+            p.info["name"] in ("unlearning-run", "unlearning-wdog") for p in psutil.process_iter(["name"])
+            if runs_tmp.as_posix() in (p.environ().get("TMPDIR", "") if _readable(p) else "")):
+        assert time.monotonic() < deadline, sorted(path.name for path in runs_tmp.iterdir())
+        time.sleep(0.1)
+
+
+def _readable(process: psutil.Process) -> bool:
+    try:
+        process.environ()
+        return True
+    except psutil.Error:
+        return False
 
 
 # --------------------------------------------------------------------------- no runs
