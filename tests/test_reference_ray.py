@@ -1,4 +1,4 @@
-"""The ray backend on a real local Ray cluster (2 CPUs, no GPU) with a tiny phase of 2 models."""
+"""The ray backend on a real Ray cluster (two worker nodes of 1 CPU, no GPU) with a tiny phase of 2 models."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import psutil
 import pytest
 import ray
 import torch
+from ray.cluster_utils import Cluster
 
 from conftest import ROOT, run_module, tiny_config
 from unlearning_challenge.config import dump_config
@@ -31,13 +33,31 @@ CONFIG = replace(_TINY, training=replace(_TINY.training, cpu_threads=1))
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A local cluster for this module (2 CPUs, no GPU); yields its address."""
+def nodes():
+    """A cluster for this module: a head with no CPUs and two worker nodes of 1 CPU (no GPU)."""
     threads = torch.get_num_threads()
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, runtime_env=runtime_env())
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", ray_tmp)
+        patch.delenv("RAY_ADDRESS", raising=False)
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        try:
+            for _ in range(2):
+                nodes.add_node(num_cpus=1)
+            nodes.wait_for_nodes()
+            ray.init(address=nodes.address, runtime_env=runtime_env())
+            yield nodes
+        finally:
+            ray.shutdown()
+            nodes.shutdown()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes):
+    """The module's cluster's address."""
+    return nodes.address
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +134,42 @@ def test_a_failed_model_names_its_seed_and_traceback_while_the_others_finish(clu
     assert _generate(tmp_path, lines) is not None
     assert "1 retrained model(s) to train in this shard" in lines
     _assert_same_reference(tmp_path, local_reference)
+
+
+@pytest.mark.ray
+@pytest.mark.training
+def test_a_node_lost_while_it_trains_a_model_costs_only_that_model(nodes, local_reference, tmp_path):
+    removed = []
+    remover = threading.Thread(target=_remove_a_node_training_a_model, args=(nodes, removed), daemon=True)
+    remover.start()
+    lines = []
+    try:
+        assert _generate(tmp_path, lines) is not None
+        remover.join(timeout=10)
+        assert len(removed) == 1, lines
+        _assert_same_reference(tmp_path, local_reference)  # the lost model trained again on the other node
+    finally:
+        if removed:
+            nodes.add_node(num_cpus=1)  # the module's other tests keep two nodes
+            nodes.wait_for_nodes()
+
+
+def _remove_a_node_training_a_model(nodes: Cluster, removed: list) -> None:
+    """Remove, not gracefully, the first worker node seen training a model."""
+    raylets = {node.all_processes["raylet"][0].process.pid: node for node in nodes.worker_nodes}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter():
+            try:
+                if _running_tasks([process]):
+                    node = next((raylets[p.pid] for p in process.parents() if p.pid in raylets), None)
+                    if node is not None:
+                        nodes.remove_node(node, allow_graceful=False)
+                        removed.append(node)
+                        return
+            except psutil.Error:
+                pass
+        time.sleep(0.02)
 
 
 @pytest.mark.ray
