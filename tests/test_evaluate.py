@@ -21,7 +21,7 @@ import psutil
 import pytest
 import torch
 
-from conftest import ROOT, SUBMISSIONS, run_module, run_scoring
+from conftest import ROOT, SUBMISSIONS, run_module, run_scoring, with_phase_settings
 from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.cli import main as cli_main
 from unlearning_challenge.evaluation.driver import evaluate as run_evaluate
@@ -29,10 +29,13 @@ from unlearning_challenge.evaluation.leaderboard import Entry, Outcome, leaderbo
 from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
 from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, to_run
 from unlearning_challenge.reference.evaluation import ModelOutputs
+from unlearning_challenge.runner.environment import worker_env
+from unlearning_challenge.runner.isolation import slot_identity
 from unlearning_challenge.scoring.ranking import Rank, Ranking
 
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
 FAILING = SUBMISSIONS / "raises_on_second_run"
+ATTACKER = ROOT / "tests" / "hostile" / "attacks_other_slot"
 
 
 def evaluate(tiny_phase, output: Path, *submissions, env: dict | None = None, timeout: float = 900):
@@ -206,6 +209,46 @@ def test_a_node_lost_while_it_holds_a_run_costs_only_that_run(evaluated, tiny_ph
             if runs_tmp.as_posix() in (p.environ().get("TMPDIR", "") if _readable(p) else "")):
         assert time.monotonic() < deadline, sorted(path.name for path in runs_tmp.iterdir())
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def slot_users():
+    """Skips unless two run slots side by side can each run its workers as a user of its own here (root,
+    an interpreter other users can start, two slots' CPUs)."""
+    threads = torch.get_num_threads()
+    if os.geteuid() != 0:
+        pytest.skip("only root can run each slot's workers as a user of its own")
+    identity, warning = slot_identity(0, worker_env(Path("/")))
+    if not identity.dropped:
+        pytest.skip(f"the run slots share a user here: {warning}")
+    if (os.cpu_count() or 1) < 2 * threads:
+        pytest.skip(f"two slots of {threads} CPU(s) side by side need {2 * threads} CPUs")
+
+
+@pytest.mark.ray
+@pytest.mark.ingestion
+def test_runs_of_two_slots_on_one_node_cannot_reach_each_other(slot_users, evaluated, tiny_phase, tmp_path):
+    threads = torch.get_num_threads()
+    # Landlock off: only the slots' users keep the runs apart (no signal scoping, no filesystem rule).
+    input_dir = with_phase_settings(tiny_phase[0], tmp_path / "input_data", filesystem_sandbox=False)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # its own cluster; short: Ray's socket paths
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    try:
+        done = run_module("unlearning_challenge", "evaluate", SAMPLE, ATTACKER, "--output", tmp_path / "out",
+                          "--input-data", input_dir, "--reference-data", tiny_phase[1], "--no-time-limit",
+                          "--participant-output", "shown", "--backend", "ray", "--cpus-per-run", threads,
+                          "--memory-per-run", "1", env=env, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    assert "ray: 2 run slot(s)" in done.stderr
+    assert numbers(tmp_path / "out" / "sample_submission" / "scores") == numbers(
+        evaluated[1] / "sample_submission" / "scores")
+    attacks = json.loads((tmp_path / "out" / "attacks_other_slot" / "res" / "ingestion.json").read_text())
+    assert [run["output_tail"].strip() for run in attacks["runs"]] == ["nothing reached"] * 3
+    users = {json.loads(path.read_text())["context"]["worker_user"]
+             for path in (tmp_path / "out" / "work").glob("*/runs/run_*.json")}
+    assert users == {"unlearning-slot0", "unlearning-slot1"}
 
 
 def _readable(process: psutil.Process) -> bool:
