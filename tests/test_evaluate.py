@@ -279,6 +279,7 @@ def _options(tmp_path: Path, **changes) -> EvaluationOptions:
     (dict(submissions=(Path("/nonexistent/sub"),)),
      "submission /nonexistent/sub does not exist: give a folder holding unlearning.py, or its zip"),
     (dict(num_models=1), "--num-models must be at least 2 to be scored, got 1"),
+    (dict(memory_per_run=0), "--memory-per-run must be a positive number of GiB, got 0"),
     (dict(output="{tmp}/sub/out"), "--output {tmp}/sub/out is inside submission {tmp}/sub: choose a folder outside "
                                    "every submission"),
     (dict(work="{tmp}/sub"), "--work {tmp}/sub is inside submission {tmp}/sub: choose a folder outside every "

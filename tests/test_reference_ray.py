@@ -211,6 +211,7 @@ def test_requests_some_node_can_meet():
     (dict(gpus_per_model=1.5), "--gpus-per-model must be a fraction in (0, 1] or a whole number, got 1.5"),
     (dict(gpus_per_model=0), "--gpus-per-model must be a fraction in (0, 1] or a whole number, got 0"),
     (dict(cpus_per_model=0), "--cpus-per-model must be positive, got 0"),
+    (dict(memory_per_model=-1), "--memory-per-model must be a positive number of GiB, got -1"),
     (dict(device="mps"), "the ray backend trains on 'cuda' or 'cpu', got --device 'mps'"),
 ])
 def test_bad_ray_settings(settings, message):

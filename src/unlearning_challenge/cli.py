@@ -26,7 +26,7 @@ def _reference(args: argparse.Namespace) -> int:
     if args.backend == "ray":
         # --device is the tasks' device; this machine only assembles, on what it has.
         ray = RaySettings(address=args.ray_address, device=args.device, gpus_per_model=args.gpus_per_model,
-                          cpus_per_model=args.cpus_per_model)
+                          cpus_per_model=args.cpus_per_model, memory_per_model=args.memory_per_model)
         device = pick_device()
     else:
         device = pick_device(args.device)
@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs each Ray task asks when training on cuda; a fraction lets small models share a GPU")
     p.add_argument("--cpus-per-model", type=float, default=1.0, metavar="C",
                    help="CPUs each Ray task asks (and torch threads it uses unless training.cpu_threads is set)")
+    p.add_argument("--memory-per-model", type=float, default=None, metavar="GIB",
+                   help="memory each Ray task reserves on its node, in GiB (default 4)")
     p.add_argument("--assemble-only", action="store_true", help="only write the folders from a finished work folder")
     p.add_argument("--retime", type=int, default=0, metavar="K",
                    help="take the time budget from K models retrained again on this machine (e.g. the platform's worker)")

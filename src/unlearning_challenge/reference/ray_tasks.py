@@ -39,6 +39,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task's name in its trac
 # Times a model's task lost with its worker or node (not a model's own failure) is run again: a model's
 # files depend only on its seed and are written atomically, so a retry cannot leave half of one.
 MAX_RETRIES = 2
+# GiB a model's task reserves on its node unless told (the challenge's ResNet-18 and its data loading).
+DEFAULT_MODEL_MEMORY_GIB = 4.0
 
 
 class ClusterError(RuntimeError):
@@ -55,12 +57,15 @@ class RaySettings:
     device: str | None = None
     gpus_per_model: float = 1.0
     cpus_per_model: float = 1.0
+    memory_per_model: float | None = None  # GiB a task reserves on its node (None: DEFAULT_MODEL_MEMORY_GIB)
 
     def __post_init__(self) -> None:
         if not self.gpus_per_model > 0 or (self.gpus_per_model > 1 and self.gpus_per_model != int(self.gpus_per_model)):
             raise ValueError(f"--gpus-per-model must be a fraction in (0, 1] or a whole number, got {self.gpus_per_model:g}")
         if not self.cpus_per_model > 0:
             raise ValueError(f"--cpus-per-model must be positive, got {self.cpus_per_model:g}")
+        if self.memory_per_model is not None and not self.memory_per_model > 0:
+            raise ValueError(f"--memory-per-model must be a positive number of GiB, got {self.memory_per_model:g}")
         if self.device is not None and torch.device(self.device).type not in ("cuda", "cpu"):
             raise ValueError(f"the ray backend trains on 'cuda' or 'cpu', got --device {self.device!r}")
 
@@ -188,7 +193,8 @@ class RayCluster:
         Each failure is logged with its traceback as it happens; ClusterError once the others are done.
         """
         ray = _import_ray()
-        options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0),
+        memory = self.settings.memory_per_model or DEFAULT_MODEL_MEMORY_GIB
+        options = {"num_cpus": self.request["CPU"], "num_gpus": self.request.get("GPU", 0), "memory": int(memory * 2**30),
                    "max_retries": MAX_RETRIES, "retry_exceptions": False}
         args = (config, str(Path(work_root).resolve()), fingerprint, self.device.type, _threads(config, self.settings))
         labels = {}
