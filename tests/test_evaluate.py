@@ -25,7 +25,13 @@ from conftest import ROOT, SUBMISSIONS, run_module, run_scoring, with_phase_sett
 from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.cli import main as cli_main
 from unlearning_challenge.evaluation.driver import evaluate as run_evaluate
-from unlearning_challenge.evaluation.leaderboard import Entry, Outcome, leaderboard_csv, leaderboard_rows
+from unlearning_challenge.evaluation.leaderboard import (
+    Entry,
+    Outcome,
+    leaderboard_csv,
+    leaderboard_note,
+    leaderboard_rows,
+)
 from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
 from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, to_run
 from unlearning_challenge.reference.evaluation import ModelOutputs
@@ -335,6 +341,10 @@ def test_leaderboard_rows_scored_by_score_then_the_others():
     assert text[1] == "1,a,0.5,0.4,0.6,1,1,0.97,scored,"
     assert text[3] == ",z,,,,,,,failed,run 1 (seed 1) crashed"
     assert leaderboard_rows(entries)[0].score_low is None  # no ranking: no intervals
+    assert "joint resamples of models and forget examples, the same" in leaderboard_note(ranking, 4)
+    two_levels = replace(ranking, num_originals=2)
+    assert ("joint resamples of the 2 original models, the runs from each, the retrained models and the forget "
+            "examples (so the intervals are over trained models too)") in leaderboard_note(two_levels, 4)
 
 
 def _result(index: int, ok: bool) -> RunResult:

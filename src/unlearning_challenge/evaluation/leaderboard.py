@@ -114,8 +114,11 @@ def leaderboard_note(ranking: Ranking | None, num_models: int) -> str:
     """What the intervals are (or why there are none)."""
     if ranking is None:
         return f"N = {num_models} runs per submission. Intervals need at least two scored submissions."
+    what = ("models and forget examples" if ranking.num_originals is None else
+            f"the {ranking.num_originals} original models, the runs from each, the retrained models and the forget "
+            "examples (so the intervals are over trained models too)")
     return (f"N = {num_models} runs per submission. Intervals from {ranking.num_resamples} joint resamples of "
-            f"models and forget examples, the same for every submission (seed {ranking.seed}); rank 1 is the "
+            f"{what}, the same for every submission (seed {ranking.seed}); rank 1 is the "
             "best; P(first): the share of resamples in which the submission ranks first.")
 
 
