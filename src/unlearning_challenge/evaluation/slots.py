@@ -4,8 +4,9 @@ A slot holds ``--cpus-per-run`` CPUs (and ``--gpus-per-run`` whole GPUs) and the
 (:func:`slot_memory_bytes`). At start-up it loads the phase, takes its node's budget
 (:func:`node_budget`: calibrated once per node, by the first slot there, and recorded in the work
 folder), its own worker user (:func:`~unlearning_challenge.runner.isolation.slot_identity`: runs of two
-slots on one node cannot signal, trace or read each other, and each clears only its own shared memory)
-and closes the trusted folders to the workers. Then :meth:`RunSlot.run` runs batches of one
+slots on one node cannot signal, trace or read each other, and each clears only its own shared memory;
+its workers import a copy of the package that user can read, :func:`readable_package`) and closes the
+trusted folders to the workers. Then :meth:`RunSlot.run` runs batches of one
 submission's indices in one :class:`~unlearning_challenge.evaluation.runs.SubmissionRuns` (one session,
 fork server and workspace per submission, kept between batches), yielding each judged run as it ends.
 
@@ -15,21 +16,25 @@ runs and removes their folders (:mod:`~unlearning_challenge.runner.guardian`).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 
+import unlearning_challenge
 from unlearning_challenge.atomic import write_json
 from unlearning_challenge.evaluation.options import EvaluationError
 from unlearning_challenge.evaluation.runs import Budget, Phase, SubmissionRuns
 from unlearning_challenge.evaluation.work import content_sha256
 from unlearning_challenge.judged import limits_for
-from unlearning_challenge.runner.environment import worker_env
+from unlearning_challenge.runner.environment import import_package_from, worker_env
 from unlearning_challenge.runner.isolation import close_to_workers, slot_identity
 
 # The work folder's record of each node's calibration (one file per node, device and thread count).
@@ -47,6 +52,27 @@ def slot_memory_bytes(memory_limit_gib: float, memory_per_run_gib: float | None)
     gib = memory_per_run_gib if memory_per_run_gib is not None else (
         (memory_limit_gib or DEFAULT_RUN_MEMORY_GIB) + SLOT_OVERHEAD_GIB)
     return int(gib * 2**30)
+
+
+def readable_package() -> Path:
+    """A copy of this package that every user can read (not write), in ``<tmp>/unlearning-package-<sha256>``,
+    made once per node and version; the folder that holds it. Ray's copy of the package, which a slot runs,
+    is readable by the trusted user only, and the workers of a slot that runs as its own user import it."""
+    package = Path(unlearning_challenge.__file__).resolve().parent
+    parent = Path(tempfile.gettempdir()) / f"unlearning-package-{content_sha256(package)[:16]}"
+    if not (parent / package.name).is_dir():
+        staging = Path(tempfile.mkdtemp(prefix="unlearning-package-staging-"))
+        try:
+            shutil.copytree(package, staging / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+            for root, dirs, files in os.walk(staging):
+                os.chmod(root, 0o755)
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o644)
+            with contextlib.suppress(OSError):  # another slot of this node made it first
+                os.rename(staging, parent)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return parent
 
 
 def node_budget(phase: Phase, work_root: Path, node_id: str, device: torch.device, threads: int, *,
@@ -90,6 +116,8 @@ class RunSlot:
         self.phase = Phase.load(Path(input_dir))
         self.budget = node_budget(self.phase, Path(work_root), self.node_id, self.device, threads,
                                   no_time_limit=no_time_limit)
+        if os.geteuid() == 0:  # the slot's user must be able to import the package
+            import_package_from(readable_package())
         self.identity = slot_identity(slot, worker_env(Path("/")))
         self.warnings = close_to_workers([Path(p) for p in trusted]) if self.identity[0].dropped else []
         self.context = {"ray_node_id": self.node_id, "slot": slot}

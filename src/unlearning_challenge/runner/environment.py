@@ -13,13 +13,24 @@ from unlearning_challenge.reference.calibration import OMP_WAIT_POLICY
 PASSED_THROUGH = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OMP_NUM_THREADS")
 
 
+# Where workers import this package from (None: where this process did); see import_package_from.
+_package_parent: Path | None = None
+
+
+def import_package_from(parent: Path | None) -> None:
+    """Have the workers (and the fork server) import this package from ``parent`` (a folder holding a copy
+    of it that the workers' user can read); None: from where this process imported it."""
+    global _package_parent
+    _package_parent = parent
+
+
 def worker_env(run_dir: Path) -> dict[str, str]:
     """A minimal environment: nothing that names the trusted folders.
 
     ``run_dir`` is the run's folder (its home and temporary folder); the fork server
     gets ``Path("/")``.
     """
-    package_parent = str(Path(unlearning_challenge.__file__).resolve().parent.parent)
+    package_parent = str(_package_parent or Path(unlearning_challenge.__file__).resolve().parent.parent)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(run_dir),
