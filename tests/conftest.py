@@ -69,7 +69,6 @@ SHARED_WORKER = {
     "test_step_deadline": "test_step_deadline",
     "test_evaluate": "ray",
     "test_reference_ray": "ray",
-    "test_orphans": "ray",  # one test kills a Ray run slot
 }
 # Every test of these modules gets these markers.
 MODULE_MARKERS = {

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import psutil
 import pytest
 import torch
 
+import test_orphans as orphans
 from conftest import ROOT, SUBMISSIONS, run_module, run_scoring, with_phase_settings
 from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.cli import main as cli_main
@@ -263,6 +265,42 @@ def _readable(process: psutil.Process) -> bool:
         return True
     except psutil.Error:
         return False
+
+
+@pytest.mark.ray
+@pytest.mark.ingestion
+def test_a_killed_run_slot_leaves_nothing_its_run_is_redone_and_sigterm_stops_the_cluster(tiny_phase, tmp_path):
+    input_dir, reference_dir, _ = tiny_phase
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(ray_tmp)}
+    process, tmp, log = orphans._start(
+        ["unlearning_challenge", "evaluate", orphans.LOOPS, "--output", tmp_path / "out", "--input-data", input_dir,
+         "--reference-data", reference_dir, "--no-time-limit", "--backend", "ray", "--cpus-per-run",
+         str(os.cpu_count()), "--memory-per-run", "1"], tmp_path, env)
+    tree = []
+    try:
+        worker = orphans._looping_worker(process, log, timeout=600)
+        slot = worker.parent()
+        assert slot.name().startswith("ray::") or "RunSlot" in " ".join(slot.cmdline()), slot.cmdline()
+        user, held = worker.username(), orphans._own_folders(tmp)
+        slot.kill()  # the run slot's actor, as Ray's memory monitor or a lost node would
+        deadline = time.monotonic() + orphans.CLEANUP_SECONDS
+        while orphans._alive(worker) or set(held) & set(orphans._own_folders(tmp)):
+            assert time.monotonic() < deadline, (worker, orphans._own_folders(tmp), log.read_text())
+            time.sleep(0.1)
+        again = orphans._looping_worker(process, log, timeout=600)  # the slot restarted and redoes the run
+        assert again.pid != worker.pid
+        assert "endless_loop run 0: lost with run slot 0 (" in log.read_text()
+        tree = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)  # as Ctrl-C: the slots stopped, the cluster started here too
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 130, log.read_text()
+    orphans._nothing_left(tree, user, tmp)
 
 
 # --------------------------------------------------------------------------- no runs

@@ -97,7 +97,8 @@ def _copy_original(local: Path, root: Path) -> WorkFolder:
 
 @pytest.mark.ray
 @pytest.mark.training
-def test_a_ray_shard_then_a_ray_run_give_the_local_backends_arrays(cluster, local_reference, tmp_path):
+def test_a_ray_shard_then_a_ray_run_that_loses_a_node_give_the_local_backends_arrays(nodes, local_reference,
+                                                                                      tmp_path):
     lines = []
     assert _generate(tmp_path, lines, shard=(0, 2)) is None
     assert "ray cluster: 0 GPUs and 2 CPUs; each model on cpu with 1 CPU" in lines
@@ -105,10 +106,20 @@ def test_a_ray_shard_then_a_ray_run_give_the_local_backends_arrays(cluster, loca
     assert "ray: 2 model(s) submitted" in lines  # shard 0 also trains the original model
     assert "other shards still have models to train; run with --assemble-only when they are done" in lines
     lines.clear()
-    assert _generate(tmp_path, lines) is not None
-    assert "1 retrained model(s) to train in this shard" in lines  # resumed: only seed 1 was missing
-    assert "ray: 1 model(s) submitted" in lines
-    _assert_same_reference(tmp_path, local_reference)
+    removed = []  # the node training the missing model, removed (not gracefully) while it trains
+    remover = threading.Thread(target=_remove_a_node_training_a_model, args=(nodes, removed), daemon=True)
+    remover.start()
+    try:
+        assert _generate(tmp_path, lines) is not None
+        remover.join(timeout=10)
+        assert len(removed) == 1, lines
+        assert "1 retrained model(s) to train in this shard" in lines  # resumed: only seed 1 was missing
+        assert "ray: 1 model(s) submitted" in lines
+        _assert_same_reference(tmp_path, local_reference)  # the lost model trained again on the other node
+    finally:
+        if removed:
+            nodes.add_node(num_cpus=1)  # the module's other tests keep two nodes
+            nodes.wait_for_nodes()
 
 
 @pytest.mark.ray
@@ -134,24 +145,6 @@ def test_a_failed_model_names_its_seed_and_traceback_while_the_others_finish(clu
     assert _generate(tmp_path, lines) is not None
     assert "1 retrained model(s) to train in this shard" in lines
     _assert_same_reference(tmp_path, local_reference)
-
-
-@pytest.mark.ray
-@pytest.mark.training
-def test_a_node_lost_while_it_trains_a_model_costs_only_that_model(nodes, local_reference, tmp_path):
-    removed = []
-    remover = threading.Thread(target=_remove_a_node_training_a_model, args=(nodes, removed), daemon=True)
-    remover.start()
-    lines = []
-    try:
-        assert _generate(tmp_path, lines) is not None
-        remover.join(timeout=10)
-        assert len(removed) == 1, lines
-        _assert_same_reference(tmp_path, local_reference)  # the lost model trained again on the other node
-    finally:
-        if removed:
-            nodes.add_node(num_cpus=1)  # the module's other tests keep two nodes
-            nodes.wait_for_nodes()
 
 
 def _remove_a_node_training_a_model(nodes: Cluster, removed: list) -> None:
