@@ -10,6 +10,7 @@ the set-up a backend pays per submission or per slot is in them, the Ray cluster
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -43,8 +44,9 @@ def evaluate(backend: str, num_models: int, threads: int, output: Path, ray_tmp:
     if int(found.group(2)) != num_models:
         raise SystemExit(f"evaluate --backend {backend} ran {found.group(2)} of {num_models} runs:\n"
                          f"{done.stderr[-3000:]}")
+    timing = json.loads((output / SAMPLE.name / "res" / "ingestion.json").read_text())["timing"]
     return {"runs": int(found.group(2)), "seconds": float(found.group(3)), "per_minute": float(found.group(4)),
-            "wall": wall}
+            "wall": wall, "speed_ratio": timing.get("speed_ratio")}
 
 
 def main(argv=None) -> None:
@@ -64,7 +66,8 @@ def main(argv=None) -> None:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     for backend, figure in figures.items():
         print(f"  --backend {backend:5}: {figure['per_minute']:5.1f} runs/min ({figure['runs']} runs in "
-              f"{figure['seconds']:.1f} s; the whole command, scoring included, {figure['wall']:.1f} s)")
+              f"{figure['seconds']:.1f} s; the whole command, scoring included, {figure['wall']:.1f} s; "
+              f"speed factor {figure['speed_ratio']:.2f})")
     ratio = figures["ray"]["per_minute"] / figures["local"]["per_minute"]
     print(f"  ray / local: {ratio:.2f}x")
 

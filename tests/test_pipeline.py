@@ -183,6 +183,10 @@ def test_quick_check_uses_first_models_on_both_sides(tiny_phase, ingested, tmp_p
     quick = score(res, reference_dir, tmp_path / "s2", "--num-models", "2")
     assert quick.returncode == 0, quick.stderr
     assert "quick check: scoring the first 2 models" in quick.stderr
+    _, full = ingested(SUBMISSIONS / "do_nothing")
+    every = score(full, reference_dir, tmp_path / "s3", "--num-models", "3")  # all N: the full score
+    assert every.returncode == 0 and "quick check" not in every.stderr, every.stderr
+    assert json.loads((tmp_path / "s3" / "scores.json").read_text())["quick_check"] is False
 
 
 def test_scoring_refuses_missing_corrupt_or_mismatched_inputs(tiny_phase, ingested, tmp_path):

@@ -136,8 +136,8 @@ def read_inputs(res: Path, ref: Path, *, num_models: int | None = None,
         raise ScoringError(f"reference data: manifest says {reference.num_models} models, arrays hold {n_r}")
     if n_u != ingestion.num_models:
         raise ScoringError(f"ingestion output: manifest says {ingestion.num_models} models, arrays hold {n_u}")
-    quick = num_models is not None
-    if quick:
+    quick = num_models is not None and num_models < n_r  # all N of the phase: the full score
+    if num_models is not None:
         if not 2 <= num_models <= min(n_u, n_r):
             raise ScoringError(f"--num-models must be between 2 and {min(n_u, n_r)} (unlearned {n_u}, retrained {n_r})")
         unlearned, retrained = unlearned.first(num_models), retrained.first(num_models)
