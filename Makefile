@@ -57,9 +57,11 @@ test-fast: install
 local-score: install
 	$(CLI) local-score --submission $(SUBMISSION) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) $(LOCAL_SCORE_FLAGS)
 
-# One run of SUBMISSION: retain/test/forget accuracy, membership-inference accuracy, seconds against the budget.
+# One run of SUBMISSION: retain/test/forget accuracy, membership-inference accuracy, seconds against the budget
+# (ORIGINAL=k: from original model k of a phase with several).
 quick-check: install
 	$(CLI) quick-check --submission $(SUBMISSION) --input-data $(INPUT_DATA) $(if $(NO_TIME_LIMIT),--no-time-limit) \
+		$(if $(ORIGINAL),--original $(ORIGINAL)) \
 		$(if $(OUT),--output $(OUT)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
 # Organizers: several submissions on a phase (one Ray task per run with BACKEND=ray), resumable; scores and a leaderboard.
