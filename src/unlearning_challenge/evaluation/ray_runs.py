@@ -103,15 +103,17 @@ def run_ray(phase: Phase, jobs: Sequence[tuple[Submission, list[int]]], work: Ev
                 options.no_time_limit, [str(p) for p in trusted])
         slots = [Slot(n, actor.options(name=f"run slot {n}").remote(n, *args)) for n in range(count)]
         log(f"ray: {count} run slot(s) of {memory / 2**30:g} GiB memory each; {todo} run(s)")
-        return Driver(ray, slots, jobs, work, log, device=cluster.device.type).run()
+        return Driver(ray, slots, jobs, work, log, device=cluster.device.type,
+                      seed_start=phase.config.ingestion.seed_start).run()
 
 
 class Driver:
     """Feeds the slots batches and saves the runs they stream back (see the module docstring)."""
 
     def __init__(self, ray, slots: list[Slot], jobs: Sequence[tuple[Submission, list[int]]], work: EvaluationWork,
-                 log: Callable[[str], None], *, device: str):
+                 log: Callable[[str], None], *, device: str, seed_start: int):
         self.ray, self.slots, self.work, self.log, self.device = ray, slots, work, log, device
+        self.seed_start = seed_start  # run i's seed is seed_start + i
         self.started = list(slots)  # every slot, also those given up
         self.queue: deque[Batch] = deque()
         for submission, indices in jobs:
@@ -235,8 +237,8 @@ class Driver:
         slot.restarts += 1
         if _out_of_memory(self.ray, exc):
             self.log(f"{name} run {held}: its slot was killed for memory; the run fails as out of memory")
-            record = RunRecord(index=held, status=RunStatus.CRASHED, failure=Failure.OUT_OF_MEMORY,
-                               message=Failure.OUT_OF_MEMORY.sentence)
+            record = RunRecord(index=held, seed=self.seed_start + held, status=RunStatus.CRASHED,
+                               failure=Failure.OUT_OF_MEMORY, message=Failure.OUT_OF_MEMORY.sentence)
             where = {key: slot.info.get(key) for key in ("node", "ray_node_id", "slot")}
             result = RunResult(record, {"budget": slot.info.get("budget_seconds"), "device": self.device, **where})
             self.work.save(name, result)
@@ -244,8 +246,9 @@ class Driver:
             self._submission_failed(batch.submission, held)
             batch.indices.remove(held)
         elif self.redone[(name, held)] >= MAX_REDOS:
+            rest = f"; its batch's runs {', '.join(map(str, batch.indices[1:]))} not run" if batch.indices[1:] else ""
             self.problems.append(f"{name} run {held}: lost with its run slot {1 + MAX_REDOS} times "
-                                 f"(last: {reason.splitlines()[-1] if reason else type(exc).__name__})")
+                                 f"(last: {reason.splitlines()[-1] if reason else type(exc).__name__}){rest}")
             self.progress.skip(len(batch.indices))
             batch.indices.clear()
         else:
