@@ -16,8 +16,9 @@ of a module need them, ``@pytest.mark.<name>`` in the module itself. A tier is a
 runs everything.
 
 Both run on several pytest-xdist workers. The tests of a module in ``SHARED_WORKER`` run on one worker:
-they share a module-scoped fixture (collection checks that every such module is listed), or start a Ray
-cluster (one at a time; their processes are checked). Every other test goes to whichever worker is free.
+they share a module-scoped fixture (collection checks that every such module is listed), or start Ray
+clusters (a group named ``ray-...``: one cluster at a time within it, each with its own temporary folder,
+so two groups' clusters can run side by side). Every other test goes to whichever worker is free.
 The session fixtures (the tiny phase, the ``ingested`` outputs) are built once for all workers, under a
 file lock in the run's shared temporary folder, and each worker's torch threads are its share of the cores.
 """
@@ -67,8 +68,8 @@ SHARED_WORKER = {
     "test_report": "test_report",
     "test_scoring_fuzz": "test_scoring_fuzz",
     "test_step_deadline": "test_step_deadline",
-    "test_evaluate": "ray",
-    "test_reference_ray": "ray",
+    "test_evaluate": "ray-evaluate",
+    "test_reference_ray": "ray-reference",
 }
 # Every test of these modules gets these markers.
 MODULE_MARKERS = {
@@ -104,9 +105,9 @@ def check_shared_worker(item) -> None:
         if defs and defs[-1].scope == "module" and module not in SHARED_WORKER:
             raise pytest.UsageError(f"tests/conftest.py: {item.nodeid} uses the module-scoped fixture {name!r}; "
                                     f"add {module!r} to SHARED_WORKER so that its tests share one xdist worker")
-    if item.get_closest_marker("ray") and SHARED_WORKER.get(module) != "ray":
+    if item.get_closest_marker("ray") and not SHARED_WORKER.get(module, "").startswith("ray"):
         raise pytest.UsageError(f"tests/conftest.py: {item.nodeid} starts Ray; add {module!r} to SHARED_WORKER "
-                                f"in the 'ray' group")
+                                f"in a group named 'ray-...'")
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
