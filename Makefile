@@ -64,7 +64,7 @@ quick-check: install
 		$(if $(ORIGINAL),--original $(ORIGINAL)) \
 		$(if $(OUT),--output $(OUT)) $(if $(PARTICIPANT_OUTPUT),--participant-output $(PARTICIPANT_OUTPUT))
 
-# Organizers: several submissions on a phase (one Ray task per run with BACKEND=ray), resumable; scores and a leaderboard.
+# Organizers: several submissions on a phase (on a Ray cluster's run slots with BACKEND=ray), resumable; scores and a leaderboard.
 evaluate: install
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo 'give submissions and an output folder: make evaluate SUBMISSIONS="a b" OUT=runs/<x>' >&2; exit 2; }
 	$(CLI) evaluate $(SUBMISSIONS) --output $(OUT) --input-data $(INPUT_DATA) --reference-data $(REFERENCE_DATA) \

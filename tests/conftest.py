@@ -33,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -229,3 +230,24 @@ def run_scoring(*args: str) -> subprocess.CompletedProcess:
         except SystemExit as exc:  # argparse's usage errors
             code = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess(["unlearning_challenge.scoring", *argv], code, out.getvalue(), err.getvalue())
+
+
+def remove_the_node_running(cluster, busy, removed: list, timeout: float = 600) -> None:
+    """Remove, not gracefully, the first worker node of ``cluster`` (a ``ray.cluster_utils.Cluster``) seen
+    running a process ``busy(process)`` accepts, and append it to ``removed`` (for a thread)."""
+    import psutil
+
+    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter():
+            try:
+                if busy(process):
+                    node = next((raylets[p.pid] for p in process.parents() if p.pid in raylets), None)
+                    if node is not None:
+                        cluster.remove_node(node, allow_graceful=False)
+                        removed.append(node)
+                        return
+            except psutil.Error:
+                pass
+        time.sleep(0.02)

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import test_orphans as orphans
-from conftest import ROOT, SUBMISSIONS, run_module, run_scoring, with_phase_settings
+from conftest import ROOT, SUBMISSIONS, remove_the_node_running, run_module, run_scoring, with_phase_settings
 from unlearning_challenge.artifacts import RunRecord, RunStatus
 from unlearning_challenge.cli import main as cli_main
 from unlearning_challenge.evaluation.driver import evaluate as run_evaluate
@@ -168,30 +168,13 @@ def two_node_cluster(tmp_path):
     torch.set_num_threads(threads)
 
 
-def _remove_the_node_of_the_first_run(cluster, removed: list) -> None:
-    """Remove, not gracefully, the worker node whose run slot first holds a run (a worker process)."""
-    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        for process in psutil.process_iter(["name"]):
-            try:
-                if process.info["name"] == "unlearning-run":
-                    node = next((raylets[p.pid] for p in process.parents() if p.pid in raylets), None)
-                    if node is not None:
-                        cluster.remove_node(node, allow_graceful=False)
-                        removed.append(node)
-                        return
-            except psutil.Error:
-                pass
-        time.sleep(0.02)
-
-
 @pytest.mark.ray
 @pytest.mark.ingestion
 def test_a_node_lost_while_it_holds_a_run_costs_only_that_run(evaluated, tiny_phase, two_node_cluster, tmp_path):
     cluster, runs_tmp = two_node_cluster
     removed, lines = [], []
-    remover = threading.Thread(target=_remove_the_node_of_the_first_run, args=(cluster, removed), daemon=True)
+    holds_a_run = lambda process: process.name() == "unlearning-run"  # noqa: E731
+    remover = threading.Thread(target=remove_the_node_running, args=(cluster, holds_a_run, removed), daemon=True)
     remover.start()
     options = EvaluationOptions(submissions=(SAMPLE, FAILING), output=tmp_path / "out", input_data=tiny_phase[0],
                                 reference_data=tiny_phase[1], no_time_limit=True, backend="ray",

@@ -21,7 +21,7 @@ import ray
 import torch
 from ray.cluster_utils import Cluster
 
-from conftest import ROOT, run_module, tiny_config
+from conftest import ROOT, remove_the_node_running, run_module, tiny_config
 from unlearning_challenge.config import dump_config
 from unlearning_challenge.reference.generate import generate_reference, prepare_data
 from unlearning_challenge.reference.ray_tasks import ClusterError, RaySettings, check_request, ray_cluster, runtime_env
@@ -107,7 +107,8 @@ def test_a_ray_shard_then_a_ray_run_that_loses_a_node_give_the_local_backends_ar
     assert "other shards still have models to train; run with --assemble-only when they are done" in lines
     lines.clear()
     removed = []  # the node training the missing model, removed (not gracefully) while it trains
-    remover = threading.Thread(target=_remove_a_node_training_a_model, args=(nodes, removed), daemon=True)
+    trains = lambda process: bool(_running_tasks([process]))  # noqa: E731
+    remover = threading.Thread(target=remove_the_node_running, args=(nodes, trains, removed, 300), daemon=True)
     remover.start()
     try:
         assert _generate(tmp_path, lines) is not None
@@ -145,24 +146,6 @@ def test_a_failed_model_names_its_seed_and_traceback_while_the_others_finish(clu
     assert _generate(tmp_path, lines) is not None
     assert "1 retrained model(s) to train in this shard" in lines
     _assert_same_reference(tmp_path, local_reference)
-
-
-def _remove_a_node_training_a_model(nodes: Cluster, removed: list) -> None:
-    """Remove, not gracefully, the first worker node seen training a model."""
-    raylets = {node.all_processes["raylet"][0].process.pid: node for node in nodes.worker_nodes}
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        for process in psutil.process_iter():
-            try:
-                if _running_tasks([process]):
-                    node = next((raylets[p.pid] for p in process.parents() if p.pid in raylets), None)
-                    if node is not None:
-                        nodes.remove_node(node, allow_graceful=False)
-                        removed.append(node)
-                        return
-            except psutil.Error:
-                pass
-        time.sleep(0.02)
 
 
 @pytest.mark.ray
