@@ -37,8 +37,6 @@ from unlearning_challenge.evaluation.leaderboard import (
 from unlearning_challenge.evaluation.options import EvaluationError, EvaluationOptions
 from unlearning_challenge.evaluation.work import EvaluationWork, RunResult, to_run
 from unlearning_challenge.reference.evaluation import ModelOutputs
-from unlearning_challenge.runner.environment import worker_env
-from unlearning_challenge.runner.isolation import slot_identity
 from unlearning_challenge.scoring.ranking import Rank, Ranking
 
 SAMPLE = ROOT / "starting_kit" / "sample_submission"
@@ -202,33 +200,89 @@ def test_a_node_lost_while_it_holds_a_run_costs_only_that_run(evaluated, tiny_ph
         time.sleep(0.1)
 
 
+def _slot_user_can_start(python: str, env: dict[str, str]) -> tuple[bool, str]:
+    """Whether run slot 0's user (made when missing) can start ``python`` and import the package from the
+    copy slots give their workers; the warning when not. Asked of ``python`` itself, as a slot would."""
+    probe = ("import json, pathlib\n"
+             "from unlearning_challenge.evaluation.slots import readable_package\n"
+             "from unlearning_challenge.runner.environment import import_package_from, worker_env\n"
+             "from unlearning_challenge.runner.isolation import slot_identity\n"
+             "import_package_from(readable_package())\n"
+             "identity, warning = slot_identity(0, worker_env(pathlib.Path('/')))\n"
+             "print(json.dumps([identity.dropped, warning]))\n")
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, env={**os.environ, **env},
+                          cwd=ROOT, timeout=300)
+    if done.returncode != 0:
+        return False, done.stderr.strip()[-500:]
+    dropped, warning = json.loads(done.stdout.splitlines()[-1])
+    return dropped, warning
+
+
+def _open_copy_of_this_python(folder: Path) -> tuple[str, dict[str, str]]:
+    """This virtual environment and its base interpreter hard-linked (no data copied) into ``folder``, open to
+    every user, as a node's shared Python is: ``(python, env)`` to start it with."""
+    base, venv = folder / "base", folder / "venv"
+    folder.chmod(0o755)
+    for source, target in ((Path(sys.base_prefix), base), (Path(sys.prefix), venv)):
+        subprocess.run(["cp", "-al", str(source), str(target)], check=True, capture_output=True, timeout=300)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    config = venv / "pyvenv.cfg"  # replaced, not written through: its inode is the original's
+    text = config.read_text().replace(str(Path(sys.base_prefix) / "bin"), str(base / "bin"))
+    config.unlink()
+    config.write_text(text)
+    for name in ("python", "python3", version):
+        (venv / "bin" / name).unlink(missing_ok=True)
+        (venv / "bin" / name).symlink_to(base / "bin" / version)
+    # The base interpreter's run path names its original folder; the loader reads the copy's first.
+    env = {"LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(base / "lib"), os.environ.get("LD_LIBRARY_PATH")]))}
+    return str(venv / "bin" / "python"), env
+
+
 @pytest.fixture(scope="module")
-def slot_users():
-    """Skips unless two run slots side by side can each run its workers as a user of its own here (root,
-    an interpreter other users can start, two slots' CPUs)."""
+def slot_python(tmp_path_factory):
+    """An interpreter (and its environment variables) whose workers each run slot can start as its own user:
+    this one, or, where its folders are closed to other users (a Python under /root, a clone in a private
+    folder), an open hard-linked copy of it. Skips where there is no way (not root, no ``useradd``, too few
+    CPUs for two slots side by side, a copy across file systems)."""
     threads = torch.get_num_threads()
     if os.geteuid() != 0:
         pytest.skip("only root can run each slot's workers as a user of its own")
-    identity, warning = slot_identity(0, worker_env(Path("/")))
-    if not identity.dropped:
-        pytest.skip(f"the run slots share a user here: {warning}")
     if (os.cpu_count() or 1) < 2 * threads:
         pytest.skip(f"two slots of {threads} CPU(s) side by side need {2 * threads} CPUs")
+    dropped, warning = _slot_user_can_start(sys.executable, {})
+    if dropped:
+        yield sys.executable, {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="open-python-", dir="/tmp"))
+    try:
+        try:
+            python, env = _open_copy_of_this_python(folder)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"the run slots share a user here ({warning}) and this Python cannot be hard-linked "
+                        f"into an open folder: {exc.stderr.decode(errors='replace').strip()}")
+        dropped, copy_warning = _slot_user_can_start(python, env)
+        if not dropped:
+            pytest.skip(f"the run slots share a user here: {warning}; with an open copy of Python: {copy_warning}")
+        yield python, env
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.ray
 @pytest.mark.ingestion
-def test_runs_of_two_slots_on_one_node_cannot_reach_each_other(slot_users, evaluated, tiny_phase, tmp_path):
+def test_runs_of_two_slots_on_one_node_cannot_reach_each_other(slot_python, evaluated, tiny_phase, tmp_path):
     threads = torch.get_num_threads()
+    python, python_env = slot_python
     # Landlock off: only the slots' users keep the runs apart (no signal scoping, no filesystem rule).
     input_dir = with_phase_settings(tiny_phase[0], tmp_path / "input_data", filesystem_sandbox=False)
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # its own cluster; short: Ray's socket paths
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **python_env, "RAY_TMPDIR": ray_tmp}
     try:
-        done = run_module("unlearning_challenge", "evaluate", SAMPLE, ATTACKER, "--output", tmp_path / "out",
-                          "--input-data", input_dir, "--reference-data", tiny_phase[1], "--no-time-limit",
-                          "--participant-output", "shown", "--backend", "ray", "--cpus-per-run", threads,
-                          "--memory-per-run", "1", env=env, timeout=900)
+        done = subprocess.run(
+            [python, "-m", "unlearning_challenge", "evaluate", str(SAMPLE), str(ATTACKER), "--output",
+             str(tmp_path / "out"), "--input-data", str(input_dir), "--reference-data", str(tiny_phase[1]),
+             "--no-time-limit", "--participant-output", "shown", "--backend", "ray", "--cpus-per-run", str(threads),
+             "--memory-per-run", "1"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr

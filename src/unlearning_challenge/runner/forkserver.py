@@ -330,4 +330,6 @@ def serve(server: socket.socket, preload: set[str]) -> int:
 
 if __name__ == "__main__":
     die_with(int(sys.argv[3]))  # SIGKILLed when the trusted process that started it exits, however
-    sys.exit(serve(socket.socket(fileno=int(sys.argv[1])), set(filter(None, sys.argv[2].split(",")))))
+    status = serve(socket.socket(fileno=int(sys.argv[1])), set(filter(None, sys.argv[2].split(","))))
+    sys.stderr.flush()
+    os._exit(status)  # no interpreter teardown (torch's takes most of a second): it holds nothing to save

@@ -146,7 +146,7 @@ class Guardian:
             os.close(self._write_fd)
             self._write_fd = None
         deadline = time.monotonic() + 5
-        while _start_time(self.pid) == self.start and self.start is not None:
+        while self.start is not None and _running(self.pid, self.start):
             if time.monotonic() > deadline:
                 with contextlib.suppress(OSError):
                     os.kill(self.pid, signal.SIGKILL)
@@ -155,6 +155,13 @@ class Guardian:
 
 
 # ---------------------------------------------------------------- the guardian process
+
+
+def _running(pid: int, start: int) -> bool:
+    """Whether process ``pid`` started at ``start`` still runs (an exited one that its new parent, being
+    detached, has not reaped yet is a zombie: it runs no more)."""
+    fields = stat_fields(pid)
+    return fields is not None and _start_of(fields) == start and fields[0] != "Z"
 
 
 def _start_time(pid: int) -> int | None:
