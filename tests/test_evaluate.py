@@ -238,8 +238,15 @@ def _open_copy_of_this_python(folder: Path) -> tuple[str, dict[str, str]]:
     return str(venv / "bin" / "python"), env
 
 
+def _open_to_others(path: Path) -> bool:
+    """Whether every user can reach ``path`` (each folder on the way searchable by others) and list it."""
+    path = path.resolve()
+    return all(os.stat(folder).st_mode & 0o001 for folder in [path, *path.parents]) and bool(
+        os.stat(path).st_mode & 0o004)
+
+
 @pytest.fixture(scope="module")
-def slot_python(tmp_path_factory):
+def slot_python():
     """An interpreter (and its environment variables) whose workers each run slot can start as its own user:
     this one, or, where its folders are closed to other users (a Python under /root, a clone in a private
     folder), an open hard-linked copy of it. Skips where there is no way (not root, no ``useradd``, too few
@@ -249,20 +256,18 @@ def slot_python(tmp_path_factory):
         pytest.skip("only root can run each slot's workers as a user of its own")
     if (os.cpu_count() or 1) < 2 * threads:
         pytest.skip(f"two slots of {threads} CPU(s) side by side need {2 * threads} CPUs")
-    dropped, warning = _slot_user_can_start(sys.executable, {})
-    if dropped:
-        yield sys.executable, {}
-        return
     folder = Path(tempfile.mkdtemp(prefix="open-python-", dir="/tmp"))
     try:
-        try:
-            python, env = _open_copy_of_this_python(folder)
-        except subprocess.CalledProcessError as exc:
-            pytest.skip(f"the run slots share a user here ({warning}) and this Python cannot be hard-linked "
-                        f"into an open folder: {exc.stderr.decode(errors='replace').strip()}")
-        dropped, copy_warning = _slot_user_can_start(python, env)
+        python, env = sys.executable, {}
+        if not all(_open_to_others(Path(prefix)) for prefix in (sys.base_prefix, sys.prefix)):
+            try:
+                python, env = _open_copy_of_this_python(folder)
+            except subprocess.CalledProcessError as exc:
+                pytest.skip("this Python is closed to other users and cannot be hard-linked into an open folder: "
+                            f"{exc.stderr.decode(errors='replace').strip()}")
+        dropped, warning = _slot_user_can_start(python, env)
         if not dropped:
-            pytest.skip(f"the run slots share a user here: {warning}; with an open copy of Python: {copy_warning}")
+            pytest.skip(f"the run slots share a user here: {warning}")
         yield python, env
     finally:
         shutil.rmtree(folder, ignore_errors=True)
