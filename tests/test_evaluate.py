@@ -301,6 +301,34 @@ def test_runs_of_two_slots_on_one_node_cannot_reach_each_other(slot_python, eval
     assert users == {"unlearning-slot0", "unlearning-slot1"}
 
 
+@pytest.mark.ray
+@pytest.mark.ingestion
+def test_slots_killed_for_memory_end_the_evaluation_and_say_what_to_do(tiny_phase, tmp_path):
+    """Ray's memory monitor told that the node is always short of memory kills every slot, before or while
+    it holds a run: the evaluation ends (nothing retried forever), each run is failed as out of memory or
+    listed as not run, and the log names the setting to change."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp,
+           "RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "100"}
+    try:
+        done = evaluate(tiny_phase, tmp_path / "out", SAMPLE, "--backend", "ray", "--cpus-per-run", "1",
+                        "--memory-per-run", "1", env=env, timeout=600)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert "killed for memory" in done.stderr and "--memory-per-run" in done.stderr, done.stderr
+    assert "Refer to the documentation" not in done.stderr  # Ray's advice to its own users stays out
+    records = [json.loads(path.read_text())["record"]
+               for path in (tmp_path / "out" / "work" / "sample_submission" / "runs").glob("run_*.json")]
+    if records:  # a slot held a run when it was killed: that run failed, which stops the submission
+        assert [record["failure"] for record in records] == ["out_of_memory"], records
+    else:  # every slot was killed while starting: the runs are left for a rerun
+        not_run = {int(index) for line in re.findall(r"not run: sample_submission runs ([\d, ]+):", done.stderr)
+                   for index in line.split(",")}
+        assert not_run == {0, 1, 2}
+        assert re.search(r"no run slot is left to run them \(\d+ killed for memory\)", done.stderr), done.stderr
+        assert done.returncode == 1 and "unfinished" in done.stderr, done.stderr
+
+
 def _readable(process: psutil.Process) -> bool:
     try:
         process.environ()

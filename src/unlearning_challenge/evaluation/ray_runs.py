@@ -123,6 +123,7 @@ class Driver:
         self.redone: Counter = Counter()  # (submission, index) -> times redone
         self.problems: list[str] = []
         self.nodes: dict[str, dict] = {}
+        self.lost_for_memory = 0  # slots killed for memory before they held a run
         self.progress = Progress(sum(len(b.indices) for b in self.queue), "ray")
         for slot in slots:
             slot.waking = slot.actor.ready.remote()
@@ -133,7 +134,8 @@ class Driver:
                 self._dispatch()
                 waits = {slot.stream or slot.waking: slot for slot in self.slots if slot.stream or slot.waking}
                 if not waits:
-                    self._give_up("no run slot is left to run them")
+                    self._give_up("no run slot is left to run them" + (
+                        f" ({self.lost_for_memory} killed for memory)" if self.lost_for_memory else ""))
                     break
                 (ready,), _ = self.ray.wait(list(waits), num_returns=1)
                 slot = waits[ready]
@@ -184,7 +186,12 @@ class Driver:
             slot.waking = slot.actor.ready.remote()
             return
         except self.ray.exceptions.RayError as exc:
-            self.log(f"run slot {slot.number} is gone: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")
+            if _out_of_memory(self.ray, exc):  # Ray's own text is a page of advice for Ray's users
+                self.log(f"run slot {slot.number} is gone: killed for memory before it held a run (its node ran "
+                         f"low); give each slot more with --memory-per-run, so that fewer share a node")
+                self.lost_for_memory += 1
+            else:
+                self.log(f"run slot {slot.number} is gone: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")
             self.slots.remove(slot)
             return
         slot.info = info
