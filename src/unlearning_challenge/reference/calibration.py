@@ -37,10 +37,7 @@ from torch import nn
 
 from unlearning_challenge.config import ModelConfig, TrainingConfig
 from unlearning_challenge.reference.models import build_model
-
-
-# Idle OpenMP threads sleep: CPU time then counts work, not waiting (see the module docstring).
-OMP_WAIT_POLICY = "PASSIVE"
+from unlearning_challenge.runner.environment import OMP_WAIT_POLICY  # noqa: F401 - idle OpenMP threads sleep
 
 
 class Clock(str, Enum):

@@ -24,6 +24,8 @@ descriptors (control write end, go read end, output write end); each reply is
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import contextlib
 import ctypes
 import io
@@ -42,6 +44,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from unlearning_challenge.runner.environment import worker_env
 from unlearning_challenge.runner.guardian import die_with
 from unlearning_challenge.runner.isolation import WorkerCaps, WorkerIdentity, keep_out_of_proc, worker_limits
 
@@ -144,6 +147,7 @@ class ForkServer:
 
     def __init__(self, env: dict[str, str], cwd: str = "/", preload: tuple[str, ...] = ()):
         """``preload``: modules of ``PARTICIPANT_PRELOAD`` to import besides ``PRELOAD``."""
+        self.started_with = (env, cwd, preload)
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.matplotlib_dir = tempfile.mkdtemp(prefix="forkserver-matplotlib-")  # its font cache, built once
         self.process = subprocess.Popen(
@@ -201,6 +205,56 @@ class ForkServer:
             self.process.kill()
             self.process.wait()
         shutil.rmtree(self.matplotlib_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- started early
+
+# The fork server :func:`start_early` started, until a session takes it (:func:`take_early`).
+_early: ForkServer | None = None
+
+
+def start_early(env: dict[str, str], submission: Path) -> None:
+    """Start the fork server for ``submission``'s runs now, before this program imports torch: its imports
+    (the same, about 2 s on a CPU) then run beside this program's own on another core, and the session that
+    takes it (:func:`take_early`) finds it ready. Closed at exit if no session took it."""
+    global _early
+    if _early is None and sys.platform.startswith("linux"):
+        _early = ForkServer(env, preload=participant_preload(submission))
+        atexit.register(_close_untaken)
+
+
+def start_early_for_arguments(argv: list[str]) -> None:
+    """:func:`start_early` for the submission a program's command line names (``--submission``), if any."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--submission", type=Path)
+    with contextlib.suppress(SystemExit):  # a command line the program itself will refuse
+        submission = parser.parse_known_args(argv)[0].submission
+        if submission is not None and submission.is_dir():
+            start_early(worker_env(Path("/")), submission)
+
+
+def take_early(env: dict[str, str], preload: tuple[str, ...]) -> ForkServer | None:
+    """The server :func:`start_early` started, if it was started for this environment and these preloads
+    (otherwise it is closed); None when there is none. Each server is taken once."""
+    global _early
+    server, _early = _early, None
+    if server is not None and server.started_with != (env, "/", preload):
+        server.close()
+        return None
+    return server
+
+
+def wait_for_early() -> None:
+    """Wait until a server started early has done its imports (a calibration timed meanwhile would share
+    the CPU with them); at once when there is none, or when it failed (its session then says so)."""
+    if _early is not None:
+        with contextlib.suppress(ForkServerError):
+            _early.wait_ready()
+
+
+def _close_untaken() -> None:
+    if _early is not None:
+        _early.close()
 
 
 # ---------------------------------------------------------------- server side
@@ -313,7 +367,10 @@ def serve(server: socket.socket, preload: set[str]) -> int:
     warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
     server.send(b"ready")
     while True:
-        message, fds, _, _ = socket.recv_fds(server, 1 << 20, 3)
+        try:
+            message, fds, _, _ = socket.recv_fds(server, 1 << 20, 3)
+        except ConnectionResetError:  # closed before it read "ready" (a session never took it)
+            return 0
         if not message:
             return 0
         try:

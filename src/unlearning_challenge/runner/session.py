@@ -22,7 +22,7 @@ from pathlib import Path
 
 from unlearning_challenge.artifacts import RunRecord
 from unlearning_challenge.runner.environment import worker_env
-from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError
+from unlearning_challenge.runner.forkserver import ForkServer, ForkServerError, take_early
 from unlearning_challenge.runner.guardian import Guardian
 from unlearning_challenge.runner.handle import Worker, WorkerSpec
 from unlearning_challenge.runner.isolation import (
@@ -76,12 +76,13 @@ class RunSession:
     def __enter__(self) -> "RunSession":
         keep_out_of_proc()
         subreaper = become_subreaper()
+        early = take_early(worker_env(Path("/")), self.preload)  # started by this program before its imports
         self.own_processes = own_children()
         if sys.platform.startswith("linux"):  # before any worker
-            self.guardian = Guardian(spared=set(self.own_processes))
+            self.guardian = Guardian(spared=self.own_processes - {early.pid} if early else set(self.own_processes))
             self.own_processes.add(self.guardian.pid)
         try:
-            self.fork_server = self._started_fork_server = self._start_fork_server(subreaper)
+            self.fork_server = self._started_fork_server = self._start_fork_server(subreaper, early)
             if self.fork_server is not None:
                 self.own_processes.add(self.fork_server.pid)
                 if self.guardian is not None:
@@ -113,17 +114,20 @@ class RunSession:
         if self.guardian is not None:
             self.guardian.folder(folder)
 
-    def _start_fork_server(self, subreaper: bool) -> ForkServer | None:
-        """The fork server workers start from, or None (each worker then starts a new Python).
+    def _start_fork_server(self, subreaper: bool, early: ForkServer | None) -> ForkServer | None:
+        """The fork server workers start from (``early`` when one was started before this session), or None
+        (each worker then starts a new Python).
 
         Forked workers are reparented to this process, so it must be a child subreaper.
         """
-        if not self.want_fork_server:
+        if not self.want_fork_server or not subreaper:
+            if early is not None:
+                early.close()
+            if self.want_fork_server:
+                self.log("warning: this process cannot be a child subreaper (Linux only): each worker starts a new "
+                         "Python")
             return None
-        if not subreaper:
-            self.log("warning: this process cannot be a child subreaper (Linux only): each worker starts a new Python")
-            return None
-        return ForkServer(worker_env(Path("/")), preload=self.preload)
+        return early or ForkServer(worker_env(Path("/")), preload=self.preload)
 
     @property
     def worker_start(self) -> str:
