@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,9 @@ from unlearning_challenge.config import IngestionConfig
 from unlearning_challenge.judged import load_input
 from unlearning_challenge.reference.calibration import Clock
 from unlearning_challenge.runner.folders import RunFolders
-from unlearning_challenge.runner.forkserver import participant_preload
+from unlearning_challenge.runner import forkserver
+from unlearning_challenge.runner.environment import worker_env
+from unlearning_challenge.runner.forkserver import participant_preload, start_early, take_early
 from unlearning_challenge.runner.limits import RunLimits
 from unlearning_challenge.artifacts import RunStatus
 from unlearning_challenge.runner.isolation import WorkerCaps
@@ -55,6 +58,23 @@ def test_losing_the_fork_server_falls_back_to_new_processes(tiny_phase, session,
     record = session.run(folders.prepare(0))
     assert record.status == RunStatus.OK, record
     assert session.worker_start.startswith("new Python process per run (the fork server stopped answering")
+
+
+@pytest.mark.ingestion
+def test_a_fork_server_started_early_is_taken_once_by_a_session_it_suits_or_closed():
+    env = worker_env(Path("/"))
+    start_early(env, DO_NOTHING)
+    unsuited = forkserver._early
+    assert take_early(env, ("pandas",)) is None  # started for other preloads: closed, its folder removed
+    assert unsuited.process.poll() is not None and not Path(unsuited.matplotlib_dir).exists()
+    start_early(env, DO_NOTHING)
+    early = forkserver._early
+    with RunSession(RunLimits(Clock.WALL, None, wall_limit=120, cpu_limit=None), fork_server=True,
+                    caps=WorkerCaps(processes=IngestionConfig().max_processes),
+                    preload=participant_preload(DO_NOTHING)) as session:
+        assert session.fork_server is early and early.pid in session.own_processes
+        assert take_early(env, ()) is None  # taken once
+    assert early.process.poll() is not None and not Path(early.matplotlib_dir).exists()
 
 
 def test_missing_capabilities_reads_the_effective_set(tmp_path):
