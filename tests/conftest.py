@@ -58,6 +58,8 @@ FIXTURE_MARKERS = {
     "tiny_phase": ("training",),
     "ingested": ("ingestion",),
 }
+# Markers of the tests that take seconds each (pyproject.toml declares them).
+SLOW_MARKERS = ("ingestion", "training", "ray", "docker")
 # The tests of these modules run on one xdist worker, together with the other modules of the same group.
 SHARED_WORKER = {
     "test_baselines": "test_baselines",
@@ -96,6 +98,12 @@ def pytest_collection_modifyitems(config, items):
         for marker in sorted(markers):
             item.add_marker(marker)
         check_shared_worker(item)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The scheduler below hands out the tests of no group in this order once the groups are out: the
+        # slowest first (marked slow, then those running a program, a training or a cluster), so that the
+        # workers end together, evened out by the quick ones. A stable sort: a module's tests keep their order.
+        items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
+                                     not any(item.get_closest_marker(name) for name in SLOW_MARKERS)))
 
 
 def check_shared_worker(item) -> None:
