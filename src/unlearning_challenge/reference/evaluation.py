@@ -14,8 +14,8 @@ from unlearning_challenge.failures import Failure
 from unlearning_challenge.reference.models import (
     CheckpointError,
     architecture_problems,
-    build_model,
     load_weights,
+    model_with_weights,
     nonfinite_parameters,
 )
 from unlearning_challenge.reference.training import logits_accuracy, predict_logits
@@ -103,6 +103,4 @@ def evaluate_saved_model(path: Path, model_cfg: ModelConfig, dataset: FaceDatase
     if bad:
         raise UnusableModelError(f"the returned model has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[:3]}",
                                  Failure.NONFINITE_WEIGHTS)
-    model = build_model(model_cfg)
-    model.load_state_dict(state)
-    return evaluate_model(model, dataset, splits, device, samples)
+    return evaluate_model(model_with_weights(state, model_cfg), dataset, splits, device, samples)

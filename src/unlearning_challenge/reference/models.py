@@ -23,6 +23,24 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
     return torchvision.models.resnet18(weights=None, num_classes=cfg.num_classes)
 
 
+def model_with_weights(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.nn.Module:
+    """The architecture holding ``state_dict``'s tensors (strict), on their device.
+
+    Built on the meta device and given the tensors themselves: no random initialisation
+    to overwrite (about 0.1 s a ResNet-18 on a CPU core), and torch's global generator
+    is left as it was."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    model.load_state_dict(state_dict, assign=True)
+    return model
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's and buffer's name in the architecture, with its shape."""
+    with torch.device("meta"):
+        return {key: tuple(value.shape) for key, value in build_model(cfg).state_dict().items()}
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` if given, else CUDA when available, else CPU."""
     if requested:
@@ -57,7 +75,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def architecture_problems(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) -> list[str]:
     """Differences between ``state_dict`` and the architecture's (empty when it fits)."""
-    expected = build_model(cfg).state_dict()
+    expected = expected_shapes(cfg)
     problems = []
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -66,10 +84,8 @@ def architecture_problems(state_dict: dict[str, torch.Tensor], cfg: ModelConfig)
     if unexpected:
         problems.append(f"unexpected {len(unexpected)} parameter(s), e.g. {unexpected[:3]}")
     for key in sorted(set(expected) & set(state_dict)):
-        if tuple(state_dict[key].shape) != tuple(expected[key].shape):
-            problems.append(
-                f"{key} has shape {tuple(state_dict[key].shape)}, expected {tuple(expected[key].shape)}"
-            )
+        if tuple(state_dict[key].shape) != expected[key]:
+            problems.append(f"{key} has shape {tuple(state_dict[key].shape)}, expected {expected[key]}")
     return problems
 
 
@@ -84,6 +100,4 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str = 
     problems = architecture_problems(state_dict, cfg)
     if problems:
         raise CheckpointError(f"checkpoint {path} does not fit {cfg.arch}: " + "; ".join(problems))
-    model = build_model(cfg)
-    model.load_state_dict(state_dict)
-    return model.to(device).eval()
+    return model_with_weights(state_dict, cfg).to(device).eval()
