@@ -45,7 +45,7 @@ def test_a_checkpoint_loads_exactly_in_eval_mode_and_leaves_the_global_generator
 
 
 def test_a_model_given_weights_is_trained_as_a_built_one_is(trained):
-    """Its parameters are leaves an optimizer updates (as a run's loop and the calibration steps need)."""
+    """Its parameters are leaves an optimizer updates, as a run's own training loop needs."""
     _, state = trained
     model = model_with_weights({key: value.clone() for key, value in state.items()}, CONFIG).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
