@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 import torchvision
@@ -35,10 +38,11 @@ def model_with_weights(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) ->
     return model
 
 
-def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter's and buffer's name in the architecture, with its shape."""
+@functools.lru_cache(maxsize=None)
+def expected_shapes(cfg: ModelConfig) -> Mapping[str, tuple[int, ...]]:
+    """Every parameter's and buffer's name in the architecture, with its shape (read-only; built once a config)."""
     with torch.device("meta"):
-        return {key: tuple(value.shape) for key, value in build_model(cfg).state_dict().items()}
+        return MappingProxyType({key: tuple(value.shape) for key, value in build_model(cfg).state_dict().items()})
 
 
 def pick_device(requested: str | None = None) -> torch.device:
