@@ -117,6 +117,16 @@ def test_sigkill_of_the_ingestion_leaves_no_process_and_no_folder(tiny_phase, tm
     _nothing_left(tree, user, tmp, log)
 
 
+def test_sigkill_of_local_score_takes_its_ingestion_and_runs_along(tiny_phase, tmp_path):
+    """The command's ingestion program dies with it (a parent-death signal), and the guardian then cleans up."""
+    input_dir, reference_dir, _ = tiny_phase
+    process, tmp, log = _start(["unlearning_challenge", "local-score", "--submission", LOOPS, "--input-data",
+                                input_dir, "--reference-data", reference_dir, "--output", tmp_path / "out",
+                                "--no-time-limit"], tmp_path)
+    tree, user = _kill_while_looping(process, log, signal.SIGKILL)
+    _nothing_left(tree, user, tmp, log)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_or_stopped_evaluate_leaves_no_process_and_no_folder(tiny_phase, tmp_path, signum):
     input_dir, reference_dir, _ = tiny_phase

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -106,6 +105,8 @@ def quick_check_problem(num_models: int) -> tuple[str, str]:
 
 def _local_score(args: argparse.Namespace) -> int:
     """Ingestion then scoring, each in its own process, as the platform runs them."""
+    from unlearning_challenge.runner.guardian import call_tied
+
     if args.num_models is not None:
         verdict, why = quick_check_problem(args.num_models)
         if verdict == "refused":
@@ -130,14 +131,14 @@ def _local_score(args: argparse.Namespace) -> int:
         ingest += ["--step-time-limit", f"{_step_time_limit(args):g}"]
     if args.participant_output:
         ingest += ["--participant-output", args.participant_output]
-    ingest_code = subprocess.call(ingest)
+    ingest_code = call_tied(ingest)
     score = [sys.executable, "-m", "unlearning_challenge.scoring", "--res", str(res),
              "--ref", str(args.reference_data), "--output", str(scores)]
     if args.num_models:
         score += ["--num-models", str(args.num_models)]
     if args.participant_output:
         score += ["--participant-output", args.participant_output]
-    score_code = subprocess.call(score)
+    score_code = call_tied(score)
     if ingest_code or score_code:
         print(f"local-score: the submission failed (ingestion exit {ingest_code}, scoring exit {score_code}); "
               f"ingestion output in {res}", file=sys.stderr)

@@ -9,7 +9,6 @@ sandbox) exactly as one run of ``local-score`` does.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from unlearning_challenge.artifacts import (
     read_family,
     read_ingestion_manifest,
 )
+from unlearning_challenge.runner.guardian import call_tied
 from unlearning_challenge.scoring.mia import membership_inference
 
 
@@ -90,7 +90,7 @@ def run_quick_check(submission: Path, input_data: Path, output: Path | None, *, 
     if original is not None:
         command += ["--original", str(original)]
     start = time.perf_counter()
-    code = subprocess.call(command)
+    code = call_tied(command)
     lines, ok = summary_lines(out)
     lines.append(f"total_seconds: {time.perf_counter() - start:.1f}")
     sys.stdout.write("".join(f"{line}\n" for line in lines))

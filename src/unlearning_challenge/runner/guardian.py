@@ -21,7 +21,8 @@ for good, and its ``unlearning-runs-*`` folder would stay. Three layers stop tha
   hang). Participant code cannot signal it: another user's, or Landlock's signal scoping (the README's
   security section says where neither holds); it is non-dumpable and reads nothing else;
 - **parent-death signals** (:func:`die_with`): the fork server and each worker are SIGKILLed when the
-  trusted process exits (a forked worker sets it once reparented to the trusted process);
+  trusted process exits (a forked worker sets it once reparented to the trusted process), and so is the
+  ingestion program when the command that started it (``local-score``, ``quick-check``: :func:`call_tied`) dies;
 - **RLIMIT_CPU** on each worker (:func:`~unlearning_challenge.runner.isolation.worker_limits`), the last
   backstop.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import select
@@ -79,6 +81,12 @@ def die_with(parent: int) -> None:
     _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() != parent:  # it died before the signal was set
         os._exit(1)
+
+
+def call_tied(command: list[str]) -> int:
+    """``subprocess.call(command)``, the child SIGKILLed should this process die first (a command running the
+    ingestion program as a child: killed, it takes the program and so, through the guardian, its runs along)."""
+    return subprocess.call(command, preexec_fn=functools.partial(die_with, os.getpid()))
 
 
 class Guardian:
