@@ -203,7 +203,7 @@ def test_quick_check_passes_the_original_and_prints_it(monkeypatch, tmp_path, ca
         write_manifest(tmp_path / "quick", IngestionManifest(status="failed", message="x", runs=(record,)))
         return 1
 
-    monkeypatch.setattr(quick_check.subprocess, "call", ingestion)
+    monkeypatch.setattr(quick_check, "call_tied", ingestion)
     assert quick_check.run_quick_check(SAMPLE, tmp_path / "inputs", tmp_path / "quick", original=1) == 1
     assert commands[0][-2:] == ["--original", "1"]
     assert "original: 1\n" in capsys.readouterr().out
